@@ -1,0 +1,167 @@
+package netobs
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// Phase names one timed step of an upstream exchange. The vocabulary is shared by
+// metrics, health, the dashboard and every report.
+type Phase string
+
+// The phases of one exchange, in the order they happen.
+const (
+	PhaseDNS      Phase = "dns"      // name resolution (zero for IP literals and cached answers)
+	PhaseConnect  Phase = "connect"  // TCP connect, including racing several addresses
+	PhaseTLS      Phase = "tls"      // TLS handshake
+	PhaseTTFB     Phase = "ttfb"     // request written until the first response byte
+	PhaseTransfer Phase = "transfer" // first response byte until the body is fully read or closed
+)
+
+// Phases lists every Phase in order, for renderers that iterate over them.
+var Phases = []Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer}
+
+// Error classes carried by Sample.ErrClass. They are the labels metrics, health and reports
+// group failures by. HTTP status failures use HTTPClass; TLS alerts use TLSAlertClass.
+const (
+	ClassDNSNXDomain      = "dns_nxdomain"
+	ClassDNSServFail      = "dns_servfail"
+	ClassDNSRefused       = "dns_refused"
+	ClassDNSTimeout       = "dns_timeout"
+	ClassDNSOther         = "dns_error"
+	ClassTCPRefused       = "tcp_refused"
+	ClassTCPTimeout       = "tcp_timeout"
+	ClassTCPReset         = "tcp_reset"
+	ClassTCPUnreachable   = "tcp_unreachable"
+	ClassTLSCert          = "tls_cert"
+	ClassTLSOther         = "tls_error"
+	ClassBodyTruncated    = "body_truncated"
+	ClassTimeout          = "timeout"
+	ClassCanceled         = "canceled"
+	ClassChecksumMismatch = "checksum_mismatch"
+	ClassInvalidResponse  = "invalid_response"
+	ClassOther            = "other"
+)
+
+// Sample is everything observed about one upstream HTTP exchange. Durations are zero for
+// phases that did not happen (a reused connection has no DNS, connect or TLS phase).
+type Sample struct {
+	// What was asked, set by the caller through WithLabels.
+	Upstream string `json:"upstream"`       // upstream label (its base URL)
+	Kind     string `json:"kind,omitempty"` // list, info, mod, zip, latest, sumdb, probe
+	Method   string `json:"method"`
+	URL      string `json:"url"`
+	Host     string `json:"host"` // host:port dialled
+
+	Start time.Time `json:"start"` // when the request was handed to the transport
+
+	// Phase durations.
+	DNS      time.Duration `json:"dns_ns"`
+	Connect  time.Duration `json:"connect_ns"`
+	TLS      time.Duration `json:"tls_ns"`
+	Wrote    time.Duration `json:"wrote_ns"` // Start until the request was fully written
+	TTFB     time.Duration `json:"ttfb_ns"`  // request written until the first response byte
+	Transfer time.Duration `json:"transfer_ns"`
+	Total    time.Duration `json:"total_ns"` // Start until the body was finished (or the failure)
+
+	// DNS detail (empty when no lookup happened).
+	DNSBackend   string `json:"dns_backend,omitempty"`
+	DNSRcode     string `json:"dns_rcode,omitempty"` // NOERROR, NXDOMAIN, SERVFAIL, REFUSED, timeout
+	DNSCache     string `json:"dns_cache,omitempty"` // miss, hit, stale, coalesced
+	RemoteAddr   string `json:"remote_addr,omitempty"`
+	DialAttempts int    `json:"dial_attempts,omitempty"` // addresses tried while racing
+
+	// Connection detail.
+	Reused   bool          `json:"reused"`
+	IdleTime time.Duration `json:"idle_ns,omitempty"` // how long a reused connection sat idle
+	Proto    string        `json:"proto,omitempty"`   // HTTP/1.1, HTTP/2.0
+
+	// TLS detail (empty for plain HTTP and for reused connections).
+	TLSVersion   string `json:"tls_version,omitempty"` // "TLS 1.3"
+	TLSCipher    string `json:"tls_cipher,omitempty"`
+	TLSCurve     string `json:"tls_curve,omitempty"` // key-exchange group, e.g. X25519MLKEM768, P-256
+	TLSResumed   bool   `json:"tls_resumed,omitempty"`
+	TLSHRR       bool   `json:"tls_hrr,omitempty"` // HelloRetryRequest happened
+	ALPN         string `json:"alpn,omitempty"`
+	PeerChainLen int    `json:"peer_chain_len,omitempty"`
+	OCSPStapled  bool   `json:"ocsp_stapled,omitempty"`
+
+	// Outcome.
+	Status   int    `json:"status,omitempty"`
+	Bytes    int64  `json:"bytes"`
+	ErrClass string `json:"err_class,omitempty"`
+	Err      string `json:"err,omitempty"`
+}
+
+// PhaseDuration returns the duration of phase p in s.
+func (s *Sample) PhaseDuration(p Phase) time.Duration {
+	switch p {
+	case PhaseDNS:
+		return s.DNS
+	case PhaseConnect:
+		return s.Connect
+	case PhaseTLS:
+		return s.TLS
+	case PhaseTTFB:
+		return s.TTFB
+	case PhaseTransfer:
+		return s.Transfer
+	}
+	return 0
+}
+
+// OK reports whether the exchange completed without a transport error and with a 2xx status.
+func (s *Sample) OK() bool {
+	return s.ErrClass == "" && s.Status >= 200 && s.Status < 300
+}
+
+// Sink receives finished Samples. Implementations must be safe for concurrent use and must
+// not block: metrics, health and the dashboard all hang off one.
+type Sink interface {
+	Observe(Sample)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Sample)
+
+// Observe calls f(s).
+func (f SinkFunc) Observe(s Sample) { f(s) }
+
+// Sinks fans one Sample out to several sinks in order.
+type Sinks []Sink
+
+// Observe hands s to every sink.
+func (ss Sinks) Observe(s Sample) {
+	for _, k := range ss {
+		if k != nil {
+			k.Observe(s)
+		}
+	}
+}
+
+type labelsKey struct{}
+
+// Labels name the request an exchange belongs to; they are copied into its Sample.
+type Labels struct {
+	Upstream string
+	Kind     string
+}
+
+// WithLabels returns a context whose upstream requests are recorded under l.
+func WithLabels(ctx context.Context, l Labels) context.Context {
+	return context.WithValue(ctx, labelsKey{}, l)
+}
+
+// LabelsFrom returns the Labels set by WithLabels, or zero Labels.
+func LabelsFrom(ctx context.Context) Labels {
+	l, _ := ctx.Value(labelsKey{}).(Labels)
+	return l
+}
+
+// HTTPClass is the error class of an answer with an unexpected HTTP status, e.g. "http_503".
+func HTTPClass(status int) string { return "http_" + strconv.Itoa(status) }
+
+// TLSAlertClass is the error class of a TLS alert received from the peer, e.g.
+// "tls_alert:handshake_failure" (alert names as in RFC 8446, lower case with underscores).
+func TLSAlertClass(alert string) string { return "tls_alert:" + alert }

@@ -1,0 +1,325 @@
+package netobs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"sync"
+	"time"
+)
+
+// TransportConfig configures the Transport. Zero fields take the documented defaults.
+type TransportConfig struct {
+	// Resolver resolves upstream names. Nil means a Resolver on the system backend.
+	Resolver *Resolver
+	// CAFile is a PEM file of extra root certificates, trusted besides the system roots.
+	CAFile string
+	// TLSConfig is the base client TLS configuration (client certificates, version or group
+	// limits). Nil means the crypto/tls defaults. Its RootCAs, if set, replace the system
+	// roots; CAFile is added to them. ServerName and NextProtos are set per connection.
+	TLSConfig *tls.Config
+
+	// ConnectTimeout bounds the TCP connect, all addresses raced (DNS is bounded by the
+	// Resolver's Timeout). Zero means 10 seconds.
+	ConnectTimeout time.Duration
+	// TLSTimeout bounds the TLS handshake. Zero means 10 seconds.
+	TLSTimeout time.Duration
+	// FirstByteTimeout bounds the wait from the request written to the first response
+	// byte. Zero means 30 seconds.
+	FirstByteTimeout time.Duration
+	// BodyIdleTimeout cuts a response body when no byte arrives for this long. Zero means
+	// 30 seconds.
+	BodyIdleTimeout time.Duration
+
+	// MaxIdleConnsPerHost is the keep-alive pool of each upstream. Zero means 64.
+	MaxIdleConnsPerHost int
+	// MaxIdleConns is the keep-alive pool over all upstreams. Zero means 512.
+	MaxIdleConns int
+	// IdleConnTimeout closes connections idle that long. Zero means 90 seconds.
+	IdleConnTimeout time.Duration
+
+	// Sink receives the Sample of every exchange. Nil drops them.
+	Sink Sink
+}
+
+// Transport is the one http.RoundTripper every upstream request goes through: HTTP/2 where
+// the server offers it, keep-alive pools sized for a proxy, one TLS session cache so that
+// reconnects resume, names resolved by the shared Resolver, every phase timed and bounded,
+// and every exchange recorded as a Sample handed to the Sink when its body is done.
+type Transport struct {
+	cfg    TransportConfig
+	dialer *Dialer
+	tls    *tls.Config // base config with roots and the shared session cache
+	rt     *http.Transport
+	client *http.Client
+}
+
+// NewTransport builds the Transport. It fails only when CAFile cannot be used. A DoH
+// backend of cfg.Resolver without a client of its own is given the Transport's client.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	base := cloneTLS(cfg.TLSConfig)
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("netobs: CA file: %w", err)
+		}
+		pool := base.RootCAs
+		if pool == nil {
+			if pool, err = x509.SystemCertPool(); err != nil {
+				pool = x509.NewCertPool()
+			}
+		} else {
+			pool = pool.Clone()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("netobs: CA file %s: no PEM certificate found", cfg.CAFile)
+		}
+		base.RootCAs = pool
+	}
+	if base.ClientSessionCache == nil {
+		base.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
+	t := &Transport{
+		cfg: cfg,
+		tls: base,
+		dialer: &Dialer{
+			Resolver: cfg.Resolver,
+			Timeout:  durOr(cfg.ConnectTimeout, 10*time.Second),
+		},
+	}
+	t.rt = &http.Transport{
+		Proxy:                 nil, // upstreams are reached directly; GOPROXY chains are explicit
+		DialContext:           t.dialer.DialContext,
+		DialTLSContext:        t.dialTLS,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          intOr(cfg.MaxIdleConns, 512),
+		MaxIdleConnsPerHost:   intOr(cfg.MaxIdleConnsPerHost, 64),
+		IdleConnTimeout:       durOr(cfg.IdleConnTimeout, 90*time.Second),
+		ExpectContinueTimeout: time.Second,
+		HTTP2: &http.HTTP2Config{
+			// Detect dead HTTP/2 connections instead of waiting on them.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	t.client = &http.Client{Transport: t}
+	if cfg.Resolver != nil {
+		if doh, ok := cfg.Resolver.Backend.(*DoHBackend); ok && doh.Client == nil {
+			doh.Client = &http.Client{Transport: t.rt} // not t: DNS queries are not upstream Samples
+		}
+	}
+	return t, nil
+}
+
+func intOr(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}
+
+// Client returns an http.Client over the Transport. It sets no overall timeout: every
+// phase has its own, and callers bound the whole exchange with their context.
+func (t *Transport) Client() *http.Client { return t.client }
+
+// CloseIdleConnections closes the idle keep-alive connections of every upstream.
+func (t *Transport) CloseIdleConnections() { t.rt.CloseIdleConnections() }
+
+// Dialer returns the Dialer the Transport connects with.
+func (t *Transport) Dialer() *Dialer { return t.dialer }
+
+// dialTLS connects and runs the TLS handshake under its own timeout, recording it.
+func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	raw, err := t.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := t.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeoutCause(ctx, durOr(t.cfg.TLSTimeout, 10*time.Second), errTLSTimeout)
+	defer cancel()
+	start := time.Now()
+	err = tc.HandshakeContext(hctx)
+	d := time.Since(start)
+	cs := tc.ConnectionState()
+	if err != nil {
+		raw.Close()
+		if context.Cause(hctx) == errTLSTimeout && ctx.Err() == nil {
+			err = &Error{Class: ClassTimeout, Phase: PhaseTLS, Err: fmt.Errorf("%w: %w", errTLSTimeout, err)}
+		} else {
+			err = &Error{Class: ClassOf(err), Phase: PhaseTLS, Err: err}
+		}
+	}
+	if rec := RecorderFrom(ctx); rec != nil {
+		rec.TLSDone(&cs, d, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// RoundTrip performs one exchange and records it. The Sample is finished when the
+// response body is read to its end or closed, or at once when RoundTrip fails. Failures
+// are *Error carrying their class.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ex := &exchange{t: t, rec: NewRecorder(req, t.cfg.Sink)}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	ex.ctx, ex.cancel = ctx, cancel
+	ctx = WithRecorder(ctx, ex.rec)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              ex.rec.GotConn,
+		WroteRequest:         ex.wroteRequest,
+		GotFirstResponseByte: ex.gotFirstByte,
+	})
+	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		return nil, ex.fail(err)
+	}
+	ex.rec.GotResponse(resp)
+	if resp.Body == nil || resp.Body == http.NoBody {
+		ex.finish(nil)
+		return resp, nil
+	}
+	b := &body{ex: ex, rc: resp.Body, idle: durOr(t.cfg.BodyIdleTimeout, 30*time.Second)}
+	b.timer = time.AfterFunc(b.idle, func() { cancel(errBodyIdleTimeout) })
+	ex.mu.Lock()
+	ex.bodyTimer = b.timer
+	ex.mu.Unlock()
+	resp.Body = b
+	return resp, nil
+}
+
+// exchange is the per-request state of RoundTrip: the Recorder and the timers that cut
+// the request when a phase overruns.
+type exchange struct {
+	t      *Transport
+	rec    *Recorder
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	fbTimer   *time.Timer // guarded by mu; runs from request written to first byte
+	bodyTimer *time.Timer // guarded by mu
+	gotFirst  bool        // guarded by mu
+	done      bool        // guarded by mu
+}
+
+func (ex *exchange) wroteRequest(info httptrace.WroteRequestInfo) {
+	ex.rec.WroteRequest(info)
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.gotFirst || ex.done {
+		return
+	}
+	if ex.fbTimer != nil {
+		ex.fbTimer.Stop() // a retry on another connection
+	}
+	cancel := ex.cancel
+	ex.fbTimer = time.AfterFunc(durOr(ex.t.cfg.FirstByteTimeout, 30*time.Second), func() { cancel(errFirstByteTimeout) })
+}
+
+func (ex *exchange) gotFirstByte() {
+	ex.rec.GotFirstResponseByte()
+	ex.mu.Lock()
+	ex.gotFirst = true
+	if ex.fbTimer != nil {
+		ex.fbTimer.Stop()
+	}
+	ex.mu.Unlock()
+}
+
+// stopTimers stops both timers and reports whether the exchange was already done.
+func (ex *exchange) stopTimers() bool {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	was := ex.done
+	ex.done = true
+	if ex.fbTimer != nil {
+		ex.fbTimer.Stop()
+	}
+	if ex.bodyTimer != nil {
+		ex.bodyTimer.Stop()
+	}
+	return was
+}
+
+// finish ends a successful exchange.
+func (ex *exchange) finish(err error) {
+	if ex.stopTimers() {
+		return
+	}
+	ex.rec.Finish(err)
+	ex.cancel(nil)
+}
+
+// fail ends the exchange with err, first giving it its class: one of the Transport's own
+// timeouts if that is what cancelled it, else what ClassOf recognises.
+func (ex *exchange) fail(err error) error {
+	var tc *timeoutCause
+	if errors.As(context.Cause(ex.ctx), &tc) && !errors.Is(err, tc) {
+		err = &Error{Class: tc.class, Phase: tc.phase, Err: fmt.Errorf("%w: %w", tc, err)}
+	} else if !errors.As(err, new(*Error)) {
+		err = &Error{Class: ClassOf(err), Phase: ex.phase(), Err: err}
+	}
+	if !ex.stopTimers() {
+		ex.rec.Finish(err)
+		ex.cancel(nil)
+	}
+	return err
+}
+
+// phase guesses the phase a failure without a phase of its own happened in.
+func (ex *exchange) phase() Phase {
+	ex.rec.mu.Lock()
+	defer ex.rec.mu.Unlock()
+	switch {
+	case !ex.rec.firstByte.IsZero():
+		return PhaseTransfer
+	case !ex.rec.wrote.IsZero():
+		return PhaseTTFB
+	}
+	return PhaseConnect
+}
+
+// body wraps a response body: it counts bytes, restarts the idle timer on every read and
+// finishes the Sample at the end of the body, where httptrace has no hook.
+type body struct {
+	ex    *exchange
+	rc    io.ReadCloser
+	timer *time.Timer
+	idle  time.Duration
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.ex.rec.BodyRead(n)
+		b.timer.Reset(b.idle)
+	}
+	switch {
+	case err == io.EOF:
+		b.ex.finish(nil)
+	case err != nil:
+		err = b.ex.fail(err)
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	err := b.rc.Close()
+	b.ex.finish(nil)
+	return err
+}

@@ -1,0 +1,237 @@
+package goproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+)
+
+// ErrOff is the error of a chain that reached "off": module lookup disabled.
+var ErrOff = errors.New("module lookup disabled by GOPROXY=off")
+
+// ErrDirect is the error of a chain that reached "direct", which holoproxy does not
+// implement: fetching from version control origins is left to the go command.
+var ErrDirect = errors.New("direct (version control) fetching is not supported by holoproxy")
+
+// Entry is one element of a GOPROXY list.
+type Entry struct {
+	// Client fetches from the proxy; nil for "direct" and "off".
+	Client *Client
+	// Direct and Off mark the two keywords.
+	Direct, Off bool
+	// FallbackOnError is true when the entry is followed by '|': the next entry is tried
+	// after any error. After ',' (false) it is tried only after 404 or 410.
+	FallbackOnError bool
+}
+
+// Name returns the entry as written in the list.
+func (e Entry) Name() string {
+	switch {
+	case e.Off:
+		return "off"
+	case e.Direct:
+		return "direct"
+	}
+	return e.Client.Name()
+}
+
+// Chain is a GOPROXY list: entries tried in order with the list's fall-through rules.
+type Chain struct {
+	Entries []Entry
+}
+
+// ParseChain parses a list in GOPROXY syntax. Every proxy entry sends through hc.
+func ParseChain(list string, hc *http.Client) (*Chain, error) {
+	var c Chain
+	list = strings.TrimSpace(list)
+	if list == "" {
+		return nil, fmt.Errorf("empty upstream list")
+	}
+	for list != "" {
+		var entry string
+		i := strings.IndexAny(list, ",|")
+		var sep byte
+		if i >= 0 {
+			entry, sep, list = list[:i], list[i], list[i+1:]
+		} else {
+			entry, list = list, ""
+		}
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			if sep == 0 && len(c.Entries) > 0 {
+				break // a trailing separator
+			}
+			return nil, fmt.Errorf("upstream list has an empty entry")
+		}
+		e := Entry{FallbackOnError: sep == '|'}
+		switch entry {
+		case "off":
+			e.Off = true
+		case "direct":
+			e.Direct = true
+		default:
+			cl, err := NewClient(entry, hc)
+			if err != nil {
+				return nil, err
+			}
+			e.Client = cl
+		}
+		c.Entries = append(c.Entries, e)
+	}
+	return &c, nil
+}
+
+// String returns the list in GOPROXY syntax.
+func (c *Chain) String() string {
+	var b strings.Builder
+	for i, e := range c.Entries {
+		b.WriteString(e.Name())
+		if i < len(c.Entries)-1 {
+			if e.FallbackOnError {
+				b.WriteByte('|')
+			} else {
+				b.WriteByte(',')
+			}
+		}
+	}
+	return b.String()
+}
+
+// Clients returns the proxies of the chain in order, without direct and off.
+func (c *Chain) Clients() []*Client {
+	var out []*Client
+	for _, e := range c.Entries {
+		if e.Client != nil {
+			out = append(out, e.Client)
+		}
+	}
+	return out
+}
+
+// WalkError is the error of a walk that found no answer: why each tried entry failed.
+// It satisfies errors.Is(err, fs.ErrNotExist) when every failure was a not-found answer,
+// the signal for a client to try its own next proxy.
+type WalkError struct {
+	Errs []error
+}
+
+func (e *WalkError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the failures that decide what the walk means: every failure when all were
+// not-found answers, else only the others, so that errors.Is(err, fs.ErrNotExist) holds for
+// the walk as a whole and never because one entry of a failed walk answered 404.
+func (e *WalkError) Unwrap() []error {
+	if e.Is(fs.ErrNotExist) {
+		return e.Errs
+	}
+	var out []error
+	for _, err := range e.Errs {
+		if !errors.Is(err, fs.ErrNotExist) {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Is reports whether target is fs.ErrNotExist and every entry answered not found (or the
+// list ended with direct or off after not-found answers).
+func (e *WalkError) Is(target error) bool {
+	if target != fs.ErrNotExist || len(e.Errs) == 0 {
+		return false
+	}
+	for _, err := range e.Errs {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOff) && !errors.Is(err, ErrDirect) {
+			return false
+		}
+	}
+	return true
+}
+
+// Walk calls try with each proxy of the chain in order until one succeeds, following the
+// GOPROXY rules: after ',' the next entry is tried only when try's error satisfies
+// errors.Is(err, fs.ErrNotExist); after '|' after any error. "off" and "direct" end the walk.
+// order, when non-nil, may reorder the proxies within each run of entries joined by '|'
+// (which the list declares interchangeable); it must return a permutation of its argument.
+// Walk returns nil on success, else a *WalkError with every failure.
+func (c *Chain) Walk(ctx context.Context, order func([]*Client) []*Client, try func(context.Context, *Client) error) error {
+	var errs []error
+	for _, group := range c.groups(order) {
+		for _, e := range group {
+			if err := ctx.Err(); err != nil {
+				return &WalkError{Errs: append(errs, err)}
+			}
+			switch {
+			case e.Off:
+				return &WalkError{Errs: append(errs, ErrOff)}
+			case e.Direct:
+				return &WalkError{Errs: append(errs, ErrDirect)}
+			}
+			err := try(ctx, e.Client)
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, err)
+			if !e.FallbackOnError && !errors.Is(err, fs.ErrNotExist) {
+				return &WalkError{Errs: errs}
+			}
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("no upstream: %w", fs.ErrNotExist))
+	}
+	return &WalkError{Errs: errs}
+}
+
+// groups splits the entries into runs joined by '|' (a run ends after an entry followed by
+// ',' or at the end), reordering proxies within a run by order. The separator after each
+// position stays as written: only which proxy stands at a position changes.
+func (c *Chain) groups(order func([]*Client) []*Client) [][]Entry {
+	var out [][]Entry
+	var cur []Entry
+	for _, e := range c.Entries {
+		cur = append(cur, e)
+		if !e.FallbackOnError {
+			out = append(out, cur)
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	if order == nil {
+		return out
+	}
+	for gi, g := range out {
+		var clients []*Client
+		for _, e := range g {
+			if e.Client == nil {
+				clients = nil
+				break // keywords keep their place; do not reorder around them
+			}
+			clients = append(clients, e.Client)
+		}
+		if len(clients) < 2 {
+			continue
+		}
+		ordered := order(append([]*Client(nil), clients...))
+		if len(ordered) != len(clients) {
+			continue
+		}
+		ng := make([]Entry, len(g))
+		for i := range g {
+			ng[i] = g[i]
+			ng[i].Client = ordered[i]
+		}
+		out[gi] = ng
+	}
+	return out
+}

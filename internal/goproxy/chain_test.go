@@ -1,0 +1,159 @@
+package goproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestParseChain(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "http://a.test", want: "http://a.test"},
+		{in: "http://a.test/,https://b.test|direct", want: "http://a.test,https://b.test|direct"},
+		{in: " http://a.test , off ", want: "http://a.test,off"},
+		{in: "http://a.test,", want: "http://a.test"},
+		{in: "", wantErr: true},
+		{in: "http://a.test,,http://b.test", wantErr: true},
+		{in: "ftp://a.test", wantErr: true},
+		{in: "a.test", wantErr: true},
+		{in: "http://a.test?x=1", wantErr: true},
+	}
+	for _, tt := range tests {
+		c, err := ParseChain(tt.in, http.DefaultClient)
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("ParseChain(%q) = %v; want an error", tt.in, c)
+			}
+			continue
+		}
+		if err != nil || c.String() != tt.want {
+			t.Errorf("ParseChain(%q) = %v, %v; want %q", tt.in, c, err, tt.want)
+		}
+	}
+}
+
+// upstream is a test proxy answering every request with one status.
+func upstream(t *testing.T, status int, hits *atomic.Int32) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if status != http.StatusOK {
+			http.Error(w, fmt.Sprintf("status %d from test upstream", status), status)
+			return
+		}
+		io.WriteString(w, "module example.com/m\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestChainWalk(t *testing.T) {
+	req := Request{Kind: KindMod, Module: "example.com/m", Version: "v1.0.0"}
+	tests := []struct {
+		name     string
+		statuses []int
+		seps     string // separators between upstreams
+		tail     string // appended keyword, e.g. ",direct"
+		wantHits []int32
+		wantOK   bool
+		wantNF   bool // error satisfies fs.ErrNotExist
+	}{
+		{name: "A 404 falls to B", statuses: []int{404, 200}, seps: ",", wantHits: []int32{1, 1}, wantOK: true},
+		{name: "A 410 falls to B", statuses: []int{410, 200}, seps: ",", wantHits: []int32{1, 1}, wantOK: true},
+		{name: "A 500 with comma stops", statuses: []int{500, 200}, seps: ",", wantHits: []int32{1, 0}},
+		{name: "A 500 with pipe falls to B", statuses: []int{500, 200}, seps: "|", wantHits: []int32{1, 1}, wantOK: true},
+		{name: "all 404 is not found", statuses: []int{404, 404}, seps: ",", wantHits: []int32{1, 1}, wantNF: true},
+		{name: "404 then off is not found", statuses: []int{404}, tail: ",off", wantHits: []int32{1}, wantNF: true},
+		{name: "404 then direct is not found", statuses: []int{404}, tail: ",direct", wantHits: []int32{1}, wantNF: true},
+		{name: "A 200 never asks B", statuses: []int{200, 200}, seps: ",", wantHits: []int32{1, 0}, wantOK: true},
+		{name: "404 then 503 is not not-found", statuses: []int{404, 503}, seps: ",", wantHits: []int32{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hits := make([]atomic.Int32, len(tt.statuses))
+			var urls []string
+			for i, s := range tt.statuses {
+				urls = append(urls, upstream(t, s, &hits[i]))
+			}
+			list := strings.Join(urls, tt.seps) + tt.tail
+			c, err := ParseChain(list, http.DefaultClient)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var served string
+			err = c.Walk(context.Background(), nil, func(ctx context.Context, cl *Client) error {
+				resp, err := cl.Fetch(ctx, req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				served = cl.Name()
+				return nil
+			})
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("Walk error = %v; want success %v", err, tt.wantOK)
+			}
+			if got := errors.Is(err, fs.ErrNotExist); err != nil && got != tt.wantNF {
+				t.Errorf("errors.Is(%v, fs.ErrNotExist) = %v; want %v", err, got, tt.wantNF)
+			}
+			for i := range hits {
+				if got := hits[i].Load(); got != tt.wantHits[i] {
+					t.Errorf("upstream %d hits = %d; want %d", i, got, tt.wantHits[i])
+				}
+			}
+			if tt.wantOK && served == "" {
+				t.Error("success without a serving upstream")
+			}
+			if err != nil && !strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("error %q does not name the upstream", err)
+			}
+		})
+	}
+}
+
+func TestChainOrderOnlyWithinPipeGroups(t *testing.T) {
+	c, err := ParseChain("http://a.test|http://b.test,http://c.test", http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reverse := func(cs []*Client) []*Client {
+		for i, j := 0, len(cs)-1; i < j; i, j = i+1, j-1 {
+			cs[i], cs[j] = cs[j], cs[i]
+		}
+		return cs
+	}
+	var tried []string
+	c.Walk(context.Background(), reverse, func(ctx context.Context, cl *Client) error {
+		tried = append(tried, cl.Name())
+		return &StatusError{Upstream: cl.Name(), Status: 404}
+	})
+	want := "http://b.test http://a.test http://c.test"
+	if got := strings.Join(tried, " "); got != want {
+		t.Errorf("tried %s; want %s", got, want)
+	}
+}
+
+func TestFetchRefusesOversizedAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(MaxInfoSize+1))
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	cl, err := NewClient(srv.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.Fetch(context.Background(), Request{Kind: KindInfo, Module: "example.com/m", Version: "v1.0.0"})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Fetch error = %v; want ErrTooLarge", err)
+	}
+}

@@ -1,0 +1,123 @@
+package goproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+// StatusError is an upstream's answer with a status other than 200. Errors for 404 and 410
+// satisfy errors.Is(err, fs.ErrNotExist), the GOPROXY signal to try the next proxy after ','.
+type StatusError struct {
+	Upstream string
+	Status   int
+	Message  string // the first line of the upstream's error body, trimmed
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("%s answered %d %s", e.Upstream, e.Status, http.StatusText(e.Status))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Is makes 404 and 410 answers match fs.ErrNotExist.
+func (e *StatusError) Is(target error) bool {
+	return target == fs.ErrNotExist && (e.Status == http.StatusNotFound || e.Status == http.StatusGone)
+}
+
+// Class returns the error class of the answer, e.g. "http_503".
+func (e *StatusError) Class() string { return netobs.HTTPClass(e.Status) }
+
+// ErrTooLarge marks an answer larger than the protocol's limit for its kind.
+var ErrTooLarge = errors.New("answer exceeds the size limit")
+
+// Client fetches from one upstream proxy.
+type Client struct {
+	base *url.URL
+	http *http.Client
+	// Header is added to every request (the user agent and the hop header of the loop guard).
+	Header http.Header
+}
+
+// NewClient returns a Client for the proxy at base, sending through hc (the shared observed
+// transport).
+func NewClient(base string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(strings.TrimSuffix(base, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", base, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream %q: want an http or https URL", base)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("upstream %q: no query, fragment or user info allowed", base)
+	}
+	return &Client{base: u, http: hc, Header: http.Header{}}, nil
+}
+
+// Name returns the upstream's base URL, the label its Samples and errors carry.
+func (c *Client) Name() string { return c.base.String() }
+
+// URL returns the URL of r at this upstream.
+func (c *Client) URL(r Request) string { return c.base.String() + "/" + r.Path() }
+
+// Fetch GETs r from the upstream. On 200 it returns the response, whose body the caller
+// reads and closes; an answer declared larger than r's kind allows is refused. Any other
+// status is a *StatusError.
+func (c *Client) Fetch(ctx context.Context, r Request) (*http.Response, error) {
+	return c.get(ctx, c.URL(r), string(r.Kind), r.MaxSize())
+}
+
+// FetchPath GETs a path below the base URL (the checksum database endpoints under sumdb/)
+// with the same rules as Fetch; kind labels its Sample.
+func (c *Client) FetchPath(ctx context.Context, path, kind string, maxSize int64) (*http.Response, error) {
+	return c.get(ctx, c.base.String()+"/"+strings.TrimPrefix(path, "/"), kind, maxSize)
+}
+
+func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.Response, error) {
+	ctx = netobs.WithLabels(ctx, netobs.Labels{Upstream: c.Name(), Kind: kind})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	for k, vs := range c.Header {
+		req.Header[k] = vs
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, &StatusError{Upstream: c.Name(), Status: resp.StatusCode, Message: firstLine(resp.Body)}
+	}
+	if resp.ContentLength > maxSize {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s: %d bytes declared, limit %d: %w", c.Name(), u, resp.ContentLength, maxSize, ErrTooLarge)
+	}
+	return resp, nil
+}
+
+// firstLine reads the first line of an error body, at most 200 bytes of it.
+func firstLine(r io.Reader) string {
+	sc := bufio.NewScanner(io.LimitReader(r, 4096))
+	sc.Buffer(make([]byte, 0, 4096), 4096)
+	if !sc.Scan() {
+		return ""
+	}
+	line := strings.TrimSpace(sc.Text())
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return line
+}

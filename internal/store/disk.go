@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// tmpDirName is where fills are written before Commit. Its leading dot keeps it out of
+// every valid key (module paths have no element starting with a dot).
+const tmpDirName = ".tmp"
+
+// Disk is the embedded default Store: files under a root directory in the GOPROXY tree
+// layout, written by temp file, fsync and rename.
+type Disk struct {
+	root string
+	tmp  string
+}
+
+// OpenDisk opens (creating it if needed) a disk store rooted at dir. Temporary files left by
+// a process that died mid-fill are removed: they were never visible under any key.
+func OpenDisk(dir string) (*Disk, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	d := &Disk{root: abs, tmp: filepath.Join(abs, tmpDirName)}
+	if err := os.RemoveAll(d.tmp); err != nil {
+		return nil, fmt.Errorf("store: clearing leftover temporary files: %w", err)
+	}
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return d, nil
+}
+
+// Root returns the directory the store keeps its files in.
+func (d *Disk) Root() string { return d.root }
+
+// CheckKey reports whether key is a relative slash path with no empty, dot or dot-dot
+// element, no backslash and no NUL: the only keys a Store accepts.
+func CheckKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\\\x00") {
+		return fmt.Errorf("store: invalid key %q", key)
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el == "." || el == ".." || strings.HasPrefix(el, ".tmp") {
+			return fmt.Errorf("store: invalid key %q", key)
+		}
+	}
+	return nil
+}
+
+func (d *Disk) file(key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, filepath.FromSlash(key)), nil
+}
+
+// Open implements Store.
+func (d *Disk) Open(ctx context.Context, key string) (Entry, error) {
+	name, err := d.file(key)
+	if err != nil {
+		return Entry{}, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return Entry{}, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return Entry{}, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return Entry{}, fmt.Errorf("store: %s: %w", key, fs.ErrNotExist)
+	}
+	return Entry{Body: f, Info: Info{Size: st.Size(), ModTime: st.ModTime()}}, nil
+}
+
+// Stat implements Store.
+func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
+	name, err := d.file(key)
+	if err != nil {
+		return Info{}, err
+	}
+	st, err := os.Stat(name)
+	if err != nil {
+		return Info{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return Info{}, fmt.Errorf("store: %s: %w", key, fs.ErrNotExist)
+	}
+	return Info{Size: st.Size(), ModTime: st.ModTime()}, nil
+}
+
+// CreateTemp implements Store: the file lives on the store's own file system, so Commit
+// is a rename.
+func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
+	f, err := os.CreateTemp(d.tmp, "fill-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// Someone removed the directory under a running server; make it again.
+		if err = os.MkdirAll(d.tmp, 0o755); err == nil {
+			f, err = os.CreateTemp(d.tmp, "fill-*")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return f, nil
+}
+
+// Commit implements Store: fsync the file, rename it into place, fsync the directory.
+func (d *Disk) Commit(ctx context.Context, key string, tmp *os.File) error {
+	defer d.Discard(tmp)
+	name, err := d.file(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("store: sync %s: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", key, err)
+	}
+	dir := filepath.Dir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return fmt.Errorf("store: commit %s: %w", key, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("store: sync dir: %w", err)
+	}
+	return nil
+}
+
+// Discard implements Store.
+func (d *Disk) Discard(tmp *os.File) {
+	if tmp == nil {
+		return
+	}
+	tmp.Close()
+	os.Remove(tmp.Name())
+}
+
+// Delete implements Store.
+func (d *Disk) Delete(ctx context.Context, key string) error {
+	name, err := d.file(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Walk implements Store.
+func (d *Disk) Walk(ctx context.Context, prefix string, fn func(key string, info Info) error) error {
+	start := d.root
+	if dir := path.Dir(prefix); prefix != "" && dir != "." {
+		start = filepath.Join(d.root, filepath.FromSlash(dir))
+	}
+	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() {
+			if p == d.tmp {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(d.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) || !e.Type().IsRegular() {
+			return nil
+		}
+		st, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		return fn(key, Info{Size: st.Size(), ModTime: st.ModTime()})
+	})
+	if err != nil {
+		return fmt.Errorf("store: walk: %w", err)
+	}
+	return nil
+}
+
+var _ Store = (*Disk)(nil)

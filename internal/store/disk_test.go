@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestDiskCommitOpenWalk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := OpenDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, data string) {
+		t.Helper()
+		f, err := d.CreateTemp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Commit(ctx, key, f); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(f.Name()); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("temp file %s still there after Commit", f.Name())
+		}
+	}
+	put("example.com/m/@v/v1.0.0.mod", "module example.com/m\n")
+	put("example.com/m/@v/list", "v1.0.0\n")
+	put("example.com/!upper/@v/list", "v0.1.0\n")
+
+	e, err := d.Open(ctx, "example.com/m/@v/v1.0.0.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(e.Body)
+	e.Body.Close()
+	if string(b) != "module example.com/m\n" || e.Size != int64(len(b)) {
+		t.Errorf("Open = %q size %d", b, e.Size)
+	}
+	if _, ok := e.Body.(*os.File); !ok {
+		t.Errorf("disk entry body is %T; want *os.File so serving can use sendfile", e.Body)
+	}
+	if _, err := d.Open(ctx, "example.com/m/@v/v9.9.9.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open(missing) error = %v; want fs.ErrNotExist", err)
+	}
+	if _, err := d.Stat(ctx, "example.com/m/@v"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat(directory) error = %v; want fs.ErrNotExist", err)
+	}
+	var keys []string
+	if err := d.Walk(ctx, "example.com/m/", func(k string, _ Info) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] != "example.com/m/@v/list" || keys[1] != "example.com/m/@v/v1.0.0.mod" {
+		t.Errorf("Walk = %q", keys)
+	}
+	if err := d.Delete(ctx, "example.com/m/@v/list"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(ctx, "example.com/m/@v/list"); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+}
+
+func TestDiskRejectsBadKeys(t *testing.T) {
+	d, err := OpenDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"", "/etc/passwd", "a/../../b", "a/./b", "a//b", "a\\b", "a\x00b", ".tmp/x", "a/.tmpfoo"} {
+		if _, err := d.Open(context.Background(), k); err == nil || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Open(%q) error = %v; want an invalid-key error", k, err)
+		}
+		f, _ := d.CreateTemp(context.Background())
+		if err := d.Commit(context.Background(), k, f); err == nil {
+			t.Errorf("Commit(%q) succeeded", k)
+		}
+	}
+}
+
+func TestOpenDiskClearsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	d, err := OpenDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.CreateTemp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("half a zip")
+	f.Close() // the process "dies" here, never committing
+	if _, err := OpenDisk(dir); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := os.ReadDir(filepath.Join(dir, tmpDirName))
+	if len(left) != 0 {
+		t.Errorf("leftover temp files after reopen: %v", left)
+	}
+}

@@ -1,0 +1,63 @@
+package checksum
+
+import (
+	"archive/zip"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/mod/sumdb/dirhash"
+)
+
+// HashMod returns the h1: hash the go command records (as "<module> <version>/go.mod")
+// for a .mod file.
+func HashMod(data []byte) (string, error) {
+	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing go.mod: %w", err)
+	}
+	return h, nil
+}
+
+// HashZip returns the h1: hash the go command records for a module zip file.
+func HashZip(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hashing zip: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("hashing zip: %w", err)
+	}
+	return HashZipReader(f, fi.Size())
+}
+
+// HashZipReader returns the h1: hash of a module zip of the given size read through r; it
+// is HashZip for zips that are not plain files (a store entry, a buffer).
+func HashZipReader(r io.ReaderAt, size int64) (string, error) {
+	z, err := zip.NewReader(r, size)
+	if err != nil {
+		return "", fmt.Errorf("hashing zip: %w", err)
+	}
+	names := make([]string, 0, len(z.File))
+	byName := make(map[string]*zip.File, len(z.File))
+	for _, f := range z.File {
+		if _, dup := byName[f.Name]; dup {
+			// dirhash would hash the last one twice; the go command refuses such zips.
+			return "", fmt.Errorf("hashing zip: duplicate file %q", f.Name)
+		}
+		names = append(names, f.Name)
+		byName[f.Name] = f
+	}
+	h, err := dirhash.Hash1(names, func(name string) (io.ReadCloser, error) {
+		return byName[name].Open()
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing zip: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,424 @@
+package checksum
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+)
+
+// Security and verification failures. Each is returned wrapped with the module version
+// concerned; test them with errors.Is.
+var (
+	// ErrChecksumMismatch: the file's hash differs from the one the checksum database
+	// records. The file must not be stored. The error is a *MismatchError.
+	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrSumDBMisbehavior: the checksum database served signed trees that are not one
+	// timeline (a fork, or a rollback to a different history). Once seen, the Verifier
+	// refuses every verification until it is restarted; the evidence is in the log.
+	ErrSumDBMisbehavior = errors.New("checksum database misbehavior detected")
+	// ErrNotInDatabase: the checksum database does not know the module version, so it
+	// cannot be verified.
+	ErrNotInDatabase = errors.New("module version not in checksum database")
+	// ErrSumDBUnavailable: the checksum database could not be reached or answered an error.
+	ErrSumDBUnavailable = errors.New("checksum database unavailable")
+)
+
+// MismatchError is a checksum mismatch: what the database records and what was received.
+type MismatchError struct {
+	Module module.Version // the module version; Version ends in "/go.mod" for a .mod file
+	Want   string         // the h1: hash the checksum database records
+	Got    string         // the h1: hash of the received file
+}
+
+// Error returns a one-line reason fit for an HTTP 502 body.
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s: checksum mismatch: checksum database has %s, upstream served %s", e.Module, e.Want, e.Got)
+}
+
+// Is makes errors.Is(err, ErrChecksumMismatch) hold.
+func (e *MismatchError) Is(target error) bool { return target == ErrChecksumMismatch }
+
+// Class returns the error class metrics and health use for a checksum failure.
+func (e *MismatchError) Class() string { return "checksum_mismatch" }
+
+// VerifierConfig configures a Verifier. DB and, unless DB.Off, Dir and BaseURL are required.
+type VerifierConfig struct {
+	// DB is the checksum database; with DB.Off nothing is looked up and every file passes.
+	DB SumDB
+	// NoSumDB lists the module path patterns (GONOSUMDB, else GOPRIVATE; see
+	// NoSumDBPatterns) whose files are exempt: they are never looked up.
+	NoSumDB string
+	// Dir holds the verifier's state: the latest signed tree seen (under config/) and the
+	// verified lookups and tiles (under cache/). Keeping it across restarts is what lets a
+	// database that forks be detected. Use a directory in the cache dir, outside the store's
+	// tree.
+	Dir string
+	// BaseURL resolves where the database is fetched from (see ResolveBaseURL).
+	BaseURL BaseURLFunc
+	// Client makes the requests to the database; nil means http.DefaultClient. Pass the
+	// observed client.
+	Client *http.Client
+	// Timeout bounds each request to the database; 0 means 30s.
+	Timeout time.Duration
+	// Logger receives the loud lines (mismatches, security errors); nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats counts a Verifier's outcomes, for /metrics.
+type Stats struct {
+	Verified   int64 // files whose hash matched the database
+	Mismatches int64 // files refused for a checksum mismatch
+	Exempt     int64 // files not looked up: GONOSUMDB/GOPRIVATE, or verification off
+	Errors     int64 // files that could not be verified (database unreachable, unknown version, ...)
+	Security   int64 // database misbehavior detected
+}
+
+// Verifier checks .mod and .zip files against the checksum database before they are stored.
+// It is safe for concurrent use.
+type Verifier struct {
+	cfg VerifierConfig
+	log *slog.Logger
+
+	stateMu sync.Mutex // serialises the compare-and-swap of the latest tree file
+
+	verified, mismatches, exempt, errs, security atomic.Int64
+
+	misbehaviorMu sync.Mutex
+	misbehavior   string // first security report; non-empty latches the Verifier shut
+}
+
+// NewVerifier returns a Verifier for cfg.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	v := &Verifier{cfg: cfg, log: cfg.Logger}
+	if cfg.DB.Off {
+		return v, nil
+	}
+	if cfg.DB.Key == "" || cfg.DB.Name == "" {
+		return nil, fmt.Errorf("checksum verifier: %w %q", ErrNoKey, cfg.DB.Name)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("checksum verifier: no state directory")
+	}
+	if cfg.BaseURL == nil {
+		return nil, errors.New("checksum verifier: no database URL resolver")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("checksum verifier: %w", err)
+	}
+	return v, nil
+}
+
+// Enabled reports whether files are verified at all (GOSUMDB is not off).
+func (v *Verifier) Enabled() bool { return !v.cfg.DB.Off }
+
+// DB returns the database configuration.
+func (v *Verifier) DB() SumDB { return v.cfg.DB }
+
+// Exempt reports whether files of the module path are never looked up.
+func (v *Verifier) Exempt(path string) bool {
+	return v.cfg.DB.Off || module.MatchPrefixPatterns(v.cfg.NoSumDB, path)
+}
+
+// Misbehavior returns the report of the database misbehavior that shut the Verifier, or "".
+func (v *Verifier) Misbehavior() string {
+	v.misbehaviorMu.Lock()
+	defer v.misbehaviorMu.Unlock()
+	return v.misbehavior
+}
+
+// Stats returns the counts so far.
+func (v *Verifier) Stats() Stats {
+	return Stats{
+		Verified:   v.verified.Load(),
+		Mismatches: v.mismatches.Load(),
+		Exempt:     v.exempt.Load(),
+		Errors:     v.errs.Load(),
+		Security:   v.security.Load(),
+	}
+}
+
+// VerifyMod checks the content of path@version's .mod file. A nil error means it may be
+// stored; a mismatch is a *MismatchError.
+func (v *Verifier) VerifyMod(ctx context.Context, path, version string, data []byte) error {
+	if v.Exempt(path) {
+		v.exempt.Add(1)
+		return nil
+	}
+	h, err := HashMod(data)
+	if err != nil {
+		v.errs.Add(1)
+		return err
+	}
+	return v.VerifyHash(ctx, path, version+"/go.mod", h)
+}
+
+// VerifyZip checks path@version's module zip, held in the file zipFile (the temporary file
+// of a fill). A nil error means it may be stored; a mismatch is a *MismatchError.
+func (v *Verifier) VerifyZip(ctx context.Context, path, version, zipFile string) error {
+	if v.Exempt(path) {
+		v.exempt.Add(1)
+		return nil
+	}
+	h, err := HashZip(zipFile)
+	if err != nil {
+		v.errs.Add(1)
+		return fmt.Errorf("%s@%s: %w", path, version, err)
+	}
+	return v.VerifyHash(ctx, path, version, h)
+}
+
+// VerifyHash checks an h1: hash computed locally against the database: version is the
+// module version for a zip hash and the version plus "/go.mod" for a go.mod hash.
+func (v *Verifier) VerifyHash(ctx context.Context, path, version, hash string) error {
+	if v.Exempt(path) {
+		v.exempt.Add(1)
+		return nil
+	}
+	id := module.Version{Path: path, Version: version}
+	if m := v.Misbehavior(); m != "" {
+		v.errs.Add(1)
+		return fmt.Errorf("%s: %w (verification stopped; see the log)", id, ErrSumDBMisbehavior)
+	}
+	ops := &clientOps{v: v, ctx: ctx}
+	lines, err := sumdb.NewClient(ops).Lookup(path, version)
+	if err != nil {
+		return v.lookupError(id, ops, err)
+	}
+	prefix := path + " " + version + " "
+	var want string
+	for _, l := range lines {
+		h, ok := strings.CutPrefix(l, prefix)
+		if !ok || !strings.HasPrefix(h, "h1:") {
+			continue
+		}
+		if h == hash {
+			v.verified.Add(1)
+			return nil
+		}
+		if want == "" {
+			want = h
+		}
+	}
+	if want == "" {
+		v.errs.Add(1)
+		return fmt.Errorf("%s: %w: its record has no h1: line", id, ErrNotInDatabase)
+	}
+	v.mismatches.Add(1)
+	err = &MismatchError{Module: id, Want: want, Got: hash}
+	v.log.Error("CHECKSUM MISMATCH: refusing to store", "module", path, "version", version,
+		"database", v.cfg.DB.Name, "want", want, "got", hash)
+	return err
+}
+
+// lookupError turns a failed sumdb lookup into one of the package's named errors. The
+// sumdb client formats its errors with %v, so the cause is read from what ops saw.
+func (v *Verifier) lookupError(id module.Version, ops *clientOps, err error) error {
+	ops.mu.Lock()
+	defer ops.mu.Unlock()
+	switch {
+	case ops.securityMsg != "":
+		v.errs.Add(1)
+		return fmt.Errorf("%s: %w: %v", id, ErrSumDBMisbehavior, err)
+	case ops.lookupStatus == http.StatusNotFound || ops.lookupStatus == http.StatusGone:
+		v.errs.Add(1)
+		return fmt.Errorf("%s: %w %s", id, ErrNotInDatabase, v.cfg.DB.Name)
+	case ops.remoteErr != nil:
+		v.errs.Add(1)
+		return fmt.Errorf("%s: %w: %w", id, ErrSumDBUnavailable, ops.remoteErr)
+	}
+	v.errs.Add(1)
+	return fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, err)
+}
+
+func (v *Verifier) latch(msg string) {
+	v.misbehaviorMu.Lock()
+	if v.misbehavior == "" {
+		v.misbehavior = msg
+	}
+	v.misbehaviorMu.Unlock()
+	v.log.Error("SECURITY ERROR: checksum database misbehavior; verification stopped",
+		"database", v.cfg.DB.Name, "state", v.cfg.Dir, "report", msg)
+}
+
+// maxRemote bounds one answer of the database (a lookup, a tile).
+const maxRemote = 4 << 20
+
+// clientOps is the sumdb.ClientOps of one verification: its requests carry the caller's
+// context, and it remembers what went wrong so that the Verifier can name the error.
+type clientOps struct {
+	v   *Verifier
+	ctx context.Context
+
+	mu           sync.Mutex
+	lookupStatus int
+	remoteErr    error
+	securityMsg  string
+}
+
+func (o *clientOps) ReadRemote(path string) ([]byte, error) {
+	data, status, err := fetch(o.ctx, o.v.cfg.Client, o.v.cfg.BaseURL, path, o.v.cfg.Timeout, "")
+	o.mu.Lock()
+	if strings.HasPrefix(path, "/lookup/") {
+		o.lookupStatus = status
+	}
+	if err != nil && o.remoteErr == nil {
+		o.remoteErr = err
+	}
+	o.mu.Unlock()
+	return data, err
+}
+
+// fetch GETs base+path and returns the body of a 200 answer; any other status is an error.
+// The status is 0 when no answer came.
+func fetch(ctx context.Context, client *http.Client, baseURL BaseURLFunc, path string, timeout time.Duration, userAgent string) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	base, err := baseURL(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if userAgent != "" {
+		req.Header.Set("User-Agent", userAgent)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRemote+1))
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("GET %s: reading body: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, resp.StatusCode, fmt.Errorf("GET %s: %s: %s", path, resp.Status, firstLine(data))
+	}
+	if len(data) > maxRemote {
+		return nil, resp.StatusCode, fmt.Errorf("GET %s: answer larger than %d bytes", path, maxRemote)
+	}
+	return data, resp.StatusCode, nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.TrimSpace(s)
+}
+
+func (o *clientOps) ReadConfig(file string) ([]byte, error) {
+	if file == "key" {
+		return []byte(o.v.cfg.DB.Key), nil
+	}
+	data, err := o.v.readState("config", file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no tree seen yet: start from the empty one
+	}
+	return data, err
+}
+
+func (o *clientOps) WriteConfig(file string, old, new []byte) error {
+	if file == "key" {
+		return errors.New("the key configuration is never written")
+	}
+	o.v.stateMu.Lock()
+	defer o.v.stateMu.Unlock()
+	cur, err := o.v.readState("config", file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if !bytes.Equal(cur, old) {
+		return sumdb.ErrWriteConflict
+	}
+	return o.v.writeState("config", file, new)
+}
+
+func (o *clientOps) ReadCache(file string) ([]byte, error) { return o.v.readState("cache", file) }
+
+func (o *clientOps) WriteCache(file string, data []byte) {
+	if err := o.v.writeState("cache", file, data); err != nil {
+		o.v.log.Warn("checksum database cache write failed", "file", file, "err", err)
+	}
+}
+
+func (o *clientOps) Log(msg string) { o.v.log.Debug("sumdb client", "msg", msg) }
+
+func (o *clientOps) SecurityError(msg string) {
+	o.mu.Lock()
+	o.securityMsg = msg
+	o.mu.Unlock()
+	o.v.security.Add(1)
+	o.v.latch(msg)
+}
+
+func (v *Verifier) statePath(kind, file string) (string, error) {
+	if !filepath.IsLocal(filepath.FromSlash(file)) {
+		return "", fmt.Errorf("checksum state: refusing non-local file name %q", file)
+	}
+	return filepath.Join(v.cfg.Dir, kind, filepath.FromSlash(file)), nil
+}
+
+func (v *Verifier) readState(kind, file string) ([]byte, error) {
+	p, err := v.statePath(kind, file)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// writeState replaces a state file atomically: temporary file, fsync, rename.
+func (v *Verifier) writeState(kind, file string, data []byte) error {
+	p, err := v.statePath(kind, file)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("checksum state %s: %w", file, werr)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/report/headless"
+)
+
+// screenshotPath is where -update writes the screenshot shown in the documentation.
+var screenshotPath = filepath.Join("..", "..", "docs", "trace-report.png")
+
+// browser returns the Chromium to test with. Outside CI a missing browser skips the test;
+// under CI=true it fails it.
+func browser(t *testing.T) string {
+	t.Helper()
+	path, err := headless.Find()
+	if errors.Is(err, headless.ErrNoBrowser) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but no browser: %v", err)
+		}
+		t.Skipf("skipping browser test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestHTMLInBrowser renders the fixture report in headless Chromium, served from a local
+// test server: the heatmap must be laid out with a non-zero size and the page must log no
+// console errors. Under -update it also writes docs/trace-report.png.
+func TestHTMLInBrowser(t *testing.T) {
+	exe := browser(t)
+	tr := loadFixture(t)
+	tests := []struct {
+		name     string
+		trace    Trace
+		selector string
+	}{
+		{"comparison heatmap", tr, "#heatmap"},
+		{"comparison waterfalls", tr, "#waterfalls"},
+		{"single run heatmap", Trace{Title: "one run", Runs: tr.Runs[:1]}, "svg.heatmap"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var page bytes.Buffer
+			if err := WriteHTML(&page, tc.trace, HTMLOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/" {
+					t.Errorf("page asked for %s: a standalone page must not load anything", r.URL.Path)
+					http.NotFound(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.Write(page.Bytes())
+			}))
+			defer srv.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			shoot := *update && tc.name == "comparison heatmap"
+			res, err := headless.Load(ctx, srv.URL+"/", headless.Options{ExecPath: exe, Selector: tc.selector, Screenshot: shoot})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Width <= 0 || res.Height <= 0 {
+				t.Errorf("%s is %dx%d, want a non-zero size", tc.selector, res.Width, res.Height)
+			}
+			if len(res.ConsoleErrors) > 0 {
+				t.Errorf("console errors: %q", res.ConsoleErrors)
+			}
+			if shoot {
+				if err := os.WriteFile(screenshotPath, res.PNG, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestHeadlessSeesConsoleErrors proves the browser check can fail: a page that throws and
+// logs an error is reported, and a missing element's size is zero.
+func TestHeadlessSeesConsoleErrors(t *testing.T) {
+	exe := browser(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte(`<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>` +
+			`<div id="empty" style="width:0;height:0"></div><div id="box" style="width:0;height:0">x</div>` +
+			`<script>console.error("broken"); throw new Error("boom");</script></body></html>`))
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	res, err := headless.Load(ctx, srv.URL+"/", headless.Options{ExecPath: exe, Selector: "body"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.ConsoleErrors) < 2 {
+		t.Errorf("console errors = %q, want the console.error call and the exception", res.ConsoleErrors)
+	}
+}

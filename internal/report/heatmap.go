@@ -1,0 +1,219 @@
+package report
+
+import (
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+// heatRow is one row of a heatmap: one phase at one upstream.
+type heatRow struct {
+	Upstream string
+	Phase    netobs.Phase
+}
+
+// heatCell is one bucket of one row: how many Samples had the phase there and their
+// median and maximum duration. N == 0 means no data.
+type heatCell struct {
+	N           int
+	Median, Max time.Duration
+}
+
+// heatmap is the latency of every phase at every upstream of one Run, bucketed by start
+// time (or by request order).
+type heatmap struct {
+	Run       string
+	Rows      []heatRow
+	Cols      int
+	ByRequest bool
+	// Bucket is the width of a column: a duration in time mode; in request mode the
+	// number of requests per column is BucketRequests.
+	Bucket         time.Duration
+	BucketRequests int
+	Span           time.Duration // time covered (time mode)
+	Cells          [][]heatCell  // [row][col]
+}
+
+// allUpstreams returns the upstreams of every Run in order of first appearance, so that
+// side-by-side heatmaps share their rows.
+func allUpstreams(t *Trace) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := range t.Runs {
+		for _, u := range upstreams(&t.Runs[i]) {
+			if !seen[u] {
+				seen[u] = true
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// buildHeatmap buckets the Samples of r into cols columns: by start time over the span of
+// the Run, or by start order when byRequest is set.
+func buildHeatmap(r *Run, ups []string, cols int, byRequest bool) heatmap {
+	h := heatmap{Run: r.Name, Cols: cols, ByRequest: byRequest}
+	rowOf := map[heatRow]int{}
+	for _, u := range ups {
+		for _, p := range netobs.Phases {
+			rowOf[heatRow{u, p}] = len(h.Rows)
+			h.Rows = append(h.Rows, heatRow{u, p})
+		}
+	}
+	vals := make([][][]time.Duration, len(h.Rows))
+	for i := range vals {
+		vals[i] = make([][]time.Duration, cols)
+	}
+	order := make([]int, len(r.Samples))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return r.Samples[order[a]].Start.Before(r.Samples[order[b]].Start) })
+	first, last := r.bounds()
+	h.Span = last.Sub(first)
+	if h.Span <= 0 {
+		h.Span = 1
+	}
+	h.Bucket = (h.Span + time.Duration(cols) - 1) / time.Duration(cols)
+	h.BucketRequests = max(1, (len(order)+cols-1)/cols)
+	for rank, i := range order {
+		s := &r.Samples[i]
+		var col int
+		if byRequest {
+			col = rank * cols / max(1, len(order))
+		} else {
+			col = int(int64(s.Start.Sub(first)) * int64(cols) / int64(h.Span))
+		}
+		col = max(0, min(col, cols-1))
+		for _, p := range netobs.Phases {
+			if d := s.PhaseDuration(p); d > 0 {
+				row := rowOf[heatRow{s.Upstream, p}]
+				vals[row][col] = append(vals[row][col], d)
+			}
+		}
+	}
+	h.Cells = make([][]heatCell, len(h.Rows))
+	for i := range h.Cells {
+		h.Cells[i] = make([]heatCell, cols)
+		for j, ds := range vals[i] {
+			if len(ds) == 0 {
+				continue
+			}
+			slices.Sort(ds)
+			h.Cells[i][j] = heatCell{N: len(ds), Median: ds[(len(ds)-1)/2], Max: ds[len(ds)-1]}
+		}
+	}
+	return h
+}
+
+// levels is the number of colour steps of the latency scale, shared by every output.
+const levels = 9
+
+// logScale maps durations to colour levels on a logarithmic scale between Lo and Hi.
+type logScale struct{ Lo, Hi time.Duration }
+
+// niceDown and niceUp round a duration to 1, 2 or 5 times a power of ten.
+func niceDown(d time.Duration) time.Duration {
+	p := math.Pow(10, math.Floor(math.Log10(float64(d))))
+	for _, m := range []float64{5, 2, 1} {
+		if m*p <= float64(d) {
+			return time.Duration(m * p)
+		}
+	}
+	return time.Duration(p)
+}
+
+func niceUp(d time.Duration) time.Duration {
+	p := math.Pow(10, math.Floor(math.Log10(float64(d))))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= float64(d) {
+			return time.Duration(m * p)
+		}
+	}
+	return time.Duration(10 * p)
+}
+
+// scaleFor spans every cell of every heatmap, so side-by-side heatmaps share one legend.
+func scaleFor(hs []heatmap) logScale {
+	var lo, hi time.Duration
+	for _, h := range hs {
+		for _, row := range h.Cells {
+			for _, c := range row {
+				if c.N == 0 {
+					continue
+				}
+				if lo == 0 || c.Median < lo {
+					lo = c.Median
+				}
+				hi = max(hi, c.Median)
+			}
+		}
+	}
+	if lo <= 0 {
+		return logScale{time.Millisecond, time.Second}
+	}
+	// Below 100µs differences do not matter to a download; flooring the scale there keeps
+	// tiny bodies from stretching it.
+	lo, hi = niceDown(max(lo, 100*time.Microsecond)), niceUp(max(hi, 100*time.Microsecond))
+	if hi <= lo {
+		hi = lo * 10
+	}
+	return logScale{lo, hi}
+}
+
+// frac places d on the scale: 0 at Lo, 1 at Hi, clamped.
+func (s logScale) frac(d time.Duration) float64 {
+	if d <= s.Lo {
+		return 0
+	}
+	f := math.Log(float64(d)/float64(s.Lo)) / math.Log(float64(s.Hi)/float64(s.Lo))
+	return math.Min(1, math.Max(0, f))
+}
+
+// level returns the colour step 0..levels-1 of d.
+func (s logScale) level(d time.Duration) int {
+	return min(levels-1, int(s.frac(d)*levels))
+}
+
+// bound returns the lower edge of colour step i (bound(levels) is Hi).
+func (s logScale) bound(i int) time.Duration {
+	return time.Duration(float64(s.Lo) * math.Pow(float64(s.Hi)/float64(s.Lo), float64(i)/levels))
+}
+
+// Colours of the latency scale, fast to slow: as RGB for HTML and as the nearest colours of
+// the 256-colour ANSI palette for terminals.
+var (
+	heatRGB  = [levels]string{"#2c7bb6", "#00a6ca", "#00ccbc", "#90eb9d", "#ffff8c", "#f9d057", "#f29e2e", "#e76818", "#d7191c"}
+	heatANSI = [levels]int{31, 38, 43, 120, 228, 221, 214, 202, 160}
+	// heatRamp is the density ramp of plain output; a blank means no data.
+	heatRamp = [levels]byte{'.', ':', '-', '=', '+', '*', '#', '%', '@'}
+)
+
+// Colours and glyphs of the phases in waterfalls.
+var (
+	phaseRGB = map[string]string{
+		"dns": "#3b8bd0", "connect": "#e39b2d", "tls": "#a95cc4", "ttfb": "#3aa36b", "transfer": "#d04f6a",
+		CostFallThrough: "#8a6d3b", CostOther: "#c3c9d2", CostIdle: "#e9ecf0",
+	}
+	phaseANSI  = map[netobs.Phase]int{"dns": 33, "connect": 214, "tls": 134, "ttfb": 35, "transfer": 168}
+	phaseGlyph = map[netobs.Phase]byte{"dns": 'd', "connect": 'c', "tls": 't', "ttfb": 'f', "transfer": '='}
+)
+
+// slowest returns the indexes of the n longest Samples of r, longest first.
+func slowest(r *Run, n int) []int {
+	idx := make([]int, len(r.Samples))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		return length(&r.Samples[idx[a]]) > length(&r.Samples[idx[b]])
+	})
+	if len(idx) > n {
+		idx = idx[:n]
+	}
+	return idx
+}

@@ -92,6 +92,9 @@ func parseSumLine(line string) (SumLine, error) {
 	if err := module.Check(l.Path, l.Version); err != nil {
 		return SumLine{}, err
 	}
+	if module.CanonicalVersion(l.Version) != l.Version {
+		return SumLine{}, fmt.Errorf("version %q is not canonical", l.Version)
+	}
 	if err := checkHash(l.Hash); err != nil {
 		return SumLine{}, err
 	}

@@ -205,7 +205,7 @@ func (o ops) ReadRecords(ctx context.Context, id, n int64) ([][]byte, error) {
 	o.db.mu.Lock()
 	defer o.db.mu.Unlock()
 	if id < 0 || id+n > int64(len(o.db.records)) {
-		return nil, fmt.Errorf("records %d..%d: %w", id, id+n-1, fs.ErrNotExist)
+		return nil, notExist(fmt.Sprintf("records %d..%d", id, id+n-1))
 	}
 	return append([][]byte(nil), o.db.records[id:id+n]...), nil
 }
@@ -215,7 +215,7 @@ func (o ops) Lookup(ctx context.Context, m module.Version) (int64, error) {
 	defer o.db.mu.Unlock()
 	id, ok := o.db.lookup[m]
 	if !ok {
-		return 0, fmt.Errorf("%s: %w", m, fs.ErrNotExist)
+		return 0, notExist(m.String())
 	}
 	return id, nil
 }
@@ -225,7 +225,13 @@ func (o ops) ReadTileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	defer o.db.mu.Unlock()
 	data, err := tlog.ReadTileData(t, hashReader(o.db.hashes))
 	if err != nil {
-		return nil, fmt.Errorf("tile %s: %w: %v", t.Path(), fs.ErrNotExist, err)
+		return nil, notExist(t.Path())
 	}
 	return data, nil
+}
+
+// notExist returns a not-found error that the sumdb server answers with 404 (it tests with
+// os.IsNotExist, which looks through *fs.PathError only).
+func notExist(what string) error {
+	return &fs.PathError{Op: "read", Path: what, Err: fs.ErrNotExist}
 }

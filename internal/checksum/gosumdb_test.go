@@ -1,0 +1,120 @@
+package checksum
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// fakeGOROOT writes a key.go like the Go installation's, trusting one generated key under
+// its name, and returns the root and the key.
+func fakeGOROOT(t *testing.T, name string) (root, vkey string) {
+	t.Helper()
+	_, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root = t.TempDir()
+	f := KeyFile(root)
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf("package modfetch\n\nvar knownGOSUMDB = map[string]string{\n\t%q: %q,\n}\n", name, vkey)
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, vkey
+}
+
+func TestParseGOSUMDB(t *testing.T) {
+	root, known := fakeGOROOT(t, "sum.test")
+	_, other, err := note.GenerateKey(rand.Reader, "other.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		in      string
+		want    SumDB
+		wantErr error  // errors.Is target, or nil
+		errText string // substring of the error, "" when no error
+	}{
+		{in: "off", want: SumDB{Off: true}},
+		{in: "sum.test", want: SumDB{Name: "sum.test", Key: known}},
+		{in: known, want: SumDB{Name: "sum.test", Key: known}},
+		{in: other, want: SumDB{Name: "other.test", Key: other}},
+		{in: other + " http://127.0.0.1:9/db/", want: SumDB{Name: "other.test", Key: other, URL: "http://127.0.0.1:9/db"}},
+		{in: "sum.test https://127.0.0.1:9", want: SumDB{Name: "sum.test", Key: known, URL: "https://127.0.0.1:9"}},
+		{in: "unknown.test", wantErr: ErrNoKey, errText: "pass --sumdb name+key"},
+		{in: "", errText: "GOSUMDB is empty"},
+		{in: other + " http://127.0.0.1:9 extra", errText: "too many fields"},
+		{in: other + " ftp://127.0.0.1", errText: "invalid GOSUMDB URL"},
+		{in: "other.test+bad+key", errText: "invalid GOSUMDB key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseGOSUMDB(tt.in, root)
+			if tt.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errText) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+					t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.errText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	// Without a readable key file a bare name has no key.
+	if _, err := ParseGOSUMDB("sum.test", t.TempDir()); !errors.Is(err, ErrNoKey) {
+		t.Errorf("missing key.go: err = %v, want ErrNoKey", err)
+	}
+}
+
+// TestKnownKeysOfLocalGo reads the key file of the Go installation that runs the test: every
+// entry must be a verifier key whose name is the map key. No name or key is written here.
+func TestKnownKeysOfLocalGo(t *testing.T) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skipf("go env GOROOT: %v", err)
+	}
+	keys, err := KnownKeys(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("no known checksum database in the local Go installation")
+	}
+	for name, key := range keys {
+		v, err := note.NewVerifier(key)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if v.Name() != name {
+			t.Errorf("key of %s names %s", name, v.Name())
+		}
+	}
+}
+
+func TestNoSumDBPatterns(t *testing.T) {
+	tests := []struct{ nosumdb, private, want string }{
+		{"", "", ""},
+		{"", "corp.test", "corp.test"},
+		{"a.test", "corp.test", "a.test"},
+	}
+	for _, tt := range tests {
+		if got := NoSumDBPatterns(tt.nosumdb, tt.private); got != tt.want {
+			t.Errorf("NoSumDBPatterns(%q, %q) = %q, want %q", tt.nosumdb, tt.private, got, tt.want)
+		}
+	}
+}

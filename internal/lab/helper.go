@@ -1,0 +1,68 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+// HelperEnv is the environment variable that makes a test binary run a registered helper
+// instead of its tests (see Main and Host.HelperCommand).
+const HelperEnv = "HOLOPROXY_LAB_HELPER"
+
+var (
+	helpersMu sync.Mutex
+	helpers   = map[string]func(args []string) int{}
+)
+
+// RegisterHelper registers fn as the helper called name: a function the test binary runs,
+// re-executed in a lab host by Host.HelperCommand, with the command's arguments; its result
+// is the process's exit code. Register helpers from init functions or TestMain before Main.
+func RegisterHelper(name string, fn func(args []string) int) {
+	helpersMu.Lock()
+	defer helpersMu.Unlock()
+	helpers[name] = fn
+}
+
+// Main is the body of a TestMain for packages whose tests use the lab:
+//
+//	func TestMain(m *testing.M) { lab.Main(m) }
+//
+// In a process started by Host.HelperCommand it runs the helper and exits. Otherwise it runs
+// the tests, then closes any lab a test left open, and exits with the tests' code.
+func Main(m *testing.M) {
+	if name := os.Getenv(HelperEnv); name != "" {
+		os.Exit(RunHelper(name, os.Args[1:]))
+	}
+	code := m.Run()
+	closeAll()
+	os.Exit(code)
+}
+
+// RunHelper runs the registered helper name with args and returns its exit code (2 when no
+// helper has that name).
+func RunHelper(name string, args []string) int {
+	helpersMu.Lock()
+	fn := helpers[name]
+	helpersMu.Unlock()
+	if fn == nil {
+		fmt.Fprintf(os.Stderr, "lab: no helper named %q\n", name)
+		return 2
+	}
+	return fn(args)
+}
+
+// HelperCommand returns a command that re-executes the running binary (the test binary) in
+// the host's namespace to run the helper name (see RegisterHelper and Main) with args.
+func (h *Host) HelperCommand(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("lab: helper %s: %w", name, err)
+	}
+	cmd := h.Command(ctx, exe, args...)
+	cmd.Env = append(cmd.Env, HelperEnv+"="+name)
+	return cmd, nil
+}

@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -293,7 +294,7 @@ func startOrigin(t testing.TB, cfg *tls.Config, h http.Handler) *origin {
 	o := &origin{conns: map[net.Conn]bool{}}
 	_, o.port, _ = net.SplitHostPort(ln.Addr().String())
 	o.srv = &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: nil, ConnState: o.connState}
+		ErrorLog: log.New(io.Discard, "", 0), ConnState: o.connState}
 	go func() {
 		if cfg != nil {
 			o.srv.ServeTLS(ln, "", "")

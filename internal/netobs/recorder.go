@@ -117,7 +117,7 @@ func (r *Recorder) TLSDone(cs *tls.ConnectionState, d time.Duration, err error) 
 	r.s.TLSVersion = tls.VersionName(cs.Version)
 	r.s.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 	if cs.CurveID != 0 {
-		r.s.TLSCurve = cs.CurveID.String()
+		r.s.TLSCurve = GroupName(cs.CurveID)
 	}
 	r.s.TLSResumed = cs.DidResume
 	r.s.TLSHRR = cs.HelloRetryRequest
@@ -221,4 +221,18 @@ func (r *Recorder) ClientTrace() *httptrace.ClientTrace {
 		WroteRequest:         r.WroteRequest,
 		GotFirstResponseByte: r.GotFirstResponseByte,
 	}
+}
+
+// GroupName names a TLS key-exchange group as the IANA registry does ("P-256",
+// "X25519MLKEM768"), where crypto/tls's CurveID.String says "CurveP256".
+func GroupName(id tls.CurveID) string {
+	switch id {
+	case tls.CurveP256:
+		return "P-256"
+	case tls.CurveP384:
+		return "P-384"
+	case tls.CurveP521:
+		return "P-521"
+	}
+	return id.String()
 }

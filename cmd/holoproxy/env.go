@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// envPrefix starts the name of every flag's environment twin.
+const envPrefix = "HOLOPROXY_"
+
+// envName returns the environment twin of the flag named name: --list-ttl is
+// HOLOPROXY_LIST_TTL.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// noTwin lists the flags that have no environment twin.
+var noTwin = map[string]bool{"help": true, "version": true}
+
+// addEnvTwins names the environment twin in the help text of every flag of cmd and of all
+// its subcommands. Call it once, after every subcommand is added.
+func addEnvTwins(cmd *cobra.Command) {
+	note := func(f *pflag.Flag) {
+		if noTwin[f.Name] || strings.Contains(f.Usage, "$"+envName(f.Name)) {
+			return
+		}
+		f.Usage += " [$" + envName(f.Name) + "]"
+	}
+	cmd.LocalFlags().VisitAll(note)
+	cmd.PersistentFlags().VisitAll(note)
+	for _, sub := range cmd.Commands() {
+		addEnvTwins(sub)
+	}
+}
+
+// applyEnvTwins sets every flag of cmd (its own and those inherited) that was not given on
+// the command line from its environment twin, when getenv finds one. A bad value is a
+// usage error naming the variable.
+func applyEnvTwins(cmd *cobra.Command, getenv func(string) (string, bool)) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || noTwin[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := getenv(name)
+		if !ok {
+			return
+		}
+		if e := cmd.Flags().Set(f.Name, v); e != nil {
+			err = usagef("%s=%q: %v", name, v, e)
+		}
+	})
+	return err
+}
+
+// checkPositive returns a usage error unless every duration flag named in names of cmd is
+// above zero.
+func checkPositive(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		d, err := cmd.Flags().GetDuration(n)
+		if err != nil {
+			return fmt.Errorf("flag --%s: %w", n, err)
+		}
+		if d <= 0 {
+			return usagef("--%s must be above zero, not %v", n, d)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+// Command holoproxy is a Go module proxy that sees its whole network chain. Each
+// subcommand lives in its own file (serve.go, ...) and only wires flags to the internal
+// packages; this file holds the root command, the exit codes and the environment twins of
+// the flags (env.go).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the command.
+const (
+	exitOK      = 0 // success
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad usage: unknown command or flag, bad flag value
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from
+// the build information.
+var version = ""
+
+func main() {
+	os.Exit(execute(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// execute runs the command line args with the environment getenv and returns the exit code.
+func execute(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
+	root := newRootCmd(getenv)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "holoproxy: %v (see '%s --help')\n", err, cmd.CommandPath())
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "holoproxy: %v\n", err)
+	return exitFailure
+}
+
+// newRootCmd builds the command tree. Subcommands are added here, one constructor per file.
+func newRootCmd(getenv func(string) (string, bool)) *cobra.Command {
+	// Run every parent's PersistentPreRunE, so the environment twins apply even below a
+	// subcommand that has a persistent hook of its own.
+	cobra.EnableTraverseRunHooks = true
+	root := &cobra.Command{
+		Use:   "holoproxy",
+		Short: "A Go module proxy that sees its whole network chain",
+		Long: "holoproxy is a Go module proxy that sees its whole network chain.\n\n" +
+			"Every flag can also be set by its environment twin, HOLOPROXY_ and the flag name\n" +
+			"in upper case with '-' as '_' (--list-ttl and HOLOPROXY_LIST_TTL); a flag given\n" +
+			"on the command line wins over its twin.",
+		Version:       buildVersion(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usagef("missing command")
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return applyEnvTwins(cmd, getenv)
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(newServeCmd())
+	addEnvTwins(root)
+	return root
+}
+
+// buildVersion returns the version set at link time, else the main module's version.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// usageError marks an error as bad usage (exit code 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error with a one-line reason.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}

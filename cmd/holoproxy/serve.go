@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/server"
+	"github.com/holoproxy/holoproxy/internal/store"
+)
+
+// serveOptions are the flags of holoproxy serve.
+type serveOptions struct {
+	listen          string
+	cacheDir        string
+	upstream        string
+	listTTL         time.Duration
+	negativeTTL     time.Duration
+	logLevel        string
+	connectTimeout  time.Duration
+	tlsTimeout      time.Duration
+	firstByte       time.Duration
+	bodyIdle        time.Duration
+	shutdownTimeout time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a caching GOPROXY server in front of the upstream chain",
+		Long: "serve runs a caching GOPROXY server. Point the go command at it with\n" +
+			"GOPROXY=http://<listen address>. The upstream chain, in GOPROXY syntax, is taken\n" +
+			"from `go env GOPROXY` at start unless --upstream is given.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("serve takes no arguments, got %q", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPositive(cmd, "list-ttl", "negative-ttl", "connect-timeout", "tls-timeout",
+				"first-byte-timeout", "body-idle-timeout", "shutdown-timeout"); err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+				return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
+			}
+			if _, _, err := net.SplitHostPort(o.listen); err != nil {
+				return usagef("--listen %q: %v", o.listen, err)
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, stop, o, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address to serve on (host:port)")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "cache directory (default: holoproxy under the user cache directory, e.g. ~/.cache/holoproxy)")
+	f.StringVar(&o.upstream, "upstream", "", "upstream chain in GOPROXY syntax (default: the output of 'go env GOPROXY' at start)")
+	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
+	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second, "upstream TCP connect timeout")
+	f.DurationVar(&o.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
+	f.DurationVar(&o.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
+	f.DurationVar(&o.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
+	return cmd
+}
+
+// runServe serves until ctx is done (a signal), then shuts down: answers in flight finish
+// (up to the shutdown timeout), fills are finished or abandoned, no temporary file is left.
+// stop restores the default signal handling, so a second signal ends the process at once.
+func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger) error {
+	cacheDir, err := cacheDirOrDefault(o.cacheDir)
+	if err != nil {
+		return err
+	}
+	list := o.upstream
+	if list == "" {
+		if list, err = goEnvGOPROXY(ctx); err != nil {
+			return err
+		}
+	}
+	hc, closeIdle, err := upstreamClient(o)
+	if err != nil {
+		return err
+	}
+	defer closeIdle()
+	chain, err := goproxy.ParseChain(list, hc)
+	if err != nil {
+		return fmt.Errorf("upstream chain %q: %w", list, err)
+	}
+	if err := checkChain(chain, log); err != nil {
+		return err
+	}
+	// TODO(loop guard): call server.CheckNotSelf(o.listen, chain) here once the server
+	// provides it, so a chain that points back at this instance is refused at start.
+
+	disk, err := store.OpenDisk(cacheDir)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Store:       disk,
+		Chain:       chain,
+		ListTTL:     o.listTTL,
+		NegativeTTL: o.negativeTTL,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		if err := srv.Close(cctx); err != nil {
+			log.Error("closing the server", "err", err)
+		}
+	}()
+
+	mux := http.NewServeMux()
+	// Others mount here: "/metrics", "/sumdb/" and the dashboard at "/{$}".
+	mux.Handle("/", srv)
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
+		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL)
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("shutting down: finishing answers in flight", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// upstreamClient returns the HTTP client every upstream request goes through, honouring the
+// timeout flags, and a function releasing its idle connections. It is the one place the
+// upstream transport is chosen.
+func upstreamClient(o serveOptions) (*http.Client, func(), error) {
+	t, err := netobs.NewTransport(netobs.TransportConfig{
+		ConnectTimeout:   o.connectTimeout,
+		TLSTimeout:       o.tlsTimeout,
+		FirstByteTimeout: o.firstByte,
+		BodyIdleTimeout:  o.bodyIdle,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("upstream transport: %w", err)
+	}
+	return t.Client(), t.CloseIdleConnections, nil
+}
+
+// checkChain logs the entries of chain that holoproxy does not fetch from and refuses a
+// chain with no proxy to fetch from before its end.
+func checkChain(chain *goproxy.Chain, log *slog.Logger) error {
+	for i, e := range chain.Entries {
+		if e.Client != nil {
+			continue
+		}
+		if e.Direct {
+			log.Warn("direct in the upstream chain is not supported yet: the chain ends there", "chain", chain.String())
+		}
+		if i == 0 {
+			return fmt.Errorf("upstream chain %q has no proxy before %q: pass --upstream with a proxy URL", chain.String(), e.Name())
+		}
+		return nil
+	}
+	return nil
+}
+
+// cacheDirOrDefault returns dir, or holoproxy under the user cache directory.
+func cacheDirOrDefault(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no default cache directory (%w): pass --cache-dir", err)
+	}
+	return filepath.Join(base, "holoproxy"), nil
+}
+
+// goEnvGOPROXY asks the go command for the GOPROXY it would use.
+func goEnvGOPROXY(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "env", "GOPROXY")
+	cmd.Stderr = nil
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("reading the upstream chain with `go env GOPROXY`: %w; pass --upstream (GOPROXY syntax) instead", err)
+	}
+	list := strings.TrimSpace(string(out))
+	if list == "" {
+		return "", errors.New("`go env GOPROXY` is empty; pass --upstream (GOPROXY syntax)")
+	}
+	return list, nil
+}

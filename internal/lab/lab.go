@@ -430,3 +430,39 @@ func removeAllWritable(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+// GoEnv returns the environment for the real go command in a lab host: the test process's
+// PATH, GOPROXY set to goproxy (lab origins only), no checksum database (GOSUMDB=off), no
+// toolchain switch, no version control fallback, GOFLAGS=-mod=mod, and a fresh GOPATH,
+// GOMODCACHE and GOCACHE on a tmpfs (see TmpfsDir); SSL_CERT_FILE names the lab CA. extra
+// entries ("KEY=value") are appended and win.
+func (l *Lab) GoEnv(goproxy string, extra ...string) ([]string, error) {
+	dir, err := l.TmpfsDir("go")
+	if err != nil {
+		return nil, err
+	}
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"GOPATH=" + filepath.Join(dir, "gopath"),
+		"GOMODCACHE=" + filepath.Join(dir, "modcache"),
+		"GOCACHE=" + filepath.Join(dir, "gocache"),
+		"GOENV=off",
+		"GOPROXY=" + goproxy,
+		"GOSUMDB=off",
+		"GONOSUMDB=*",
+		"GOPRIVATE=",
+		"GONOPROXY=",
+		"GOINSECURE=",
+		"GOVCS=*:off",
+		"GOFLAGS=-mod=mod",
+		"GOTOOLCHAIN=local",
+		"GOTELEMETRY=off",
+		"CGO_ENABLED=0",
+		"SSL_CERT_FILE=" + l.ca.CertFile(),
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		env = append(env, "GOROOT="+root)
+	}
+	return append(env, extra...), nil
+}

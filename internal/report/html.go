@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"time"
 
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -47,8 +48,8 @@ type htmlPage struct {
 	WaterfallAxis string
 	Phases        []swatch
 	SchemaVersion int
-	// WaterfallRight is the x where waterfall details end.
-	WaterfallRight int
+	// HeatPhaseX and HeatTextDY place the heatmap row labels.
+	HeatPhaseX, HeatTextDY int
 }
 
 type swatch struct{ Label, Color string }
@@ -126,8 +127,8 @@ type htmlWaterfallItem struct {
 const (
 	heatLabelW   = 150
 	heatCellW    = 10
-	heatCellH    = 14
-	heatGroupGap = 8
+	heatCellH    = 17
+	heatGroupGap = 10
 	heatTop      = 4
 	wfBarW       = 560
 	wfRowH       = 34
@@ -136,7 +137,7 @@ const (
 func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 	sum := Summarize(*t)
 	pg := htmlPage{Title: t.Title, CSS: template.CSS(pageCSS), Comparison: sum.Comparison, SchemaVersion: SchemaVersion,
-		WaterfallRight: 8 + wfBarW}
+		HeatPhaseX: heatLabelW - 6, HeatTextDY: heatCellH - 5}
 	if pg.Title == "" {
 		pg.Title = "holoproxy trace"
 	}
@@ -201,7 +202,7 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 			}
 		}
 		if scale > 0 {
-			scale = niceUp(scale)
+			scale = axisUp(scale)
 			pg.WaterfallAxis = fmtDur(scale)
 			for i := range t.Runs {
 				pg.Waterfalls = append(pg.Waterfalls, htmlWaterfallOf(&t.Runs[i], n, scale))
@@ -209,6 +210,17 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 		}
 	}
 	return pg
+}
+
+// axisUp rounds d up to a round axis end: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten.
+func axisUp(d time.Duration) time.Duration {
+	p := math.Pow(10, math.Floor(math.Log10(float64(d))))
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
+		if m*p >= float64(d) {
+			return time.Duration(m * p)
+		}
+	}
+	return time.Duration(10 * p)
 }
 
 func htmlRunOf(r RunSummary) htmlRun {
@@ -296,14 +308,14 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 		if c := errClass(s); c != "" {
 			status = c
 		}
-		conn := "reused connection"
+		conn := "reused"
 		if !s.Reused {
-			conn = "new connection"
+			conn = "new conn"
 		}
 		it := htmlWaterfallItem{
 			Y: y, Rank: fmt.Sprintf("#%d", k+1), Total: fmtDur(length(s)),
 			Label:  shortName(s.Upstream) + "/" + requestPath(s),
-			Detail: fmt.Sprintf("%s · %s · started +%s · %s", status, s.Kind, fmtDur(s.Start.Sub(first)), conn),
+			Detail: fmt.Sprintf("%s · %s · +%s", status, conn, fmtDur(s.Start.Sub(first))),
 		}
 		it.Outline = htmlRect{X: x(0), Y: float64(y + 18), W: x(length(s)) - x(0), H: 12, Fill: phaseRGB[CostOther],
 			Hint: fmt.Sprintf("whole exchange %s", fmtDur(length(s)))}

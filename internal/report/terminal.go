@@ -419,7 +419,7 @@ func (tw termWriter) writeHeatmaps(t *Trace, opt TerminalOptions) {
 // heatCells renders one heatmap row, one character per bucket.
 func (tw termWriter) heatCells(cells []heatCell, sc logScale) string {
 	var b strings.Builder
-	cur := -2
+	cur := -1 // the level whose colour is on; -1 is none
 	for _, c := range cells {
 		lvl := -1
 		if c.N > 0 {
@@ -453,7 +453,7 @@ func (tw termWriter) writeLegend(sc logScale) {
 	var b strings.Builder
 	b.WriteString("legend  ")
 	if tw.color {
-		b.WriteString("no data ·  ")
+		b.WriteString("blank = no data  ")
 	} else {
 		b.WriteString("' ' no data  ")
 	}

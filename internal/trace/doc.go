@@ -1,0 +1,6 @@
+// Package trace runs the requests the go command would make for a set of modules against a
+// GOPROXY chain — each proxy on its own and the chain as a whole with its fall-through rules —
+// through the same goproxy.Chain and netobs.Transport that `serve` uses, and returns what it
+// observed as a report.Trace. Comparisons (fresh against shared transports, one DNS backend
+// against another) are several Runs of the same workload.
+package trace

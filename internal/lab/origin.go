@@ -390,7 +390,9 @@ func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
 		rec.Fault = "reset"
 		if ic := connOf(r); ic != nil && r.ProtoMajor == 1 {
 			if tc, ok := ic.Conn.(*net.TCPConn); ok {
+				// Close the TCP connection under TLS at once: no close_notify, just a RST.
 				_ = tc.SetLinger(0)
+				_ = tc.Close()
 			}
 		}
 		// The deferred log entry is still written: defers run while the panic unwinds.

@@ -225,9 +225,9 @@ func axisUp(d time.Duration) time.Duration {
 
 func htmlRunOf(r RunSummary) htmlRun {
 	hr := htmlRun{Name: r.Name, Wall: fmtDur(r.Wall), Verdict: r.Verdict}
-	req := fmt.Sprintf("%d exchanges", r.Samples)
+	req := fmt.Sprintf("%d exchanges", r.Exchanges)
 	if r.Requests > 0 {
-		req = fmt.Sprintf("%d requests, %d exchanges", r.Requests, r.Samples)
+		req = fmt.Sprintf("%d requests, %d exchanges", r.Requests, r.Exchanges)
 	}
 	hr.Facts = []string{req, fmt.Sprintf("%d failed", r.Failed), fmt.Sprintf("%d fall-throughs", r.FallThroughs),
 		fmt.Sprintf("%d DNS queries", r.DNSQueries), fmt.Sprintf("peak %d in flight", r.PeakConns)}

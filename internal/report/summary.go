@@ -56,9 +56,9 @@ func counts(m map[string]int) []Count {
 // UpstreamSummary holds the figures of one upstream within one Run.
 type UpstreamSummary struct {
 	Upstream string `json:"upstream"`
-	// Requests counts the upstream exchanges (Samples); OK those answered 2xx without error.
-	Requests int `json:"requests"`
-	OK       int `json:"ok"`
+	// Exchanges counts the upstream exchanges (Samples); OK those answered 2xx without error.
+	Exchanges int `json:"exchanges"`
+	OK        int `json:"ok"`
 	// Errors counts the other exchanges by class (ErrClass, else http_<status>).
 	Errors []Count `json:"errors,omitempty"`
 	// FallThroughs counts exchanges answered 404/410 and then asked at another upstream.
@@ -127,7 +127,8 @@ const (
 type RunSummary struct {
 	Name         string        `json:"name"`
 	Wall         time.Duration `json:"wall_ns"`
-	Samples      int           `json:"samples"`
+	// Exchanges counts the Run's Samples; Requests is Run.Requests.
+	Exchanges    int           `json:"exchanges"`
 	Requests     int           `json:"requests,omitempty"`
 	Failed       int           `json:"failed"`
 	FallThroughs int           `json:"fall_throughs"`
@@ -188,7 +189,7 @@ func summarizeRun(r *Run) RunSummary {
 	rs := RunSummary{
 		Name:         r.Name,
 		Wall:         r.wall(),
-		Samples:      len(r.Samples),
+		Exchanges:    len(r.Samples),
 		Requests:     r.Requests,
 		Failed:       r.Failed,
 		FallThroughs: r.FallThroughs,
@@ -224,7 +225,7 @@ func summarizeUpstream(r *Run, upstream string, ft []bool) UpstreamSummary {
 			continue
 		}
 		hosts[hostOf(s)] = true
-		us.Requests++
+		us.Exchanges++
 		if c := errClass(s); c != "" {
 			errs[c]++
 		} else {

@@ -121,7 +121,7 @@ func TestSummarizeUpstream(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"requests", u.Requests, 4},
+		{"exchanges", u.Exchanges, 4},
 		{"ok", u.OK, 2},
 		{"errors", u.Errors, []Count{{"http_503", 1}, {"tcp_reset", 1}}},
 		{"dns queries", u.DNSQueries, 2},

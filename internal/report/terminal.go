@@ -203,9 +203,9 @@ func runFigures(r RunSummary) [][2]string {
 	if r.DNSQueries > 0 {
 		dnsq = fmt.Sprintf("%d (%s), p50/p99 %s / %s", r.DNSQueries, tally(r.DNSByBackend), fmtDur(r.DNSQuery.P50), fmtDur(r.DNSQuery.P99))
 	}
-	reqs := fmt.Sprint(r.Samples)
+	reqs := fmt.Sprint(r.Exchanges)
 	if r.Requests > 0 {
-		reqs = fmt.Sprintf("%d requests, %d exchanges", r.Requests, r.Samples)
+		reqs = fmt.Sprintf("%d requests, %d exchanges", r.Requests, r.Exchanges)
 	}
 	return [][2]string{
 		{"wall time", fmtDur(r.Wall)},
@@ -239,7 +239,7 @@ func upstreamFigures(u *UpstreamSummary) [][2]string {
 		reuse = fmt.Sprintf("%s  (%d of %d)", percent(u.ReuseRate), u.Reused, n)
 	}
 	return [][2]string{
-		{"exchanges", fmt.Sprintf("%d  (ok %d)", u.Requests, u.OK)},
+		{"exchanges", fmt.Sprintf("%d  (ok %d)", u.Exchanges, u.OK)},
 		{"errors", tally(u.Errors)},
 		{"fall-throughs", fmt.Sprint(u.FallThroughs)},
 		{"dns wait p50/p99", figure(u.DNS)},

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -93,6 +94,10 @@ func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.
 	for k, vs := range c.Header {
 		req.Header[k] = vs
 	}
+	for k, vs := range headerFrom(ctx) {
+		// Clip so that appending never writes into c.Header's backing array.
+		req.Header[k] = append(slices.Clip(req.Header[k]), vs...)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name(), err)
@@ -120,4 +125,17 @@ func firstLine(r io.Reader) string {
 		line = line[:200] + "…"
 	}
 	return line
+}
+
+type headerKey struct{}
+
+// WithHeader returns a context whose upstream requests carry the fields of h in addition to
+// Client.Header: per-request fields such as the hop list of the server's loop guard.
+func WithHeader(ctx context.Context, h http.Header) context.Context {
+	return context.WithValue(ctx, headerKey{}, h)
+}
+
+func headerFrom(ctx context.Context) http.Header {
+	h, _ := ctx.Value(headerKey{}).(http.Header)
+	return h
 }

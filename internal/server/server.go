@@ -4,11 +4,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +53,26 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives one line per request at info level (default slog.Default()).
 	Logger *slog.Logger
+
+	// Now is the clock that ages list, @latest and not-found answers (default time.Now).
+	// Tests set it to move time without sleeping.
+	Now func() time.Time
+	// MaxHops is the length of the hop list past which a request is refused with 508 even
+	// if this instance is not on it (default 8).
+	MaxHops int
+	// MaxNegative bounds how many not-found answers are remembered at once (default 100000);
+	// past it, the oldest are forgotten first.
+	MaxNegative int
 }
+
+// Defaults of Config's zero values.
+const (
+	DefaultListTTL     = time.Minute
+	DefaultNegativeTTL = 30 * time.Second
+	DefaultFillTimeout = 10 * time.Minute
+	DefaultMaxHops     = 8
+	DefaultMaxNegative = 100000
+)
 
 // HopHeader is the request header holoproxy adds to its upstream requests, naming the
 // instances a request has passed; a request that already passed this instance is refused
@@ -59,22 +85,236 @@ const CacheHeader = "X-Holoproxy-Cache"
 // UpstreamHeader names the upstream that served a miss.
 const UpstreamHeader = "X-Holoproxy-Upstream"
 
+// The values of CacheHeader.
+const (
+	CacheHit      = "hit"      // served from the store, fresh
+	CacheMiss     = "miss"     // asked upstream (or refused before any lookup)
+	CacheStale    = "stale"    // a list or @latest past ListTTL, served because every upstream failed
+	CacheNegative = "negative" // a remembered not-found answer
+)
+
 // Server serves the GOPROXY protocol. Create it with New.
 type Server struct {
-	cfg Config
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	neg     *negativeCache
+
+	// base is the parent context of every fill; cancel abandons them all (Close).
+	base   context.Context
+	cancel context.CancelFunc
+
+	// mu guards calls and closed. Fills run without it held.
+	mu     sync.Mutex
+	calls  map[string]*fillCall // in-flight fills by request key
+	closed bool
+	fills  sync.WaitGroup // one count per fill goroutine
 }
 
 // New returns a Server for cfg.
 func New(cfg Config) (*Server, error) {
-	return nil, errors.New("server: not implemented yet")
+	if cfg.Store == nil {
+		return nil, errors.New("server: Config.Store is required")
+	}
+	if cfg.Chain == nil || len(cfg.Chain.Entries) == 0 {
+		return nil, errors.New("server: Config.Chain is required")
+	}
+	if cfg.ListTTL <= 0 {
+		cfg.ListTTL = DefaultListTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.FillTimeout <= 0 {
+		cfg.FillTimeout = DefaultFillTimeout
+	}
+	if cfg.MaxHops <= 0 {
+		cfg.MaxHops = DefaultMaxHops
+	}
+	if cfg.MaxNegative <= 0 {
+		cfg.MaxNegative = DefaultMaxNegative
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.InstanceID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		cfg.InstanceID = hex.EncodeToString(b[:])
+	}
+	if strings.ContainsAny(cfg.InstanceID, ", \t\r\n") {
+		return nil, fmt.Errorf("server: InstanceID %q must not contain commas or spaces", cfg.InstanceID)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		metrics: m,
+		neg:     newNegativeCache(cfg.MaxNegative),
+		base:    base,
+		cancel:  cancel,
+		calls:   map[string]*fillCall{},
+	}, nil
 }
+
+// InstanceID returns the name this server puts in the hop header.
+func (s *Server) InstanceID() string { return s.cfg.InstanceID }
 
 // ServeHTTP answers GOPROXY requests: GET and HEAD of <module>/@v/list, @v/<version>.info,
 // .mod, .zip and <module>/@latest. Anything else is 404 or 400 with a one-line reason.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "not implemented", http.StatusNotImplemented)
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w}
+	a := &answer{kind: "invalid", cache: CacheMiss}
+	defer func() {
+		d := time.Since(start)
+		s.metrics.observeRequest(a.kind, a.cache, lw.bytes, d)
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", lw.statusCode()),
+			slog.String("cache", a.cache),
+			slog.String("upstream", a.upstream),
+			slog.Int64("bytes", lw.bytes),
+			slog.Duration("duration", d),
+		)
+	}()
+	s.serve(lw, r, a)
+}
+
+// answer is what ServeHTTP learns while answering, for its log line and metrics.
+type answer struct {
+	kind     string // endpoint kind, or "invalid"
+	cache    string // CacheHeader value
+	upstream string // the upstream that served a miss
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
+	w.Header().Set(CacheHeader, CacheMiss)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET or HEAD", r.Method))
+		return
+	}
+	hops, err := s.checkHops(r.Header)
+	if err != nil {
+		writeError(w, http.StatusLoopDetected, err.Error())
+		return
+	}
+	req, err := goproxy.ParseRequest(strings.TrimPrefix(r.URL.Path, "/"))
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, fs.ErrNotExist) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	a.kind = string(req.Kind)
+	ctx := r.Context()
+	key := req.Path()
+
+	// A fresh stored answer.
+	var stale bool
+	if e, err := s.cfg.Store.Open(ctx, key); err == nil {
+		if req.Immutable() || s.cfg.Now().Sub(e.ModTime) < s.cfg.ListTTL {
+			s.serveEntry(w, r, req, e, a, CacheHit, "")
+			return
+		}
+		e.Body.Close()
+		stale = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		// A store that cannot be read is answered from upstream; the log says why.
+		s.log.Warn("store read failed", "key", key, "err", err)
+	}
+
+	// A remembered not-found answer.
+	if msg, ok := s.neg.get(key, s.cfg.Now()); ok {
+		a.cache = CacheNegative
+		w.Header().Set(CacheHeader, CacheNegative)
+		writeError(w, http.StatusNotFound, msg)
+		return
+	}
+
+	res := s.fill(ctx, req, hops)
+	switch {
+	case res.err == nil:
+	case errors.Is(res.err, errClosed):
+		writeError(w, http.StatusServiceUnavailable, "holoproxy is shutting down")
+		return
+	case ctx.Err() != nil:
+		// The client went away; the fill goes on for the others.
+		a.cache = CacheMiss
+		return
+	case res.notFound:
+		writeError(w, http.StatusNotFound, res.err.Error())
+		return
+	default:
+		if stale {
+			if e, err := s.cfg.Store.Open(ctx, key); err == nil {
+				s.serveEntry(w, r, req, e, a, CacheStale, "")
+				return
+			}
+		}
+		writeError(w, res.status, res.err.Error())
+		return
+	}
+
+	// The fill answered: from memory (a version query, never stored under its key), or
+	// from the file it stored.
+	if res.body != nil {
+		a.cache, a.upstream = CacheMiss, res.upstream
+		setAnswerHeaders(w, req, CacheMiss, res.upstream)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(res.body))
+		return
+	}
+	e, err := s.cfg.Store.Open(ctx, key)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer: %v", req, err))
+		return
+	}
+	cache := CacheMiss
+	if res.upstream == "" {
+		cache = CacheHit // another fill stored it just before this one started
+	}
+	s.serveEntry(w, r, req, e, a, cache, res.upstream)
+}
+
+// serveEntry streams a stored entry (sendfile for the disk store) and closes it.
+func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.Request, e store.Entry, a *answer, cache, upstream string) {
+	defer e.Body.Close()
+	a.cache, a.upstream = cache, upstream
+	setAnswerHeaders(w, req, cache, upstream)
+	http.ServeContent(w, r, "", e.ModTime, e.Body)
 }
 
 // Close waits for fills in progress to finish or be abandoned (ctx), leaving no temporary
-// files behind.
-func (s *Server) Close(ctx context.Context) error { return nil }
+// files behind. Requests that arrive after Close are answered 503.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.fills.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	// Abandon the rest: every step of a fill follows its context, and each one removes
+	// its temporary file on the way out.
+	s.cancel()
+	<-done
+	return fmt.Errorf("server: fills abandoned at shutdown: %w", ctx.Err())
+}

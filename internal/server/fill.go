@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+)
+
+// errClosed is the answer of a fill asked for after Close.
+var errClosed = errors.New("server closed")
+
+// fillCall is one fill in flight: the first request for a key starts it, every request for
+// the same key waits on done and shares res. It runs under the server's context, not any
+// request's, so a waiter that goes away cancels nothing.
+type fillCall struct {
+	done chan struct{} // closed when res is set
+	res  fillResult
+}
+
+// fillResult is what a fill found.
+type fillResult struct {
+	// upstream served the answer; empty when the store already held it.
+	upstream string
+	// body is the answer when it is not stored under the request's key (a version query).
+	body []byte
+	// err is why there is no answer; notFound marks a not-found walk (answered 404), and
+	// status is the HTTP status of any other failure.
+	err      error
+	notFound bool
+	status   int
+}
+
+// fill returns the answer to req from the chain, sharing one fill per key among all
+// concurrent callers. It returns early with ctx's error when ctx ends first; the fill goes on.
+func (s *Server) fill(ctx context.Context, req goproxy.Request, hops []string) fillResult {
+	key := req.Path()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fillResult{err: errClosed, status: http.StatusServiceUnavailable}
+	}
+	c, ok := s.calls[key]
+	if !ok {
+		c = &fillCall{done: make(chan struct{})}
+		s.calls[key] = c
+		s.fills.Add(1)
+		go s.runFill(c, req, hops)
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.res
+	case <-ctx.Done():
+		return fillResult{err: ctx.Err(), status: http.StatusGatewayTimeout}
+	}
+}
+
+// runFill runs one fill under the server's lifetime and FillTimeout and publishes its result.
+func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
+	defer s.fills.Done()
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.FillTimeout)
+	defer cancel()
+	s.metrics.inflight.Inc()
+	res := s.doFill(ctx, req, hops)
+	s.metrics.inflight.Dec()
+	s.mu.Lock()
+	delete(s.calls, req.Path())
+	s.mu.Unlock()
+	c.res = res
+	close(c.done)
+}
+
+// fetched is an upstream answer that passed validation, not yet committed.
+type fetched struct {
+	upstream string
+	file     *os.File // the answer in a temporary file of the store, or nil
+	body     []byte   // the answer in memory (version queries)
+}
+
+func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string) fillResult {
+	key := req.Path()
+	// A fill that finished just before this one started may have stored the answer (or the
+	// not-found) already: look again, so that a key costs one upstream fetch.
+	if req.Kind != goproxy.KindInfo || req.Immutable() {
+		if info, err := s.cfg.Store.Stat(ctx, key); err == nil &&
+			(req.Immutable() || s.cfg.Now().Sub(info.ModTime) < s.cfg.ListTTL) {
+			return fillResult{}
+		}
+	}
+	if msg, ok := s.neg.get(key, s.cfg.Now()); ok {
+		return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}
+	}
+
+	ctx = goproxy.WithHeader(ctx, http.Header{HopHeader: {strings.Join(append(hops, s.cfg.InstanceID), ", ")}})
+	var got *fetched
+	err := s.cfg.Chain.Walk(ctx, s.cfg.Order, func(ctx context.Context, c *goproxy.Client) error {
+		f, err := s.try(ctx, c, req)
+		s.attemptDone(c.Name(), req, err)
+		if err == nil {
+			got = f
+		}
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			msg := notFoundMessage(req, err)
+			now := s.cfg.Now()
+			s.neg.put(key, msg, now, now.Add(s.cfg.NegativeTTL))
+			return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}
+		}
+		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway}
+	}
+	if got.file == nil {
+		s.storeResolved(ctx, req, got.body)
+		return fillResult{upstream: got.upstream, body: got.body}
+	}
+	if err := s.cfg.Store.Commit(ctx, key, got.file); err != nil {
+		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", got.upstream, "err", err)
+		return fillResult{err: fmt.Errorf("%s: storing the answer of %s: %v", describe(req), got.upstream, err), status: http.StatusInternalServerError}
+	}
+	return fillResult{upstream: got.upstream}
+}
+
+// try fetches req from one upstream and validates the answer. A failure is a *RefusedError
+// when an answer came but was not accepted, else the client's error.
+func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request) (*fetched, error) {
+	resp, err := c.Fetch(ctx, req)
+	if err != nil {
+		if errors.Is(err, goproxy.ErrTooLarge) {
+			return nil, refuse(c.Name(), req, ReasonTooLarge, err)
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	limit := req.MaxSize()
+	body := io.LimitReader(resp.Body, limit+1)
+
+	if !req.Immutable() && req.Kind == goproxy.KindInfo {
+		// A version query: answered from memory, never stored under the query.
+		data, err := io.ReadAll(body)
+		if err != nil {
+			return nil, refuse(c.Name(), req, readReason(err), err)
+		}
+		if err := checkLength(int64(len(data)), limit, resp.ContentLength); err != nil {
+			return nil, refuse(c.Name(), req, err.reason, err)
+		}
+		if err := checkInfo(req, data); err != nil {
+			return nil, refuse(c.Name(), req, ReasonInvalidInfo, err)
+		}
+		return &fetched{upstream: c.Name(), body: data}, nil
+	}
+
+	tmp, err := s.cfg.Store.CreateTemp(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating a temporary file: %w", c.Name(), err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			s.cfg.Store.Discard(tmp)
+		}
+	}()
+	n, err := io.Copy(tmp, body)
+	if err != nil {
+		if isWriteError(err) {
+			return nil, fmt.Errorf("%s: writing a temporary file: %w", c.Name(), err)
+		}
+		return nil, refuse(c.Name(), req, readReason(err), err)
+	}
+	if err := checkLength(n, limit, resp.ContentLength); err != nil {
+		return nil, refuse(c.Name(), req, err.reason, err)
+	}
+	if err := s.check(req, tmp); err != nil {
+		return nil, refuse(c.Name(), req, err.reason, err)
+	}
+	if s.cfg.Verify != nil && (req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip) {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name(), err)
+		}
+		if err := s.cfg.Verify(ctx, req, tmp); err != nil {
+			return nil, refuse(c.Name(), req, verifyReason(err), err)
+		}
+	}
+	keep = true
+	return &fetched{upstream: c.Name(), file: tmp}, nil
+}
+
+// isWriteError reports whether an io.Copy into a file failed on the file's side.
+func isWriteError(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe)
+}
+
+// storeResolved stores the .info a version query resolved to under its canonical key, when
+// the store does not hold it yet. It is an optimisation: failures are logged, not returned.
+func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []byte) {
+	v, err := infoVersion(info)
+	if err != nil {
+		return
+	}
+	creq := goproxy.Request{Kind: goproxy.KindInfo, Module: req.Module, Version: v}
+	key := creq.Path()
+	if _, err := s.cfg.Store.Stat(ctx, key); err == nil {
+		return
+	}
+	tmp, err := s.cfg.Store.CreateTemp(ctx)
+	if err == nil {
+		if _, err = tmp.Write(info); err == nil {
+			err = s.cfg.Store.Commit(ctx, key, tmp)
+		} else {
+			s.cfg.Store.Discard(tmp)
+		}
+	}
+	if err != nil {
+		s.log.Warn("storing a resolved .info failed", "request", describe(creq), "err", err)
+	}
+}
+
+// attemptDone accounts for one attempt at an upstream: metrics, log, OnFill.
+func (s *Server) attemptDone(upstream string, req goproxy.Request, err error) {
+	var refused *RefusedError
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		outcome = "not_found"
+	case errors.As(err, &refused):
+		outcome = "refused"
+		s.metrics.refused.WithLabelValues(upstream, refused.Reason).Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream answer refused",
+			slog.String("module", moduleAt(req)),
+			slog.String("kind", string(req.Kind)),
+			slog.String("upstream", upstream),
+			slog.String("reason", refused.Reason),
+			slog.String("err", oneLine(refused.Err.Error())),
+		)
+	default:
+		outcome = "error"
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
+			slog.String("module", moduleAt(req)),
+			slog.String("kind", string(req.Kind)),
+			slog.String("upstream", upstream),
+			slog.String("err", oneLine(err.Error())),
+		)
+	}
+	s.metrics.fills.WithLabelValues(upstream, outcome).Inc()
+	if s.cfg.OnFill != nil {
+		s.cfg.OnFill(upstream, req, err)
+	}
+}
+
+// notFoundMessage is the one-line body of a 404 after a walk: which upstreams said what.
+func notFoundMessage(req goproxy.Request, err error) string {
+	var we *goproxy.WalkError
+	if !errors.As(err, &we) {
+		return "not found: " + moduleAt(req) + ": " + oneLine(err.Error())
+	}
+	parts := make([]string, 0, len(we.Errs))
+	for _, e := range we.Errs {
+		var se *goproxy.StatusError
+		switch {
+		case errors.As(e, &se):
+			p := fmt.Sprintf("%d from %s", se.Status, se.Upstream)
+			if se.Message != "" {
+				p += " (" + se.Message + ")"
+			}
+			parts = append(parts, p)
+		default:
+			parts = append(parts, oneLine(e.Error()))
+		}
+	}
+	return "not found: " + moduleAt(req) + ": " + strings.Join(parts, ", ")
+}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics, documented in docs/metrics.md under
+// "Server (serve)".
+type metrics struct {
+	duration *prometheus.HistogramVec // by kind, cache
+	cache    *prometheus.CounterVec   // answers by kind, cache
+	bytes    *prometheus.CounterVec   // body bytes served by kind, cache
+	fills    *prometheus.CounterVec   // upstream attempts by upstream, outcome
+	refused  *prometheus.CounterVec   // refused upstream answers by upstream, reason
+	inflight prometheus.Gauge
+}
+
+// newMetrics creates the metrics and registers them on reg when it is not nil.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "holoproxy_server_request_duration_seconds",
+			Help:    "Time to answer a GOPROXY request, by endpoint kind (list, latest, info, mod, zip, invalid) and cache state (hit, miss, stale, negative).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"kind", "cache"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holoproxy_server_cache_answers_total",
+			Help: "Answers by endpoint kind and cache state (hit, miss, stale, negative).",
+		}, []string{"kind", "cache"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holoproxy_server_response_bytes_total",
+			Help: "Body bytes sent to clients, by endpoint kind and cache state.",
+		}, []string{"kind", "cache"}),
+		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holoproxy_server_fill_attempts_total",
+			Help: "Attempts to fill a cache miss from an upstream, by outcome (ok, not_found, refused, error).",
+		}, []string{"upstream", "outcome"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holoproxy_server_refused_answers_total",
+			Help: "Upstream answers refused before storing, by reason (too_large, body_truncated, timeout, invalid_zip, invalid_mod, invalid_info, invalid_list, checksum_mismatch, ...).",
+		}, []string{"upstream", "reason"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "holoproxy_server_fills_in_flight",
+			Help: "Fills from the upstream chain in progress (one per key, however many requests wait on it).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// observeRequest records one answered request.
+func (m *metrics) observeRequest(kind, cache string, bytes int64, d time.Duration) {
+	m.duration.WithLabelValues(kind, cache).Observe(d.Seconds())
+	m.cache.WithLabelValues(kind, cache).Inc()
+	if bytes > 0 {
+		m.bytes.WithLabelValues(kind, cache).Add(float64(bytes))
+	}
+}

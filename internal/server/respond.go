@@ -1,0 +1,120 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+)
+
+// contentType returns the Content-Type of an answer of kind k.
+func contentType(k goproxy.Kind) string {
+	switch k {
+	case goproxy.KindInfo, goproxy.KindLatest:
+		return "application/json"
+	case goproxy.KindZip:
+		return "application/zip"
+	}
+	return "text/plain; charset=utf-8"
+}
+
+// setAnswerHeaders sets the headers of a successful answer.
+func setAnswerHeaders(w http.ResponseWriter, req goproxy.Request, cache, upstream string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType(req.Kind))
+	h.Set(CacheHeader, cache)
+	if upstream != "" {
+		h.Set(UpstreamHeader, upstream)
+	}
+	if req.Immutable() {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+}
+
+// writeError answers status with msg as one line of text/plain, as the go command shows it
+// after "server response:".
+func writeError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	io.WriteString(w, oneLine(msg)+"\n")
+}
+
+// oneLine folds a message onto one line, for error bodies and logs.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.Fields(strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(s)), " ")
+}
+
+// moduleAt names the module (and version) of req: "example.com/m@v1.2.3".
+func moduleAt(req goproxy.Request) string {
+	switch {
+	case req.Version != "":
+		return req.Module + "@" + req.Version
+	case req.Kind == goproxy.KindLatest:
+		return req.Module + "@latest"
+	}
+	return req.Module
+}
+
+// describe names req with its endpoint for messages: "example.com/m@v1.2.3 .zip".
+func describe(req goproxy.Request) string {
+	switch req.Kind {
+	case goproxy.KindList:
+		return req.Module + " version list"
+	case goproxy.KindLatest:
+		return req.Module + "@latest"
+	}
+	return moduleAt(req) + " ." + string(req.Kind)
+}
+
+// logWriter records the status and body bytes of an answer. It keeps io.ReaderFrom so that
+// serving a stored file still uses sendfile.
+type logWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *logWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom hands the copy to the underlying writer (sendfile for an *os.File).
+func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		w.bytes += n
+		return n, err
+	}
+	n, err := io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// statusCode returns the status sent, 200 when only a body was written, 0 when nothing was.
+func (w *logWriter) statusCode() int { return w.status }

@@ -37,9 +37,11 @@ type Module struct {
 	// NoGoMod makes a module without a go.mod file: its .mod is the one line the go command
 	// synthesises ("module <path>") and its zip holds no go.mod.
 	NoGoMod bool
-	// Files are extra files of the zip, by path inside the module. Without them the module
-	// holds one package, at its root, that imports its requirements.
+	// Files replace the generated content of the zip, by path inside the module. Without
+	// them the module holds one package, at its root, that imports its requirements.
 	Files map[string]string
+	// Extra files are added to the generated content (padding to a realistic size, say).
+	Extra map[string]string
 }
 
 // ID returns the module.Version of m.
@@ -116,6 +118,9 @@ func (m Module) source() map[string]string {
 		src += "// F returns how many modules this one reaches, itself included.\nfunc F() int {\n\tn := 1\n" + calls.String() + "\treturn n\n}\n"
 		files[m.PackageName()+".go"] = src
 		files["LICENSE"] = "Test fixture; no rights reserved.\n"
+	}
+	for k, v := range m.Extra {
+		files[k] = v
 	}
 	if !m.NoGoMod {
 		files["go.mod"] = string(m.GoMod())
@@ -302,7 +307,7 @@ func Graph(prefix string, n, depth, fanout int) (mods []Module, roots []module.V
 				for f := 0; f < fanout && f < len(next); f++ {
 					j := next[(k*fanout+f)%len(next)]
 					v := version(j)
-					if (k+f)%2 == 0 {
+					if k%2 == 0 {
 						v = "v1.0.0"
 					}
 					m.Require = appendUnique(m.Require, module.Version{Path: pathOf(j), Version: v})

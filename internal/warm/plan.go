@@ -1,0 +1,254 @@
+package warm
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+
+	"github.com/holoproxy/holoproxy/internal/checksum"
+)
+
+// ToolchainModule is the module path under which the go command downloads toolchains.
+const ToolchainModule = "golang.org/toolchain"
+
+// Item is one module version of a Plan and what to fetch of it.
+type Item struct {
+	Mod module.Version
+	// Zip is set when the module's source is needed: go.sum has its zip hash (or it is a
+	// toolchain). Without it only .info and .mod are fetched.
+	Zip bool
+	// ZipHash and ModHash are the h1: hashes go.sum records; "" when none does (a
+	// toolchain module, which only the checksum database can vouch for).
+	ZipHash, ModHash string
+	// Source names the file the item was first found in, for messages.
+	Source string
+}
+
+// String returns module@version.
+func (it Item) String() string { return it.Mod.Path + "@" + it.Mod.Version }
+
+// Plan is the deduplicated list of module versions a project needs, sorted by path and
+// version.
+type Plan struct {
+	Items []Item
+	// Sources are the go.sum (and go.work.sum) files read.
+	Sources []string
+}
+
+// Files returns how many files the plan fetches.
+func (p *Plan) Files() int {
+	n := 0
+	for _, it := range p.Items {
+		n += 2
+		if it.Zip {
+			n++
+		}
+	}
+	return n
+}
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// Toolchain adds the toolchain module a go.mod or go.work "toolchain" line names.
+	Toolchain bool
+	// GOOS and GOARCH select the toolchain build; empty means the running program's.
+	GOOS, GOARCH string
+}
+
+// ErrUsage marks an argument Load cannot use: a missing file or directory, or a file that
+// is neither go.mod nor go.work.
+var ErrUsage = errors.New("bad argument")
+
+// Load reads the projects named by args (a directory, holding go.work or else go.mod; a
+// go.mod; a go.work) and returns the Plan of everything their go.sum files name. A go.work
+// contributes the go.sum of every module it uses plus go.work.sum.
+func Load(args []string, opt LoadOptions) (*Plan, error) {
+	if len(args) == 0 {
+		args = []string{"."}
+	}
+	b := &planBuilder{items: map[module.Version]*Item{}, seen: map[string]bool{}}
+	for _, arg := range args {
+		file, err := projectFile(arg)
+		if err != nil {
+			return nil, err
+		}
+		if filepath.Base(file) == "go.work" {
+			err = b.addWork(file, opt)
+		} else {
+			err = b.addMod(file, opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b.plan(), nil
+}
+
+func projectFile(arg string) (string, error) {
+	st, err := os.Stat(arg)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if st.IsDir() {
+		for _, name := range []string{"go.work", "go.mod"} {
+			f := filepath.Join(arg, name)
+			if _, err := os.Stat(f); err == nil {
+				return f, nil
+			}
+		}
+		return "", fmt.Errorf("%w: %s holds neither go.work nor go.mod", ErrUsage, arg)
+	}
+	switch filepath.Base(arg) {
+	case "go.mod", "go.work":
+		return arg, nil
+	}
+	return "", fmt.Errorf("%w: %s is not a directory, go.mod or go.work", ErrUsage, arg)
+}
+
+type planBuilder struct {
+	items   map[module.Version]*Item
+	sources []string
+	seen    map[string]bool
+}
+
+func (b *planBuilder) addMod(file string, opt LoadOptions) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	mf, err := modfile.Parse(file, data, nil)
+	if err != nil {
+		return fmt.Errorf("parsing %s: %w", file, err)
+	}
+	if opt.Toolchain && mf.Toolchain != nil {
+		if err := b.addToolchain(file, mf.Toolchain.Name, opt); err != nil {
+			return err
+		}
+	}
+	return b.addSum(filepath.Join(filepath.Dir(file), "go.sum"), true)
+}
+
+func (b *planBuilder) addWork(file string, opt LoadOptions) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	wf, err := modfile.ParseWork(file, data, nil)
+	if err != nil {
+		return fmt.Errorf("parsing %s: %w", file, err)
+	}
+	dir := filepath.Dir(file)
+	if opt.Toolchain && wf.Toolchain != nil {
+		if err := b.addToolchain(file, wf.Toolchain.Name, opt); err != nil {
+			return err
+		}
+	}
+	for _, u := range wf.Use {
+		p := u.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := b.addMod(filepath.Join(p, "go.mod"), opt); err != nil {
+			return err
+		}
+	}
+	return b.addSum(filepath.Join(dir, "go.work.sum"), true)
+}
+
+// addSum adds every line of a go.sum file; a missing file is no error when optional (a
+// module without dependencies has none).
+func (b *planBuilder) addSum(file string, optional bool) error {
+	abs, err := filepath.Abs(file)
+	if err == nil {
+		file = abs
+	}
+	if b.seen[file] {
+		return nil
+	}
+	b.seen[file] = true
+	data, err := os.ReadFile(file)
+	if err != nil {
+		if optional && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	sum, err := checksum.ParseGoSum(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	b.sources = append(b.sources, file)
+	for _, l := range sum.Lines {
+		mv := module.Version{Path: l.Path, Version: l.Version}
+		it := b.item(mv, fmt.Sprintf("%s:%d", file, l.Line))
+		have := &it.ZipHash
+		if l.GoMod {
+			have = &it.ModHash
+		} else {
+			it.Zip = true
+		}
+		if *have != "" && *have != l.Hash {
+			return fmt.Errorf("%s:%d: %s has hash %s here but %s in %s", file, l.Line, l.String(), l.Hash, *have, it.Source)
+		}
+		*have = l.Hash
+	}
+	return nil
+}
+
+func (b *planBuilder) item(mv module.Version, source string) *Item {
+	it := b.items[mv]
+	if it == nil {
+		it = &Item{Mod: mv, Source: source}
+		b.items[mv] = it
+	}
+	return it
+}
+
+// addToolchain adds the toolchain module named by a toolchain line ("go1.22.3"), as the go
+// command names it: golang.org/toolchain@v0.0.1-go1.22.3.<goos>-<goarch>.
+func (b *planBuilder) addToolchain(file, name string, opt LoadOptions) error {
+	if name == "default" || name == "local" {
+		return nil
+	}
+	goos, goarch := opt.GOOS, opt.GOARCH
+	if goos == "" {
+		goos = runtime.GOOS
+	}
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	if !strings.HasPrefix(name, "go") {
+		return fmt.Errorf("%s: toolchain %q does not start with go", file, name)
+	}
+	v := "v0.0.1-" + name + "." + goos + "-" + goarch
+	if err := module.Check(ToolchainModule, v); err != nil {
+		return fmt.Errorf("%s: toolchain %q: %w", file, name, err)
+	}
+	it := b.item(module.Version{Path: ToolchainModule, Version: v}, file)
+	it.Zip = true
+	return nil
+}
+
+func (b *planBuilder) plan() *Plan {
+	p := &Plan{Sources: b.sources}
+	for _, it := range b.items {
+		p.Items = append(p.Items, *it)
+	}
+	sort.Slice(p.Items, func(i, j int) bool {
+		a, c := p.Items[i].Mod, p.Items[j].Mod
+		if a.Path != c.Path {
+			return a.Path < c.Path
+		}
+		return semver.Compare(a.Version, c.Version) < 0
+	})
+	return p
+}

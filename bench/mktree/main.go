@@ -26,18 +26,19 @@ func main() {
 	fanout := flag.Int("fanout", 3, "requirements per module")
 	out := flag.String("out", "", "directory to write tree/ and app/ into (required)")
 	seed := flag.Uint64("seed", 1, "seed of the size distribution")
+	huge := flag.Int("huge", 0, "also write bench.test/huge with a zip of about this many MB")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "mktree: -out is required")
 		os.Exit(2)
 	}
-	if err := run(*out, *n, *depth, *fanout, *seed); err != nil {
+	if err := run(*out, *n, *depth, *fanout, *seed, *huge); err != nil {
 		fmt.Fprintln(os.Stderr, "mktree:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, n, depth, fanout int, seed uint64) error {
+func run(out string, n, depth, fanout int, seed uint64, hugeMB int) error {
 	mods, roots := modtree.Graph("bench.test/m", n, depth, fanout)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var total int64
@@ -62,6 +63,17 @@ func run(out string, n, depth, fanout int, seed uint64) error {
 	big.Extra = map[string]string{"testdata/blob.txt": base64.StdEncoding.EncodeToString(raw)}
 	mods = append(mods, big)
 	roots = append(roots, big.ID())
+	if hugeMB > 0 {
+		// Served to the RSS measurement only; not required by the app. Stored, not
+		// compressed, so the zip is as large as asked.
+		raw := make([]byte, hugeMB<<20*3/4)
+		for j := range raw {
+			raw[j] = byte(rng.Uint32())
+		}
+		huge := modtree.Module{Path: "bench.test/huge", Version: "v1.0.0",
+			Extra: map[string]string{"testdata/blob.txt": base64.StdEncoding.EncodeToString(raw)}}
+		mods = append(mods, huge)
+	}
 
 	tree := filepath.Join(out, "tree")
 	if err := modtree.Write(tree, mods); err != nil {

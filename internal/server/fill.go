@@ -91,7 +91,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	// not-found) already: look again, so that a key costs one upstream fetch.
 	if req.Kind != goproxy.KindInfo || req.Immutable() {
 		if info, err := s.cfg.Store.Stat(ctx, key); err == nil &&
-			(req.Immutable() || s.cfg.Now().Sub(info.ModTime) < s.cfg.ListTTL) {
+			(req.Immutable() || s.fresh(key, info.ModTime)) {
 			return fillResult{}
 		}
 	}
@@ -125,6 +125,9 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	if err := s.cfg.Store.Commit(ctx, key, got.file); err != nil {
 		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", got.upstream, "err", err)
 		return fillResult{err: fmt.Errorf("%s: storing the answer of %s: %v", describe(req), got.upstream, err), status: http.StatusInternalServerError}
+	}
+	if !req.Immutable() {
+		s.filled(key)
 	}
 	return fillResult{upstream: got.upstream}
 }

@@ -109,6 +109,36 @@ type Server struct {
 	calls  map[string]*fillCall // in-flight fills by request key
 	closed bool
 	fills  sync.WaitGroup // one count per fill goroutine
+
+	// filledAt records, on Config.Now, when this process stored each list and @latest
+	// answer, so that ListTTL follows the injectable clock. Entries stored before the
+	// process started are aged by their ModTime instead.
+	filledMu sync.Mutex
+	filledAt map[string]time.Time
+}
+
+// maxFilledAt bounds filledAt; past it the map starts over (ModTime takes over meanwhile).
+const maxFilledAt = 100000
+
+// fresh reports whether a stored list or @latest answer is younger than ListTTL.
+func (s *Server) fresh(key string, modTime time.Time) bool {
+	s.filledMu.Lock()
+	t, ok := s.filledAt[key]
+	s.filledMu.Unlock()
+	if !ok {
+		t = modTime
+	}
+	return s.cfg.Now().Sub(t) < s.cfg.ListTTL
+}
+
+// filled records that key was just stored.
+func (s *Server) filled(key string) {
+	s.filledMu.Lock()
+	if len(s.filledAt) >= maxFilledAt {
+		s.filledAt = map[string]time.Time{}
+	}
+	s.filledAt[key] = s.cfg.Now()
+	s.filledMu.Unlock()
 }
 
 // New returns a Server for cfg.
@@ -154,13 +184,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		metrics: m,
-		neg:     newNegativeCache(cfg.MaxNegative),
-		base:    base,
-		cancel:  cancel,
-		calls:   map[string]*fillCall{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  m,
+		neg:      newNegativeCache(cfg.MaxNegative),
+		base:     base,
+		cancel:   cancel,
+		calls:    map[string]*fillCall{},
+		filledAt: map[string]time.Time{},
 	}, nil
 }
 
@@ -224,7 +255,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	// A fresh stored answer.
 	var stale bool
 	if e, err := s.cfg.Store.Open(ctx, key); err == nil {
-		if req.Immutable() || s.cfg.Now().Sub(e.ModTime) < s.cfg.ListTTL {
+		if req.Immutable() || s.fresh(key, e.ModTime) {
 			s.serveEntry(w, r, req, e, a, CacheHit, "")
 			return
 		}

@@ -125,13 +125,13 @@ const (
 
 // RunSummary holds the figures of one Run.
 type RunSummary struct {
-	Name         string        `json:"name"`
-	Wall         time.Duration `json:"wall_ns"`
+	Name string        `json:"name"`
+	Wall time.Duration `json:"wall_ns"`
 	// Exchanges counts the Run's Samples; Requests is Run.Requests.
-	Exchanges    int           `json:"exchanges"`
-	Requests     int           `json:"requests,omitempty"`
-	Failed       int           `json:"failed"`
-	FallThroughs int           `json:"fall_throughs"`
+	Exchanges    int `json:"exchanges"`
+	Requests     int `json:"requests,omitempty"`
+	Failed       int `json:"failed"`
+	FallThroughs int `json:"fall_throughs"`
 	// DNSQueries counts every DNSQuery of the Run; DNSByBackend tallies them per backend
 	// and DNSRcodes per response code; DNSQuery is their latency.
 	DNSQueries   int       `json:"dns_queries"`
@@ -210,7 +210,7 @@ func summarizeRun(r *Run) RunSummary {
 		rs.Upstreams = append(rs.Upstreams, summarizeUpstream(r, u, ft))
 	}
 	rs.Shares = shares(r, ft, rs.Wall)
-	rs.Verdict = verdict(rs.Shares)
+	rs.Verdict = verdict(rs.Exchanges, rs.Shares)
 	return rs
 }
 
@@ -443,9 +443,12 @@ func percent(f float64) string { return fmt.Sprintf("%.0f %%", 100*f) }
 
 // verdict names the largest share and, when they matter (5 % or more), the next one and
 // any fall-through cost.
-func verdict(sh []Share) string {
-	if len(sh) == 0 {
+func verdict(exchanges int, sh []Share) string {
+	switch {
+	case exchanges == 0 && len(sh) == 0:
 		return "no upstream exchanges were recorded"
+	case len(sh) == 0:
+		return "the upstream exchanges took no measurable time"
 	}
 	parts := []string{percent(sh[0].Fraction) + " of wall time is " + describe(sh[0])}
 	var ft *Share
@@ -461,15 +464,19 @@ func verdict(sh []Share) string {
 	if ft != nil && ft.Fraction >= 0.05 {
 		parts = append(parts, percent(ft.Fraction)+" is "+describe(*ft))
 	}
-	// Connection setup spread over several upstreams can outweigh any single share.
-	var setup float64
-	for _, s := range sh {
+	// Connection set-up spread over several phases and upstreams can outweigh any single
+	// share; say so when it adds up to more than what was already named.
+	var setup, named float64
+	for i, s := range sh {
 		switch s.Cost {
 		case string(netobs.PhaseDNS), string(netobs.PhaseConnect), string(netobs.PhaseTLS):
 			setup += s.Fraction
+			if i < 2 {
+				named += s.Fraction
+			}
 		}
 	}
-	if setup >= 0.10 && (len(sh) < 2 || setup > sh[1].Fraction) {
+	if setup >= 0.10 && setup-named >= 0.05 && (len(sh) < 2 || setup > sh[1].Fraction) {
 		parts = append(parts, percent(setup)+" is setting up new connections (DNS, TCP connect, TLS)")
 	}
 	return strings.Join(parts, "; ")
@@ -503,6 +510,8 @@ func fmtDur(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d.Nanoseconds())
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < 10*time.Millisecond:

@@ -191,6 +191,20 @@ func TestSharesAndVerdict(t *testing.T) {
 			wantVerdict: "73 % of wall time is TTFB at proxy-b.test; 27 % is fall-through after 404/410 at proxy-a.test",
 		},
 		{
+			name: "connection set-up adds up across phases",
+			run: Run{Samples: []netobs.Sample{{Upstream: a, Start: t0, DNS: 10 * ms, Connect: 20 * ms, TLS: 20 * ms,
+				TTFB: 50 * ms, Total: 100 * ms, Status: 200}}},
+			want: map[string]float64{a + " dns": 0.1, a + " connect": 0.2, a + " tls": 0.2, a + " ttfb": 0.5},
+			wantVerdict: "50 % of wall time is TTFB at proxy-a.test; 20 % is TCP connect to proxy-a.test; " +
+				"50 % is setting up new connections (DNS, TCP connect, TLS)",
+		},
+		{
+			name:        "set-up alone is not repeated",
+			run:         Run{Samples: []netobs.Sample{{Upstream: a, Start: t0, Connect: 3 * time.Second, Total: 3 * time.Second, ErrClass: netobs.ClassTCPTimeout}}},
+			want:        map[string]float64{a + " connect": 1},
+			wantVerdict: "100 % of wall time is TCP connect to proxy-a.test",
+		},
+		{
 			name:        "no samples",
 			run:         Run{Wall: time.Second},
 			want:        map[string]float64{" idle": 1},

@@ -25,7 +25,8 @@ func FixedBaseURL(u string) BaseURLFunc {
 // upstream proxies (GOPROXY list entries; "direct", "off" and non-HTTP entries are
 // skipped): the URL of the GOSUMDB value if given; else <proxy>/sumdb/<name> of the first
 // upstream that answers 200 to <proxy>/sumdb/<name>/supported; else https://<name>.
-// The answer is remembered for ttl (10 minutes when ttl is 0). Every probe is bounded by
+// The answer is remembered for ttl (10 minutes when ttl is 0; at most a minute when the
+// fallback was chosen because an upstream did not answer). Every probe is bounded by
 // timeout (5s when 0) and the caller's context.
 func ResolveBaseURL(db SumDB, upstreams []string, client *http.Client, timeout, ttl time.Duration) BaseURLFunc {
 	if db.URL != "" {
@@ -63,6 +64,7 @@ func (r *baseResolver) resolve(ctx context.Context) (string, error) {
 		return r.base, nil
 	}
 	base := "https://" + r.db.Name
+	ttl := r.ttl
 	for _, u := range r.upstreams {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			continue
@@ -71,27 +73,34 @@ func (r *baseResolver) resolve(ctx context.Context) (string, error) {
 		if err := ctx.Err(); err != nil {
 			return "", fmt.Errorf("resolving checksum database URL: %w", err)
 		}
-		if r.supported(ctx, candidate) {
+		ok, answered := r.supported(ctx, candidate)
+		if ok {
 			base = candidate
 			break
 		}
+		if !answered {
+			// An upstream that did not answer may support the database once it is back:
+			// remember the fallback only briefly.
+			ttl = min(ttl, time.Minute)
+		}
 	}
-	r.base, r.expires = base, time.Now().Add(r.ttl)
+	r.base, r.expires = base, time.Now().Add(ttl)
 	return base, nil
 }
 
-func (r *baseResolver) supported(ctx context.Context, candidate string) bool {
+// supported probes candidate/supported; answered is false when no HTTP answer came.
+func (r *baseResolver) supported(ctx context.Context, candidate string) (ok, answered bool) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, candidate+"/supported", nil)
 	if err != nil {
-		return false
+		return false, true
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode == http.StatusOK, resp.StatusCode < 500
 }

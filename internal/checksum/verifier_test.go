@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -302,5 +303,30 @@ func TestVerifierOff(t *testing.T) {
 	}
 	if _, err := NewVerifier(VerifierConfig{DB: SumDB{Name: "sum.test"}}); !errors.Is(err, ErrNoKey) {
 		t.Errorf("no key: err = %v, want ErrNoKey", err)
+	}
+}
+
+// TestVerifierConcurrent: concurrent verifications share the state directory (the latest
+// tree is updated by compare-and-swap) and all succeed; run with -race.
+func TestVerifierConcurrent(t *testing.T) {
+	mods, _ := modtree.Graph("mods.test/c", 24, 1, 0)
+	db := sumdbtest.New(t, mods)
+	dir := t.TempDir()
+	v := newVerifier(t, db, dir, "")
+	errs := make(chan error, len(mods))
+	for _, m := range mods {
+		go func() { errs <- v.VerifyMod(context.Background(), m.Path, m.Version, m.GoMod()) }()
+	}
+	for range mods {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := v.Stats(); st.Verified != int64(len(mods)) {
+		t.Errorf("verified %d of %d", st.Verified, len(mods))
+	}
+	latest, err := os.ReadFile(filepath.Join(dir, "config", db.Name, "latest"))
+	if err != nil || !bytes.Contains(latest, []byte(fmt.Sprintf("\n%d\n", len(mods)))) {
+		t.Errorf("stored latest tree = %q, %v; want size %d", latest, err, len(mods))
 	}
 }

@@ -113,14 +113,14 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	stderr := cmd.ErrOrStderr()
 	var dests []warm.Dest
 	for _, dir := range o.to {
-		d, err := warm.NewTreeDest(dir)
+		d, err := warm.NewTreeDest(dir, o.check)
 		if err != nil {
 			return err
 		}
 		dests = append(dests, d)
 	}
 	for _, dir := range o.gomodcache {
-		d, err := warm.NewModCacheDest(dir)
+		d, err := warm.NewModCacheDest(dir, o.check)
 		if err != nil {
 			return err
 		}

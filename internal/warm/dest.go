@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -70,23 +71,79 @@ type StoreDest struct {
 }
 
 // NewTreeDest opens (creating it) a GOPROXY file tree at dir, usable as
-// GOPROXY=file:///dir.
-func NewTreeDest(dir string) (*StoreDest, error) {
-	d, err := store.OpenDisk(dir)
+// GOPROXY=file:///dir. A readOnly destination is for Check: it creates nothing, writes
+// nothing, and leaves alone the temporary files of a run filling the tree meanwhile.
+func NewTreeDest(dir string, readOnly bool) (*StoreDest, error) {
+	st, err := openStore(dir, readOnly)
 	if err != nil {
 		return nil, err
 	}
-	return &StoreDest{Store: d, Name: "tree " + d.Root()}, nil
+	return &StoreDest{Store: st, Name: "tree " + dir}, nil
 }
 
 // NewModCacheDest opens (creating it) the module cache at dir (a GOMODCACHE): files go to
-// dir/cache/download, with .ziphash files beside the zips.
-func NewModCacheDest(dir string) (*StoreDest, error) {
-	d, err := store.OpenDisk(dir + string(os.PathSeparator) + "cache" + string(os.PathSeparator) + "download")
+// dir/cache/download, with .ziphash files beside the zips. readOnly is as for NewTreeDest.
+func NewModCacheDest(dir string, readOnly bool) (*StoreDest, error) {
+	st, err := openStore(filepath.Join(dir, "cache", "download"), readOnly)
 	if err != nil {
 		return nil, err
 	}
-	return &StoreDest{Store: d, Name: "gomodcache " + dir, ZipHash: true}, nil
+	return &StoreDest{Store: st, Name: "gomodcache " + dir, ZipHash: true}, nil
+}
+
+func openStore(dir string, readOnly bool) (store.Store, error) {
+	if readOnly {
+		return readOnlyDir(dir), nil
+	}
+	return store.OpenDisk(dir)
+}
+
+// errReadOnly is the error of a write to a read-only destination.
+var errReadOnly = errors.New("warm: destination opened read-only")
+
+// readOnlyDir reads a directory in the store layout without opening it as a store.Disk,
+// whose opening clears the temporary files of whoever is filling it.
+type readOnlyDir string
+
+func (d readOnlyDir) name(key string) (string, error) {
+	if err := store.CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(string(d), filepath.FromSlash(key)), nil
+}
+
+func (d readOnlyDir) Open(ctx context.Context, key string) (store.Entry, error) {
+	name, err := d.name(key)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return store.Entry{}, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	return store.Entry{Body: f, Info: store.Info{Size: st.Size(), ModTime: st.ModTime()}}, nil
+}
+
+func (d readOnlyDir) Stat(ctx context.Context, key string) (store.Info, error) {
+	e, err := d.Open(ctx, key)
+	if err != nil {
+		return store.Info{}, err
+	}
+	e.Body.Close()
+	return e.Info, nil
+}
+
+func (d readOnlyDir) CreateTemp(context.Context) (*os.File, error)   { return nil, errReadOnly }
+func (d readOnlyDir) Commit(context.Context, string, *os.File) error { return errReadOnly }
+func (d readOnlyDir) Discard(*os.File)                               {}
+func (d readOnlyDir) Delete(context.Context, string) error           { return errReadOnly }
+func (d readOnlyDir) Walk(context.Context, string, func(string, store.Info) error) error {
+	return errReadOnly
 }
 
 func (d *StoreDest) String() string { return d.Name }

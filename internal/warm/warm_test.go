@@ -207,11 +207,11 @@ func TestWarmBuildsOffline(t *testing.T) {
 	}
 	out := t.TempDir()
 	treeDir, cacheDir := filepath.Join(out, "tree"), filepath.Join(out, "modcache")
-	tree, err := NewTreeDest(treeDir)
+	tree, err := NewTreeDest(treeDir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := NewModCacheDest(cacheDir)
+	cache, err := NewModCacheDest(cacheDir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestTamperedZipFails(t *testing.T) {
 	}
 
 	treeDir := t.TempDir()
-	tree, err := NewTreeDest(treeDir)
+	tree, err := NewTreeDest(treeDir, false)
 	if err != nil {
 		t.Fatal(err)
 	}

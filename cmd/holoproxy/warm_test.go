@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"github.com/holoproxy/holoproxy/internal/warm"
+)
+
+// execEnv makes the test binary run the holoproxy command line instead of the tests, so a
+// test can run warm as a process of its own and kill it.
+const execEnv = "HOLOPROXY_TEST_EXEC_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(execEnv) == "1" {
+		os.Exit(execute(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// warmFixture writes a module graph served by an origin on 127.0.0.1 and an app needing it.
+type warmFixture struct {
+	app, tree string
+	origin    *httptest.Server
+	requests  atomic.Int64
+	// hold, when set, decides whether a request waits until release is closed.
+	hold    atomic.Pointer[func(path string) bool]
+	release chan struct{}
+}
+
+func newWarmFixture(t *testing.T, n int) *warmFixture {
+	t.Helper()
+	tmp := t.TempDir()
+	mods, roots := modtree.Graph("mods.test/w", n, 3, 3)
+	f := &warmFixture{app: filepath.Join(tmp, "app"), tree: filepath.Join(tmp, "origin"), release: make(chan struct{})}
+	if err := modtree.Write(f.tree, mods); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := modtree.AppGoSum(mods, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := modtree.WriteApp(f.app, "app.test/w", mods, roots, sum); err != nil {
+		t.Fatal(err)
+	}
+	fsrv := http.FileServer(http.Dir(f.tree))
+	f.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.requests.Add(1)
+		if h := f.hold.Load(); h != nil && (*h)(r.URL.Path) {
+			select {
+			case <-f.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fsrv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.origin.Close)
+	return f
+}
+
+// run runs the command line in-process and returns its exit code, stdout and stderr.
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := execute(args, func(string) (string, bool) { return "", false }, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestWarmKillAndResume kills a warm process halfway (half of the zips never answer), then
+// runs warm again: it completes, asks the origin only for what the first run did not
+// store, and --check finds everything in place before the first run fails it and after.
+func TestWarmKillAndResume(t *testing.T) {
+	f := newWarmFixture(t, 16)
+	plan, err := warm.Load([]string{f.app}, warm.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "tree")
+
+	code, stdout, stderr := runCLI("warm", "--check", "--to", dir, f.app)
+	if code != exitFailure || strings.Count(stdout, "missing ") != plan.Files() {
+		t.Fatalf("--check on an empty tree: exit %d, %d missing lines; want exit 1 and %d\n%s%s",
+			code, strings.Count(stdout, "missing "), plan.Files(), stdout, stderr)
+	}
+
+	// Hold the zips of every other zip-carrying module version.
+	held := map[string]bool{}
+	heldFiles := 0
+	var done []warm.Item
+	i := 0
+	for _, it := range plan.Items {
+		if it.Zip {
+			if i%2 == 0 {
+				held["/"+goproxy.Request{Kind: goproxy.KindZip, Module: it.Mod.Path, Version: it.Mod.Version}.Path()] = true
+				heldFiles += 3
+				i++
+				continue
+			}
+			i++
+		}
+		done = append(done, it)
+	}
+	hold := func(p string) bool { return held[p] }
+	f.hold.Store(&hold)
+
+	cmd := exec.Command(os.Args[0], "warm", "--proxy", f.origin.URL, "--to", dir, "--progress", "plain", "-j", "64", f.app)
+	cmd.Env = append(os.Environ(), execEnv+"=1")
+	var childErr bytes.Buffer
+	cmd.Stderr = &childErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until everything that is not held is stored, then kill the process.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing, err := warm.Check(context.Background(), &warm.Plan{Items: done}, mustTree(t, dir), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("first run did not store the modules that are not held; %d files missing\n%s", len(missing), childErr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	for p := range held {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(p, "/")))); !os.IsNotExist(err) {
+			t.Fatalf("held zip %s present after the kill (stat: %v)", p, err)
+		}
+	}
+
+	// Second run: nothing held. It fetches only what the first run left out.
+	f.hold.Store(nil)
+	before := f.requests.Load()
+	code, _, stderr = runCLI("warm", "--proxy", f.origin.URL, "--to", dir, "--progress", "off", f.app)
+	if code != exitOK {
+		t.Fatalf("second run: exit %d\n%s", code, stderr)
+	}
+	if got := f.requests.Load() - before; got != int64(heldFiles) {
+		t.Errorf("second run asked the origin %d times; want %d (the held modules' files only)\n%s", got, heldFiles, stderr)
+	}
+	if want := "already present"; !strings.Contains(stderr, want) {
+		t.Errorf("summary %q does not say what was skipped", stderr)
+	}
+	code, stdout, stderr = runCLI("warm", "--check", "--to", dir, f.app)
+	if code != exitOK || stdout != "" {
+		t.Errorf("--check after resume: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// The killed run's temporary files were cleared when the tree was opened again.
+	if ents, err := os.ReadDir(filepath.Join(dir, ".tmp")); err != nil && !os.IsNotExist(err) || len(ents) != 0 {
+		t.Errorf("temporary files left in the tree: %v (%v)", ents, err)
+	}
+}
+
+// mustTree opens dir read-only, as --check does, so the running child's temporary files
+// are left alone.
+func mustTree(t *testing.T, dir string) []warm.Dest {
+	t.Helper()
+	d, err := warm.NewTreeDest(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []warm.Dest{d}
+}
+
+// TestWarmExitCodes checks the outcome codes: bad usage 2, a failed module 1.
+func TestWarmExitCodes(t *testing.T) {
+	f := newWarmFixture(t, 4)
+	if code, _, stderr := runCLI("warm", f.app); code != exitUsage || !strings.Contains(stderr, "no destination") {
+		t.Errorf("no destination: exit %d %q; want 2", code, stderr)
+	}
+	if code, _, stderr := runCLI("warm", "--to", t.TempDir(), "-j", "0", f.app); code != exitUsage {
+		t.Errorf("-j 0: exit %d %q; want 2", code, stderr)
+	}
+	if code, _, stderr := runCLI("warm", "--to", t.TempDir(), filepath.Join(f.app, "main.go")); code != exitUsage {
+		t.Errorf("main.go as project: exit %d %q; want 2", code, stderr)
+	}
+	// A zip that is not the one go.sum records.
+	var victim string
+	filepath.WalkDir(f.tree, func(p string, d fs.DirEntry, err error) error {
+		if victim == "" && strings.HasSuffix(p, ".zip") {
+			victim = p
+		}
+		return nil
+	})
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(victim, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI("warm", "--proxy", f.origin.URL, "--to", t.TempDir(), "--progress", "off", f.app)
+	if code != exitFailure || !strings.Contains(stderr, "FAILED") || !strings.Contains(stderr, "1 of") {
+		t.Errorf("tampered zip: exit %d; want 1 with the module named\n%s", code, stderr)
+	}
+}

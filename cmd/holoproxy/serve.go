@@ -111,8 +111,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err := checkChain(chain, log); err != nil {
 		return err
 	}
-	// TODO(loop guard): call server.CheckNotSelf(o.listen, chain) here once the server
-	// provides it, so a chain that points back at this instance is refused at start.
+	if err := server.CheckNotSelf(o.listen, chain); err != nil {
+		return fmt.Errorf("upstream chain %q: %w", chain.String(), err)
+	}
 
 	disk, err := store.OpenDisk(cacheDir)
 	if err != nil {

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// holoproxyBinary builds cmd/holoproxy once per test process and returns its path.
+func holoproxyBinary(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "holoproxy-e2e-*"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "holoproxy")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goBin, "build", "-o", binPath, "github.com/holoproxy/holoproxy/cmd/holoproxy")
+		cmd.WaitDelay = 10 * time.Second
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build cmd/holoproxy: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proc is a running holoproxy serve.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string // host:port it serves on
+	log  *logBuffer
+	done chan struct{} // closed when the process has exited and been waited for
+	err  error         // Wait's error, valid after done
+}
+
+var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+// startHoloproxy runs `holoproxy serve` on a free loopback port with args appended and env
+// added to the environment, and waits until it serves. The process is killed and waited for
+// in t.Cleanup if the test has not ended it.
+func startHoloproxy(t *testing.T, args, env []string) *proc {
+	t.Helper()
+	bin := holoproxyBinary(t)
+	p := &proc{log: &logBuffer{}, done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--listen=127.0.0.1:0"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = p.log
+	p.cmd.Stderr = &addrWatcher{w: p.log, found: addrc}
+	p.cmd.WaitDelay = 10 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill(t)
+		if t.Failed() {
+			t.Logf("holoproxy (pid %d) log:\n%s", p.cmd.Process.Pid, p.log.String())
+		}
+	})
+	select {
+	case p.addr = <-addrc:
+	case <-p.done:
+		t.Fatalf("holoproxy exited before serving: %v\n%s", p.err, p.log.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("holoproxy did not report its address within 60s\n%s", p.log.String())
+	}
+	return p
+}
+
+// kill ends the process with SIGKILL (if still running) and waits for it.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait(t)
+}
+
+// wait waits for the process to exit (60s at most).
+func (p *proc) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(60 * time.Second):
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		t.Fatalf("holoproxy (pid %d) did not exit within 60s", p.cmd.Process.Pid)
+		return nil
+	}
+}
+
+// addrWatcher passes output through to w and sends the address of the first "serving"
+// log line to found.
+type addrWatcher struct {
+	w     io.Writer
+	found chan<- string
+	buf   []byte
+	sent  bool
+}
+
+func (a *addrWatcher) Write(p []byte) (int, error) {
+	a.w.Write(p)
+	if a.sent {
+		return len(p), nil
+	}
+	a.buf = append(a.buf, p...)
+	sc := bufio.NewScanner(bytes.NewReader(a.buf))
+	for sc.Scan() {
+		if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+			a.found <- m[1]
+			a.sent, a.buf = true, nil
+			break
+		}
+	}
+	return len(p), nil
+}

@@ -131,6 +131,7 @@ func BenchmarkLinkThroughput(b *testing.B) {
 	}{
 		{"veth-direct", directPair(b, l)},
 		{"switch-0ms", switchPair(b, l, "z", Link{})},
+		{"switch-0ms-mtu-frames", switchPair(b, New(b, Options{MTUFrames: true}), "m", Link{})},
 	}
 	chunk := make([]byte, 1<<20)
 	for _, c := range cases {

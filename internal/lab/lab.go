@@ -37,6 +37,12 @@ type Options struct {
 	DNSHost string
 	// TTL is the TTL of the record each host gets in the lab's DNS. Default 60s.
 	TTL time.Duration
+	// MTUFrames makes hosts send MTU-sized frames (no segmentation offload through the
+	// switch), so Loss and Rate act per packet as on a real network. Without it TCP crosses
+	// the switch in super-frames of up to 64 KiB: each loss draw drops a whole one (a burst
+	// of up to ~45 packets, as netem on an interface with offloads does). It costs
+	// throughput: see docs/benchmarks.md.
+	MTUFrames bool
 	// Logf, if set, receives one line per lab event (bring-up, tear-down, sweep).
 	Logf func(format string, args ...any)
 }
@@ -258,6 +264,9 @@ func (l *Lab) AddHost(name string) (*Host, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "addr add %s/%d dev eth0\nlink set eth0 up\nlink set lo up\n", h.addr, Subnet.Bits())
+	if l.opts.MTUFrames {
+		b.WriteString("link set eth0 gso_max_segs 1 gso_max_size 1500\n")
+	}
 	for _, p := range peers {
 		if p != h {
 			fmt.Fprintf(&b, "neigh replace %s lladdr %s dev eth0 nud permanent\n", p.addr, p.mac)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/store"
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/singleflight"
 )
@@ -26,7 +27,8 @@ const CacheHeader = "X-Holoproxy-Cache"
 
 // ProxyConfig configures a SumDBProxy. DB, Store and BaseURL are required.
 type ProxyConfig struct {
-	// DB is the database served; /sumdb/<other name>/ answers 404.
+	// DB is the database served; /sumdb/<other name>/ answers 404. With DB.Key set, the
+	// signed notes of lookups and latest are checked before they are cached or served.
 	DB SumDB
 	// NoSumDB lists the module path patterns (GONOSUMDB, else GOPRIVATE) whose lookups are
 	// answered 404 and never sent to the database.
@@ -62,9 +64,10 @@ type ProxyStats struct {
 // SumDBProxy is the http.Handler for /sumdb/: it answers /sumdb/<name>/supported itself and
 // serves lookup/, tile/ and latest from its cache, filled from the database.
 type SumDBProxy struct {
-	cfg   ProxyConfig
-	log   *slog.Logger
-	group singleflight.Group
+	cfg       ProxyConfig
+	log       *slog.Logger
+	group     singleflight.Group
+	verifiers note.Verifiers // nil when no key is configured
 
 	hits, misses, stale, private, upErrs atomic.Int64
 }
@@ -98,7 +101,18 @@ func NewSumDBProxy(cfg ProxyConfig) (*SumDBProxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &SumDBProxy{cfg: cfg, log: cfg.Logger}, nil
+	p := &SumDBProxy{cfg: cfg, log: cfg.Logger}
+	if cfg.DB.Key != "" {
+		v, err := note.NewVerifier(cfg.DB.Key)
+		if err != nil {
+			return nil, fmt.Errorf("sumdb proxy: %w", err)
+		}
+		if v.Name() != cfg.DB.Name {
+			return nil, fmt.Errorf("sumdb proxy: key names %q, database is %q", v.Name(), cfg.DB.Name)
+		}
+		p.verifiers = note.VerifierList(v)
+	}
+	return p, nil
 }
 
 // Stats returns the counts so far.
@@ -220,6 +234,9 @@ func (p *SumDBProxy) serve(w http.ResponseWriter, r *http.Request, ep endpoint) 
 		if err != nil {
 			return fetchResult{status: status}, err
 		}
+		if err := p.checkSigned(ep, data); err != nil {
+			return fetchResult{}, err
+		}
 		if err := p.put(fctx, key, data); err != nil {
 			p.log.Warn("sumdb proxy: caching failed", "key", key, "err", err)
 		}
@@ -253,7 +270,38 @@ func (p *SumDBProxy) serve(w http.ResponseWriter, r *http.Request, ep endpoint) 
 		p.stale.Add(1)
 		return
 	}
-	http.Error(w, fmt.Sprintf("checksum database %s unreachable: %v", p.cfg.DB.Name, oneLine(res.Err)), http.StatusBadGateway)
+	http.Error(w, fmt.Sprintf("checksum database %s failed: %v", p.cfg.DB.Name, oneLine(res.Err)), http.StatusBadGateway)
+}
+
+// ErrBadSignature marks an answer of the database whose signed tree note does not verify
+// with the configured key: it is neither cached nor served.
+var ErrBadSignature = errors.New("checksum database answer not signed by the configured key")
+
+// checkSigned checks the signed tree note that lookups and latest carry against the key, so
+// that the cache never holds a forged note. Tiles carry no signature; clients check them
+// against a signed tree.
+func (p *SumDBProxy) checkSigned(ep endpoint, data []byte) error {
+	if p.verifiers == nil {
+		return nil
+	}
+	msg := data
+	if strings.HasPrefix(ep.path, "/lookup/") {
+		_, _, rest, err := tlog.ParseRecord(data)
+		if err != nil {
+			return fmt.Errorf("%w: malformed lookup answer: %v", ErrBadSignature, err)
+		}
+		msg = rest
+	} else if ep.path != "/latest" {
+		return nil
+	}
+	n, err := note.Open(msg, p.verifiers)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if _, err := tlog.ParseTree([]byte(n.Text)); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return nil
 }
 
 func oneLine(err error) string {

@@ -1,6 +1,7 @@
 package checksum
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 type proxyFixture struct {
@@ -177,4 +179,38 @@ func TestSumDBProxyPrivate(t *testing.T) {
 	if st := f.p.Stats(); st.PrivateRefused != 3 {
 		t.Errorf("PrivateRefused = %d, want 3", st.PrivateRefused)
 	}
+}
+
+// TestSumDBProxyForgedNote: answers signed with another key of the same name are neither
+// cached nor served.
+func TestSumDBProxyForgedNote(t *testing.T) {
+	f := newProxyFixture(t, "")
+	impostor := sumdbtest.New(t, []modtree.Module{modA})
+	f.p.cfg.BaseURL = FixedBaseURL(impostor.URL)
+	for _, path := range []string{"/sumdb/sum.test/lookup/mods.test/a@v1.0.0", "/sumdb/sum.test/latest"} {
+		code, body, _ := f.get(t, path)
+		if code != http.StatusBadGateway || !strings.Contains(body, "not signed by the configured key") {
+			t.Errorf("%s: %d %q, want 502 naming the signature", path, code, body)
+		}
+	}
+	if impostor.Count("/") != 2 {
+		t.Errorf("impostor saw %v", impostor.Requests())
+	}
+	if n := countKeys(t, f.st); n != 0 {
+		t.Errorf("forged answers cached: %d entries", n)
+	}
+	// The honest database's answers pass the same check.
+	f.p.cfg.BaseURL = FixedBaseURL(f.db.URL)
+	if code, body, _ := f.get(t, "/sumdb/sum.test/lookup/mods.test/a@v1.0.0"); code != 200 {
+		t.Errorf("honest lookup: %d %q", code, body)
+	}
+}
+
+func countKeys(t *testing.T, st dirStore) int {
+	t.Helper()
+	n := 0
+	if err := st.Walk(context.Background(), "", func(string, store.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

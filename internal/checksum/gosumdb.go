@@ -31,6 +31,9 @@ type SumDB struct {
 	// URL is the database URL given in the GOSUMDB value, or "" when it is to be resolved
 	// (through the upstream proxies, else https://<name>).
 	URL string
+	// Warning, set with Off by SumDBOrOff, says why verification is off although a
+	// database was asked for: to be logged at start and shown on /metrics.
+	Warning string
 }
 
 // String returns the configuration in GOSUMDB syntax.
@@ -156,4 +159,18 @@ func NoSumDBPatterns(gonosumdb, goprivate string) string {
 		return gonosumdb
 	}
 	return goprivate
+}
+
+// SumDBOrOff parses a --sumdb value like ParseGOSUMDB, except that a database without a
+// known key turns verification off instead of failing: the result has Off set and a
+// Warning that says how to pass name+key. Other parse errors are returned.
+func SumDBOrOff(value, goroot string) (SumDB, error) {
+	db, err := ParseGOSUMDB(value, goroot)
+	if errors.Is(err, ErrNoKey) {
+		return SumDB{Off: true, Name: db.Name, Warning: fmt.Sprintf(
+			"CHECKSUM VERIFICATION IS OFF: no verifier key is known for checksum database %q, "+
+				"so modules are cached unverified; pass --sumdb \"%s+<key>\" (GOSUMDB syntax, optionally followed by the database URL)",
+			db.Name, db.Name)}, nil
+	}
+	return db, err
 }

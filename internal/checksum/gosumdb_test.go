@@ -118,3 +118,38 @@ func TestNoSumDBPatterns(t *testing.T) {
 		}
 	}
 }
+
+func TestSumDBOrOff(t *testing.T) {
+	root, known := fakeGOROOT(t, "sum.test")
+	tests := []struct {
+		in          string
+		wantOff     bool
+		wantWarning string // substring; "" for none
+		wantErr     bool
+	}{
+		{in: "sum.test"},
+		{in: known + " http://127.0.0.1:9"},
+		{in: "off", wantOff: true},
+		{in: "nokey.test", wantOff: true, wantWarning: `pass --sumdb "nokey.test+<key>"`},
+		{in: "a b c", wantErr: true},
+	}
+	for _, tt := range tests {
+		db, err := SumDBOrOff(tt.in, root)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%q: err = %v", tt.in, err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if db.Off != tt.wantOff || (tt.wantWarning == "") != (db.Warning == "") || !strings.Contains(db.Warning, tt.wantWarning) {
+			t.Errorf("%q: %+v, want off=%v warning containing %q", tt.in, db, tt.wantOff, tt.wantWarning)
+		}
+		if tt.wantWarning != "" {
+			v, err := NewVerifier(VerifierConfig{DB: db})
+			if err != nil || v.Enabled() || v.Warning() != db.Warning {
+				t.Errorf("%q: verifier %v enabled=%v warning=%q", tt.in, err, v.Enabled(), v.Warning())
+			}
+		}
+	}
+}

@@ -39,14 +39,20 @@ var (
 
 // MismatchError is a checksum mismatch: what the database records and what was received.
 type MismatchError struct {
-	Module module.Version // the module version; Version ends in "/go.mod" for a .mod file
-	Want   string         // the h1: hash the checksum database records
-	Got    string         // the h1: hash of the received file
+	Path, Version string // the module version
+	GoMod         bool   // the file is the .mod (else the .zip)
+	Want          string // the h1: hash the checksum database records
+	Got           string // the h1: hash of the received file
 }
 
 // Error returns a one-line reason fit for an HTTP 502 body.
 func (e *MismatchError) Error() string {
-	return fmt.Sprintf("%s: checksum mismatch: checksum database has %s, upstream served %s", e.Module, e.Want, e.Got)
+	file := "zip"
+	if e.GoMod {
+		file = "go.mod"
+	}
+	return fmt.Sprintf("%s@%s %s: checksum mismatch: checksum database has %s, upstream served %s",
+		e.Path, e.Version, file, e.Want, e.Got)
 }
 
 // Is makes errors.Is(err, ErrChecksumMismatch) hold.
@@ -133,6 +139,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 
 // Enabled reports whether files are verified at all (GOSUMDB is not off).
 func (v *Verifier) Enabled() bool { return !v.cfg.DB.Off }
+
+// Warning returns why verification is off although a database was asked for (see
+// SumDBOrOff), or "". Show it on /metrics.
+func (v *Verifier) Warning() string { return v.cfg.DB.Warning }
 
 // DB returns the database configuration.
 func (v *Verifier) DB() SumDB { return v.cfg.DB }
@@ -227,7 +237,8 @@ func (v *Verifier) VerifyHash(ctx context.Context, path, version, hash string) e
 		return fmt.Errorf("%s: %w: its record has no h1: line", id, ErrNotInDatabase)
 	}
 	v.mismatches.Add(1)
-	err = &MismatchError{Module: id, Want: want, Got: hash}
+	plain, goMod := strings.CutSuffix(version, "/go.mod")
+	err = &MismatchError{Path: path, Version: plain, GoMod: goMod, Want: want, Got: hash}
 	v.log.Error("CHECKSUM MISMATCH: refusing to store", "module", path, "version", version,
 		"database", v.cfg.DB.Name, "want", want, "got", hash)
 	return err

@@ -151,6 +151,12 @@ func TestVerifier(t *testing.T) {
 			if me.Want != want || me.Got != got || me.Want == me.Got {
 				t.Fatalf("mismatch want/got = %s/%s, expected %s/%s", me.Want, me.Got, want, got)
 			}
+			if me.Path != tt.m.Path || me.Version != tt.m.Version || me.GoMod == tt.isZip {
+				t.Errorf("mismatch names %s@%s go.mod=%v", me.Path, me.Version, me.GoMod)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
 			for _, s := range []string{tt.m.Path + "@" + tt.m.Version, want, got} {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("error %q does not name %s", err, s)

@@ -312,3 +312,28 @@ func TestClose(t *testing.T) {
 		e.assertNoTemp(t)
 	})
 }
+
+// TestStaleWhileRefreshHangs: a stale list is served after StaleWait when the refresh hangs,
+// and the refresh, once it completes, makes the next answer fresh.
+func TestStaleWhileRefreshHangs(t *testing.T) {
+	const path = "example.com/m/@v/list"
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), func(c *Config) { c.StaleWait = 50 * time.Millisecond })
+	e.get(t, "/"+path, 200)
+	g := newGate(t, o, path)
+	e.clock.Advance(2 * time.Minute)
+	w := e.get(t, "/"+path, 200)
+	if got := w.Header().Get(CacheHeader); got != CacheStale {
+		t.Fatalf("%s = %q while the refresh hangs; want stale", CacheHeader, got)
+	}
+	g.wait(t)
+	g.release()
+	// The refresh is still one fill: a request now joins it or finds its result.
+	w = e.get(t, "/"+path, 200)
+	if got := w.Header().Get(CacheHeader); got != CacheMiss && got != CacheHit {
+		t.Errorf("%s = %q after the refresh; want miss or hit", CacheHeader, got)
+	}
+	if n := o.count(path); n != 2 {
+		t.Errorf("origin asked %d times; want 2", n)
+	}
+}

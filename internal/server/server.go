@@ -57,6 +57,10 @@ type Config struct {
 	// Now is the clock that ages list, @latest and not-found answers (default time.Now).
 	// Tests set it to move time without sleeping.
 	Now func() time.Time
+	// StaleWait is how long a request for a list or @latest whose stored copy is past
+	// ListTTL waits for the refresh before it is answered with the stale copy (default 5s);
+	// the refresh goes on, for the requests that come after.
+	StaleWait time.Duration
 	// MaxHops is the length of the hop list past which a request is refused with 508 even
 	// if this instance is not on it (default 8).
 	MaxHops int
@@ -70,6 +74,7 @@ const (
 	DefaultListTTL     = time.Minute
 	DefaultNegativeTTL = 30 * time.Second
 	DefaultFillTimeout = 10 * time.Minute
+	DefaultStaleWait   = 5 * time.Second
 	DefaultMaxHops     = 8
 	DefaultMaxNegative = 100000
 )
@@ -157,6 +162,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.FillTimeout <= 0 {
 		cfg.FillTimeout = DefaultFillTimeout
+	}
+	if cfg.StaleWait <= 0 {
+		cfg.StaleWait = DefaultStaleWait
 	}
 	if cfg.MaxHops <= 0 {
 		cfg.MaxHops = DefaultMaxHops
@@ -274,12 +282,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		return
 	}
 
-	res := s.fill(ctx, req, hops)
+	waitCtx := ctx
+	if stale {
+		// A stale copy is better than waiting long on a slow upstream.
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, s.cfg.StaleWait)
+		defer cancel()
+	}
+	res := s.fill(waitCtx, req, hops)
 	switch {
 	case res.err == nil:
-	case errors.Is(res.err, errClosed):
-		writeError(w, http.StatusServiceUnavailable, "holoproxy is shutting down")
-		return
 	case ctx.Err() != nil:
 		// The client went away; the fill goes on for the others.
 		a.cache = CacheMiss
@@ -293,6 +305,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 				s.serveEntry(w, r, req, e, a, CacheStale, "")
 				return
 			}
+		}
+		if errors.Is(res.err, errClosed) {
+			writeError(w, http.StatusServiceUnavailable, "holoproxy is shutting down")
+			return
 		}
 		writeError(w, res.status, res.err.Error())
 		return

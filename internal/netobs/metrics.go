@@ -3,6 +3,7 @@ package netobs
 import (
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,6 +19,47 @@ type Metrics struct {
 	handshakes  *prometheus.CounterVec
 	dnsQueries  *prometheus.CounterVec
 	dnsDuration *prometheus.HistogramVec
+
+	// byUpstream caches the children of one upstream (string -> *upstreamMetrics), so that
+	// observing a Sample does not hash label values for every metric it touches.
+	byUpstream sync.Map
+}
+
+// upstreamMetrics holds the label-bound children of one upstream.
+type upstreamMetrics struct {
+	phase          [len(phaseOrder)]prometheus.Observer // indexed like Phases
+	reused, opened prometheus.Counter
+	codes          sync.Map // status code int -> prometheus.Counter
+}
+
+// phaseOrder fixes the array size of upstreamMetrics.phase; it must match Phases.
+var phaseOrder = [...]Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer}
+
+func (m *Metrics) upstream(up string) *upstreamMetrics {
+	if u, ok := m.byUpstream.Load(up); ok {
+		return u.(*upstreamMetrics)
+	}
+	u := &upstreamMetrics{
+		reused: m.conns.WithLabelValues(up, "reused"),
+		opened: m.conns.WithLabelValues(up, "new"),
+	}
+	for i, p := range phaseOrder {
+		u.phase[i] = m.phase.WithLabelValues(up, string(p))
+	}
+	actual, _ := m.byUpstream.LoadOrStore(up, u)
+	return actual.(*upstreamMetrics)
+}
+
+func (u *upstreamMetrics) code(m *Metrics, up string, status int) prometheus.Counter {
+	if c, ok := u.codes.Load(status); ok {
+		return c.(prometheus.Counter)
+	}
+	code := "error"
+	if status != 0 {
+		code = strconv.Itoa(status)
+	}
+	c, _ := u.codes.LoadOrStore(status, m.requests.WithLabelValues(up, code))
+	return c.(prometheus.Counter)
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -68,24 +110,21 @@ func (m *Metrics) Observe(s Sample) {
 	if up == "" {
 		up = s.Host
 	}
-	for _, p := range Phases {
+	u := m.upstream(up)
+	for i, p := range phaseOrder {
 		if d := s.PhaseDuration(p); d > 0 {
-			m.phase.WithLabelValues(up, string(p)).Observe(d.Seconds())
+			u.phase[i].Observe(d.Seconds())
 		}
 	}
-	code := "error"
-	if s.Status != 0 {
-		code = strconv.Itoa(s.Status)
-	}
-	m.requests.WithLabelValues(up, code).Inc()
+	u.code(m, up, s.Status).Inc()
 	if s.ErrClass != "" {
 		m.errors.WithLabelValues(up, s.ErrClass).Inc()
 	}
 	switch {
 	case s.Reused:
-		m.conns.WithLabelValues(up, "reused").Inc()
+		u.reused.Inc()
 	case s.Connect > 0 && s.RemoteAddr != "":
-		m.conns.WithLabelValues(up, "new").Inc()
+		u.opened.Inc()
 	}
 	if s.TLSVersion != "" {
 		m.handshakes.WithLabelValues(up, s.TLSVersion, s.TLSCurve, strconv.FormatBool(s.TLSResumed)).Inc()

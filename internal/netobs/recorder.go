@@ -3,9 +3,13 @@ package netobs
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -24,12 +28,20 @@ type Recorder struct {
 	firstByte time.Time // guarded by mu
 	reused    bool      // guarded by mu; GotConn said reused: later dial hooks are another request's
 	finished  bool      // guarded by mu
+	tlsConn   *tls.Conn // guarded by mu; the connection this request's dial set up
+	lateAlert error     // guarded by mu; an alert salvaged when that connection closed
 }
 
 // NewRecorder starts recording req; the finished Sample goes to sink (which may be nil).
 func NewRecorder(req *http.Request, sink Sink) *Recorder {
+	r := new(Recorder)
+	r.init(req, sink)
+	return r
+}
+
+func (r *Recorder) init(req *http.Request, sink Sink) {
 	l := LabelsFrom(req.Context())
-	r := &Recorder{sink: sink}
+	r.sink = sink
 	r.s = Sample{
 		Upstream: l.Upstream,
 		Kind:     l.Kind,
@@ -38,10 +50,12 @@ func NewRecorder(req *http.Request, sink Sink) *Recorder {
 		Host:     canonicalHostPort(req),
 		Start:    time.Now(),
 	}
-	return r
 }
 
 func canonicalHostPort(req *http.Request) string {
+	if req.URL.Port() != "" {
+		return req.URL.Host // already host:port; no allocation
+	}
 	host, port := req.URL.Hostname(), req.URL.Port()
 	if port == "" {
 		port = "80"
@@ -235,4 +249,80 @@ func GroupName(id tls.CurveID) string {
 		return "P-521"
 	}
 	return id.String()
+}
+
+// setTLSConn remembers the TLS connection this request's dial set up, so that a failure
+// HTTP/2 reports without its cause can be explained (see postHandshakeAlert).
+func (r *Recorder) setTLSConn(tc *tls.Conn) {
+	r.mu.Lock()
+	if !r.reused && !r.finished {
+		r.tlsConn = tc
+	}
+	r.mu.Unlock()
+}
+
+// lateTLSAlert returns the TLS alert that killed this request's own new connection after
+// its handshake, or nil. In TLS 1.3 a server rejects a client certificate only after the
+// client's handshake is done, and net/http may then report only what it saw itself: a
+// broken pipe on its first write, or HTTP/2's "client conn could not be established".
+// The alert is found either where alertConn salvaged it when the connection was closed,
+// or in the tls.Conn, which keeps a read error and returns it again to a read that cannot
+// block.
+func (r *Recorder) lateTLSAlert() error {
+	r.mu.Lock()
+	tc, alert := r.tlsConn, r.lateAlert
+	r.mu.Unlock()
+	if alert != nil || tc == nil {
+		return alert
+	}
+	tc.SetReadDeadline(time.Unix(1, 0))
+	var b [1]byte
+	if _, err := tc.Read(b[:]); err != nil {
+		if _, ok := tlsAlertName(err); ok {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Recorder) noteLateAlert(err error) {
+	r.mu.Lock()
+	if !r.finished && r.lateAlert == nil {
+		r.lateAlert = err
+	}
+	r.mu.Unlock()
+}
+
+// alertConn sits between a TLS connection and its TCP connection. When a write failed
+// because the peer had closed (as a server does right after a fatal alert) and the
+// connection is being closed, it first reads what the peer sent, through the tls.Conn
+// (the alert is encrypted in TLS 1.3), and hands any alert to the Recorder. The read is
+// bounded by a short deadline and happens only on that failure path.
+type alertConn struct {
+	net.Conn
+	tc          *tls.Conn
+	rec         *Recorder
+	writeFailed atomic.Bool
+	salvaging   atomic.Bool
+}
+
+func (c *alertConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		c.writeFailed.Store(true)
+	}
+	return n, err
+}
+
+func (c *alertConn) Close() error {
+	if c.writeFailed.Load() && c.tc != nil && c.rec != nil && c.salvaging.CompareAndSwap(false, true) {
+		c.Conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		var b [1]byte
+		if _, err := c.tc.Read(b[:]); err != nil {
+			if _, ok := tlsAlertName(err); ok {
+				c.rec.noteLateAlert(err)
+			}
+		}
+	}
+	return c.Conn.Close()
 }

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
-	"sync"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -59,6 +61,7 @@ type Transport struct {
 	tls    *tls.Config // base config with roots and the shared session cache
 	rt     *http.Transport
 	client *http.Client
+	idle   *idleWatch // cuts stalled bodies
 }
 
 // NewTransport builds the Transport. It fails only when CAFile cannot be used. A DoH
@@ -87,8 +90,9 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		base.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
 	}
 	t := &Transport{
-		cfg: cfg,
-		tls: base,
+		cfg:  cfg,
+		tls:  base,
+		idle: newIdleWatch(durOr(cfg.BodyIdleTimeout, 30*time.Second)),
 		dialer: &Dialer{
 			Resolver: cfg.Resolver,
 			Timeout:  durOr(cfg.ConnectTimeout, 10*time.Second),
@@ -103,6 +107,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		MaxIdleConnsPerHost:   intOr(cfg.MaxIdleConnsPerHost, 64),
 		IdleConnTimeout:       durOr(cfg.IdleConnTimeout, 90*time.Second),
 		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: durOr(cfg.FirstByteTimeout, 30*time.Second),
 		HTTP2: &http.HTTP2Config{
 			// Detect dead HTTP/2 connections instead of waiting on them.
 			SendPingTimeout: 30 * time.Second,
@@ -147,7 +152,10 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 		cfg.ServerName = host
 	}
 	cfg.NextProtos = []string{"h2", "http/1.1"}
-	tc := tls.Client(raw, cfg)
+	rec := RecorderFrom(ctx)
+	ac := &alertConn{Conn: raw, rec: rec}
+	tc := tls.Client(ac, cfg)
+	ac.tc = tc
 	hctx, cancel := context.WithTimeoutCause(ctx, durOr(t.cfg.TLSTimeout, 10*time.Second), errTLSTimeout)
 	defer cancel()
 	start := time.Now()
@@ -162,8 +170,11 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 			err = &Error{Class: ClassOf(err), Phase: PhaseTLS, Err: err}
 		}
 	}
-	if rec := RecorderFrom(ctx); rec != nil {
+	if rec != nil {
 		rec.TLSDone(&cs, d, err)
+		if err == nil {
+			rec.setTLSConn(tc)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -174,111 +185,84 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 // RoundTrip performs one exchange and records it. The Sample is finished when the
 // response body is read to its end or closed, or at once when RoundTrip fails. Failures
 // are *Error carrying their class.
+//
+// The first-byte timeout is http.Transport's ResponseHeaderTimeout and the body idle
+// timeout closes the body: neither needs a cancellable context of its own, which would
+// cost every request more than all the rest of the instrumentation (see
+// docs/benchmarks.md).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := &exchange{t: t, rec: NewRecorder(req, t.cfg.Sink)}
-	ctx, cancel := context.WithCancelCause(req.Context())
-	ex.ctx, ex.cancel = ctx, cancel
-	ctx = WithRecorder(ctx, ex.rec)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+	ex := &exchange{}
+	ex.rec.init(req, t.cfg.Sink)
+	ctx := httptrace.WithClientTrace(WithRecorder(req.Context(), &ex.rec), &httptrace.ClientTrace{
 		GotConn:              ex.rec.GotConn,
-		WroteRequest:         ex.wroteRequest,
-		GotFirstResponseByte: ex.gotFirstByte,
+		WroteRequest:         ex.rec.WroteRequest,
+		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
 	})
 	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		return nil, ex.fail(err)
+		return nil, ex.fail(err, nil)
 	}
 	ex.rec.GotResponse(resp)
 	if resp.Body == nil || resp.Body == http.NoBody {
-		ex.finish(nil)
+		ex.finish()
 		return resp, nil
 	}
-	b := &body{ex: ex, rc: resp.Body, idle: durOr(t.cfg.BodyIdleTimeout, 30*time.Second)}
-	b.timer = time.AfterFunc(b.idle, func() { cancel(errBodyIdleTimeout) })
-	ex.mu.Lock()
-	ex.bodyTimer = b.timer
-	ex.mu.Unlock()
+	b := &body{ex: ex, rc: resp.Body, watch: t.idle}
+	t.idle.watch(b)
 	resp.Body = b
 	return resp, nil
 }
 
-// exchange is the per-request state of RoundTrip: the Recorder and the timers that cut
-// the request when a phase overruns.
+// exchange is the per-request state of RoundTrip.
 type exchange struct {
-	t      *Transport
-	rec    *Recorder
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-
-	mu        sync.Mutex
-	fbTimer   *time.Timer // guarded by mu; runs from request written to first byte
-	bodyTimer *time.Timer // guarded by mu
-	gotFirst  bool        // guarded by mu
-	done      bool        // guarded by mu
+	rec  Recorder
+	done atomic.Bool
 }
 
-func (ex *exchange) wroteRequest(info httptrace.WroteRequestInfo) {
-	ex.rec.WroteRequest(info)
-	ex.mu.Lock()
-	defer ex.mu.Unlock()
-	if ex.gotFirst || ex.done {
-		return
+// finish ends a successful exchange; only the first end counts.
+func (ex *exchange) finish() {
+	if ex.done.CompareAndSwap(false, true) {
+		ex.rec.Finish(nil)
 	}
-	if ex.fbTimer != nil {
-		ex.fbTimer.Stop() // a retry on another connection
-	}
-	cancel := ex.cancel
-	ex.fbTimer = time.AfterFunc(durOr(ex.t.cfg.FirstByteTimeout, 30*time.Second), func() { cancel(errFirstByteTimeout) })
 }
 
-func (ex *exchange) gotFirstByte() {
-	ex.rec.GotFirstResponseByte()
-	ex.mu.Lock()
-	ex.gotFirst = true
-	if ex.fbTimer != nil {
-		ex.fbTimer.Stop()
+// fail ends the exchange with err, first giving it its class. cause, if set, is the
+// Transport's own timeout that cut the exchange.
+func (ex *exchange) fail(err error, cause *timeoutCause) error {
+	switch {
+	case cause != nil:
+		err = &Error{Class: cause.class, Phase: cause.phase, Err: fmt.Errorf("%w: %w", cause, err)}
+	case isHeaderTimeout(err):
+		err = &Error{Class: ClassTimeout, Phase: PhaseTTFB, Err: fmt.Errorf("%w: %w", errFirstByteTimeout, err)}
+	case !errors.As(err, new(*Error)):
+		phase := ex.phase()
+		if _, ok := tlsAlertName(err); !ok && connDied(err) {
+			// The request's own new connection may have died of a TLS alert that
+			// net/http did not report.
+			if alert := ex.rec.lateTLSAlert(); alert != nil {
+				err, phase = fmt.Errorf("%w: %w", err, alert), PhaseTLS
+			}
+		}
+		err = &Error{Class: ClassOf(err), Phase: phase, Err: err}
 	}
-	ex.mu.Unlock()
-}
-
-// stopTimers stops both timers and reports whether the exchange was already done.
-func (ex *exchange) stopTimers() bool {
-	ex.mu.Lock()
-	defer ex.mu.Unlock()
-	was := ex.done
-	ex.done = true
-	if ex.fbTimer != nil {
-		ex.fbTimer.Stop()
-	}
-	if ex.bodyTimer != nil {
-		ex.bodyTimer.Stop()
-	}
-	return was
-}
-
-// finish ends a successful exchange.
-func (ex *exchange) finish(err error) {
-	if ex.stopTimers() {
-		return
-	}
-	ex.rec.Finish(err)
-	ex.cancel(nil)
-}
-
-// fail ends the exchange with err, first giving it its class: one of the Transport's own
-// timeouts if that is what cancelled it, else what ClassOf recognises.
-func (ex *exchange) fail(err error) error {
-	var tc *timeoutCause
-	if errors.As(context.Cause(ex.ctx), &tc) && !errors.Is(err, tc) {
-		err = &Error{Class: tc.class, Phase: tc.phase, Err: fmt.Errorf("%w: %w", tc, err)}
-	} else if !errors.As(err, new(*Error)) {
-		err = &Error{Class: ClassOf(err), Phase: ex.phase(), Err: err}
-	}
-	if !ex.stopTimers() {
+	if ex.done.CompareAndSwap(false, true) {
 		ex.rec.Finish(err)
-		ex.cancel(nil)
 	}
 	return err
+}
+
+// connDied reports whether err says the connection itself is gone (so probing it for a
+// late TLS alert cannot disturb a live connection that other requests share).
+func connDied(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "could not be established")
+}
+
+// isHeaderTimeout recognises http.Transport's ResponseHeaderTimeout, which both its
+// HTTP/1 ("net/http: timeout awaiting response headers") and HTTP/2 ("http2: timeout
+// awaiting response headers") halves report only as text.
+func isHeaderTimeout(err error) bool {
+	return strings.Contains(err.Error(), "timeout awaiting response headers")
 }
 
 // phase guesses the phase a failure without a phase of its own happened in.
@@ -294,32 +278,46 @@ func (ex *exchange) phase() Phase {
 	return PhaseConnect
 }
 
-// body wraps a response body: it counts bytes, restarts the idle timer on every read and
-// finishes the Sample at the end of the body, where httptrace has no hook.
+// body wraps a response body: it counts bytes, tells the idle watch of every read, is
+// closed by the watch when it stalls, and finishes the Sample at the end of the body,
+// where httptrace has no hook.
 type body struct {
-	ex    *exchange
-	rc    io.ReadCloser
-	timer *time.Timer
-	idle  time.Duration
+	ex       *exchange
+	rc       io.ReadCloser
+	watch    *idleWatch
+	lastTick atomic.Int64 // the watch's tick of the last byte
+	cut      atomic.Bool  // the idle watch closed the body
+}
+
+func (b *body) expire() {
+	b.cut.Store(true)
+	b.rc.Close()
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.ex.rec.BodyRead(n)
-		b.timer.Reset(b.idle)
+		b.watch.touch(b)
 	}
 	switch {
 	case err == io.EOF:
-		b.ex.finish(nil)
+		b.watch.unwatch(b)
+		b.ex.finish()
 	case err != nil:
-		err = b.ex.fail(err)
+		b.watch.unwatch(b)
+		var cause *timeoutCause
+		if b.cut.Load() {
+			cause = errBodyIdleTimeout
+		}
+		err = b.ex.fail(err, cause)
 	}
 	return n, err
 }
 
 func (b *body) Close() error {
+	b.watch.unwatch(b)
 	err := b.rc.Close()
-	b.ex.finish(nil)
+	b.ex.finish()
 	return err
 }

@@ -74,9 +74,10 @@ func TestTLSDetailsAndAlerts(t *testing.T) {
 		{name: "protocol version mismatch", server: &tls.Config{Certificates: []tls.Certificate{good}, MinVersion: tls.VersionTLS13},
 			client: &tls.Config{MaxVersion: tls.VersionTLS12}, class: TLSAlertClass("protocol_version")},
 		{name: "client cert from unknown CA", server: &tls.Config{Certificates: []tls.Certificate{good}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool},
-			client: &tls.Config{Certificates: []tls.Certificate{clientFromOtherCA}}, class: TLSAlertClass("unknown_ca")},
+			client: &tls.Config{Certificates: []tls.Certificate{clientFromOtherCA}}, class: TLSAlertClass("unknown_ca"),
+			errSubstr: "remote error: tls: unknown certificate authority"},
 		{name: "client cert missing", server: &tls.Config{Certificates: []tls.Certificate{good}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool},
-			class: TLSAlertClass("certificate_required")},
+			class: TLSAlertClass("certificate_required"), errSubstr: "remote error: tls: certificate required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := startOrigin(t, tc.server, okHandler)

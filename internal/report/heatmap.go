@@ -113,31 +113,55 @@ func buildHeatmap(r *Run, ups []string, cols int, byRequest bool) heatmap {
 // levels is the number of colour steps of the latency scale, shared by every output.
 const levels = 9
 
-// logScale maps durations to colour levels on a logarithmic scale between Lo and Hi.
-type logScale struct{ Lo, Hi time.Duration }
-
-// niceDown and niceUp round a duration to 1, 2 or 5 times a power of ten.
-func niceDown(d time.Duration) time.Duration {
-	p := math.Pow(10, math.Floor(math.Log10(float64(d))))
-	for _, m := range []float64{5, 2, 1} {
-		if m*p <= float64(d) {
-			return time.Duration(m * p)
-		}
-	}
-	return time.Duration(p)
+// logScale maps durations to colour levels on a logarithmic scale. Its step edges are
+// round numbers (1-2-5, 1-3 or 1 per decade, the finest that covers the data) so that the
+// legend reads well.
+type logScale struct {
+	// Bounds are the lower edges of the levels; Hi is the upper edge of the last.
+	Bounds [levels]time.Duration
+	Hi     time.Duration
 }
 
-func niceUp(d time.Duration) time.Duration {
+// seriesDown returns the largest m×10^k (m from mults) not above d.
+func seriesDown(d time.Duration, mults []float64) time.Duration {
 	p := math.Pow(10, math.Floor(math.Log10(float64(d))))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= float64(d) {
-			return time.Duration(m * p)
+	for i := len(mults) - 1; i >= 0; i-- {
+		if v := mults[i] * p; v <= float64(d)*(1+1e-9) {
+			return time.Duration(math.Round(v))
 		}
 	}
-	return time.Duration(10 * p)
+	return time.Duration(math.Round(p))
+}
+
+// scaleBetween builds the finest round scale from lo that reaches hi.
+func scaleBetween(lo, hi time.Duration) logScale {
+	series := [][]float64{{1, 2, 5}, {1, 3}, {1}}
+	var sc logScale
+	for _, mults := range series {
+		v := seriesDown(lo, mults)
+		p := math.Pow(10, math.Floor(math.Log10(float64(v))))
+		i := slices.Index(mults, math.Round(float64(v)/p))
+		for k := 0; k <= levels; k++ {
+			d := time.Duration(math.Round(mults[i] * p))
+			if k < levels {
+				sc.Bounds[k] = d
+			} else {
+				sc.Hi = d
+			}
+			if i++; i == len(mults) {
+				i, p = 0, p*10
+			}
+		}
+		if sc.Hi >= hi {
+			break
+		}
+	}
+	return sc
 }
 
 // scaleFor spans every cell of every heatmap, so side-by-side heatmaps share one legend.
+// Below 100µs differences do not matter to a download; flooring the scale there keeps tiny
+// bodies from stretching it.
 func scaleFor(hs []heatmap) logScale {
 	var lo, hi time.Duration
 	for _, h := range hs {
@@ -154,41 +178,30 @@ func scaleFor(hs []heatmap) logScale {
 		}
 	}
 	if lo <= 0 {
-		return logScale{time.Millisecond, time.Second}
+		lo, hi = time.Millisecond, time.Second
 	}
-	// Below 100µs differences do not matter to a download; flooring the scale there keeps
-	// tiny bodies from stretching it.
-	lo, hi = niceDown(max(lo, 100*time.Microsecond)), niceUp(max(hi, 100*time.Microsecond))
-	if hi <= lo {
-		hi = lo * 10
-	}
-	return logScale{lo, hi}
-}
-
-// frac places d on the scale: 0 at Lo, 1 at Hi, clamped.
-func (s logScale) frac(d time.Duration) float64 {
-	if d <= s.Lo {
-		return 0
-	}
-	f := math.Log(float64(d)/float64(s.Lo)) / math.Log(float64(s.Hi)/float64(s.Lo))
-	return math.Min(1, math.Max(0, f))
+	return scaleBetween(max(lo, 100*time.Microsecond), hi)
 }
 
 // level returns the colour step 0..levels-1 of d.
 func (s logScale) level(d time.Duration) int {
-	return min(levels-1, int(s.frac(d)*levels))
+	l := 0
+	for i, b := range s.Bounds {
+		if d >= b {
+			l = i
+		}
+	}
+	return l
 }
 
-// bound returns the lower edge of colour step i (bound(levels) is Hi).
-func (s logScale) bound(i int) time.Duration {
-	return time.Duration(float64(s.Lo) * math.Pow(float64(s.Hi)/float64(s.Lo), float64(i)/levels))
-}
+// bound returns the lower edge of colour step i.
+func (s logScale) bound(i int) time.Duration { return s.Bounds[i] }
 
 // Colours of the latency scale, fast to slow: as RGB for HTML and as the nearest colours of
 // the 256-colour ANSI palette for terminals.
 var (
-	heatRGB  = [levels]string{"#2c7bb6", "#00a6ca", "#00ccbc", "#90eb9d", "#ffff8c", "#f9d057", "#f29e2e", "#e76818", "#d7191c"}
-	heatANSI = [levels]int{31, 38, 43, 120, 228, 221, 214, 202, 160}
+	heatRGB  = [levels]string{"#2c7bb6", "#00a6ca", "#00b39a", "#6cc46a", "#c3d62f", "#f2c12e", "#f29e2e", "#e76818", "#d7191c"}
+	heatANSI = [levels]int{31, 38, 36, 71, 148, 220, 214, 202, 160}
 	// heatRamp is the density ramp of plain output; a blank means no data.
 	heatRamp = [levels]byte{'.', ':', '-', '=', '+', '*', '#', '%', '@'}
 )

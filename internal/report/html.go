@@ -116,11 +116,11 @@ type htmlWaterfall struct {
 }
 
 type htmlWaterfallItem struct {
-	Y                   int
-	Rank, Label, Detail string
-	Total               string
-	Outline             htmlRect
-	Bars                []htmlRect
+	Y                        int
+	Rank, Label, Detail, URL string
+	Total                    string
+	Outline                  htmlRect
+	Bars                     []htmlRect
 }
 
 // Geometry of the SVG drawings, in user units.
@@ -185,9 +185,9 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 		pg.Heatmaps = append(pg.Heatmaps, htmlHeatmapOf(h, sc))
 	}
 	for i := 0; i < levels; i++ {
-		pg.Legend.Steps = append(pg.Legend.Steps, htmlLegendStep{heatRGB[i], fmtDur(sc.bound(i))})
+		pg.Legend.Steps = append(pg.Legend.Steps, htmlLegendStep{heatRGB[i], fmtRound(sc.bound(i))})
 	}
-	pg.Legend.Hi = fmtDur(sc.Hi)
+	pg.Legend.Hi = fmtRound(sc.Hi)
 
 	// Waterfalls on one axis.
 	n := opt.Slowest
@@ -203,7 +203,7 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 		}
 		if scale > 0 {
 			scale = axisUp(scale)
-			pg.WaterfallAxis = fmtDur(scale)
+			pg.WaterfallAxis = fmtRound(scale)
 			for i := range t.Runs {
 				pg.Waterfalls = append(pg.Waterfalls, htmlWaterfallOf(&t.Runs[i], n, scale))
 			}
@@ -314,7 +314,8 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 		}
 		it := htmlWaterfallItem{
 			Y: y, Rank: fmt.Sprintf("#%d", k+1), Total: fmtDur(length(s)),
-			Label:  shortName(s.Upstream) + "/" + requestPath(s),
+			Label:  clipMiddle(shortName(s.Upstream)+"/"+requestPath(s), 52),
+			URL:    s.URL,
 			Detail: fmt.Sprintf("%s · %s · +%s", status, conn, fmtDur(s.Start.Sub(first))),
 		}
 		it.Outline = htmlRect{X: x(0), Y: float64(y + 18), W: x(length(s)) - x(0), H: 12, Fill: phaseRGB[CostOther],
@@ -328,7 +329,7 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 	}
 	wf.Height = y + 18
 	for k := 0; k <= 4; k++ {
-		tk := htmlTick{X: x(scale * time.Duration(k) / 4), Label: fmtDur(scale * time.Duration(k) / 4), Anchor: "middle"}
+		tk := htmlTick{X: x(scale * time.Duration(k) / 4), Label: fmtRound(scale * time.Duration(k) / 4), Anchor: "middle"}
 		switch k {
 		case 0:
 			tk.Anchor, tk.Label = "start", "0"

@@ -505,6 +505,23 @@ func compare(runs []RunSummary) string {
 	return strings.Join(parts, "; ")
 }
 
+// fmtRound formats a duration like fmtDur without trailing zeros ("1ms", "2.5s"), for
+// legends and axes whose values are round.
+func fmtRound(d time.Duration) string {
+	s := fmtDur(d)
+	i := strings.IndexByte(s, '.')
+	if i < 0 {
+		return s
+	}
+	j := i + 1
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	num := strings.TrimRight(s[:j], "0")
+	num = strings.TrimSuffix(num, ".")
+	return num + s[j:]
+}
+
 // fmtDur formats a duration with three significant figures: "850µs", "12.3ms", "1.25s".
 func fmtDur(d time.Duration) string {
 	switch {

@@ -102,6 +102,16 @@ func pad(s string, n int) string {
 	return s
 }
 
+// clipMiddle shortens s to n runes by cutting out its middle, keeping both ends of a path.
+func clipMiddle(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n || n < 5 {
+		return s
+	}
+	head := (n - 1) / 2
+	return string(r[:head]) + "…" + string(r[len(r)-(n-1-head):])
+}
+
 // clip shortens plain text s to n runes, marking the cut with "…".
 func clip(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
@@ -462,9 +472,9 @@ func (tw termWriter) writeLegend(sc logScale) {
 		if tw.color {
 			mark = fmt.Sprintf("\x1b[48;5;%dm  \x1b[0m", heatANSI[i])
 		}
-		fmt.Fprintf(&b, "%s ≥%s  ", mark, fmtDur(sc.bound(i)))
+		fmt.Fprintf(&b, "%s ≥%s  ", mark, fmtRound(sc.bound(i)))
 	}
-	b.WriteString("(log scale, up to " + fmtDur(sc.Hi) + ")")
+	b.WriteString("(log scale, up to " + fmtRound(sc.Hi) + ")")
 	tw.println(b.String())
 }
 

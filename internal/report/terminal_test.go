@@ -104,3 +104,21 @@ func isPhase(s string) bool {
 	}
 	return false
 }
+
+func TestClipMiddle(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"proxy-a.test/example.test/alpha/@v/v1.0.0.zip", 21, "proxy-a.te…v1.0.0.zip"},
+		{"abcdef", 5, "ab…ef"},
+	}
+	for _, tc := range tests {
+		got := clipMiddle(tc.in, tc.n)
+		if got != tc.want || utf8.RuneCountInString(got) > max(tc.n, len(tc.in)) {
+			t.Errorf("clipMiddle(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

@@ -172,3 +172,64 @@ func TestModNeverPullsZip(t *testing.T) {
 		t.Errorf("store holds %v", keys)
 	}
 }
+
+// TestRequestLogAndMetrics: one info line per request with its fields, and the answer
+// counted by kind and cache state.
+func TestRequestLogAndMetrics(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), nil)
+	const path = "/example.com/m/@v/v1.0.0.mod"
+	size := len(fixture(t, o, path[1:]))
+	e.get(t, path, 200)
+	e.get(t, path, 200)
+	e.do("POST", path)
+	var lines []string
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(l, "msg=request") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 3 {
+		t.Fatalf("%d request log lines; want 3:\n%s", len(lines), e.logs.String())
+	}
+	wants := [][]string{
+		{"level=INFO", "method=GET", "path=" + path, "status=200", "cache=miss", "upstream=" + o.URL(), "bytes=" + strconv.Itoa(size), "duration="},
+		{"method=GET", "status=200", "cache=hit", `upstream=""`, "bytes=" + strconv.Itoa(size)},
+		{"method=POST", "status=405"},
+	}
+	for i, want := range wants {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("log line %d %q lacks %q", i, lines[i], w)
+			}
+		}
+	}
+	for _, c := range []struct {
+		kind, cache string
+		want        float64
+	}{{"mod", CacheMiss, 1}, {"mod", CacheHit, 1}, {"invalid", CacheMiss, 1}} {
+		if got := counterValue(e.s.metrics.cache.WithLabelValues(c.kind, c.cache)); got != c.want {
+			t.Errorf("answers{kind=%s,cache=%s} = %v; want %v", c.kind, c.cache, got, c.want)
+		}
+	}
+	if got := counterValue(e.s.metrics.bytes.WithLabelValues("mod", CacheHit)); got != float64(size) {
+		t.Errorf("bytes served from the store = %v; want %d", got, size)
+	}
+	if got := counterValue(e.s.metrics.fills.WithLabelValues(o.URL(), "ok")); got != 1 {
+		t.Errorf("fills{ok} = %v; want 1", got)
+	}
+	// The metrics are registered on Config.Registerer.
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"holoproxy_server_request_duration_seconds", "holoproxy_server_cache_answers_total", "holoproxy_server_response_bytes_total", "holoproxy_server_fill_attempts_total"} {
+		if !names[n] {
+			t.Errorf("%s not registered", n)
+		}
+	}
+}

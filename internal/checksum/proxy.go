@@ -72,16 +72,16 @@ type SumDBProxy struct {
 	hits, misses, stale, private, upErrs atomic.Int64
 }
 
-// NewSumDBProxy returns the handler for cfg. With cfg.DB.Off it answers 404 to everything,
-// as a proxy that serves no database.
+// NewSumDBProxy returns the handler for cfg. For GOSUMDB=off (no name) it answers 404 to
+// everything, as a proxy that serves no database. A database whose key is unknown
+// (SumDBOrOff: Off, with a Name) is still served, without the signature check, so that
+// clients behind holoproxy, which verify for themselves, need no other route to it.
 func NewSumDBProxy(cfg ProxyConfig) (*SumDBProxy, error) {
-	if !cfg.DB.Off {
-		if cfg.DB.Name == "" {
-			return nil, errors.New("sumdb proxy: no database name")
-		}
-		if cfg.Store == nil || cfg.BaseURL == nil {
-			return nil, errors.New("sumdb proxy: Store and BaseURL are required")
-		}
+	if !cfg.DB.Off && cfg.DB.Name == "" {
+		return nil, errors.New("sumdb proxy: no database name")
+	}
+	if cfg.DB.Name != "" && (cfg.Store == nil || cfg.BaseURL == nil) {
+		return nil, errors.New("sumdb proxy: Store and BaseURL are required")
 	}
 	if cfg.Client == nil {
 		cfg.Client = http.DefaultClient
@@ -143,7 +143,7 @@ func (p *SumDBProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, rest, _ := strings.Cut(rest, "/")
-	if p.cfg.DB.Off || name != p.cfg.DB.Name {
+	if p.cfg.DB.Name == "" || name != p.cfg.DB.Name {
 		http.Error(w, fmt.Sprintf("checksum database %q is not served by this proxy", name), http.StatusNotFound)
 		return
 	}

@@ -214,3 +214,28 @@ func countKeys(t *testing.T, st dirStore) int {
 	}
 	return n
 }
+
+func TestSumDBProxyWithoutKey(t *testing.T) {
+	db := sumdbtest.New(t, []modtree.Module{modA})
+	tests := []struct {
+		db   SumDB
+		want int
+	}{
+		{SumDB{Off: true}, 404},                  // GOSUMDB=off: no database served
+		{SumDB{Off: true, Name: db.Name}, 200},   // key unknown: served, unchecked
+		{SumDB{Name: db.Name, Key: db.Key}, 200}, // the usual case
+	}
+	for _, tt := range tests {
+		p, err := NewSumDBProxy(ProxyConfig{DB: tt.db, Store: newDirStore(t), BaseURL: FixedBaseURL(db.URL), Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/sumdb/sum.test/supported", "/sumdb/sum.test/lookup/mods.test/a@v1.0.0"} {
+			rec := httptest.NewRecorder()
+			p.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if rec.Code != tt.want {
+				t.Errorf("%+v: GET %s = %d, want %d", tt.db, path, rec.Code, tt.want)
+			}
+		}
+	}
+}

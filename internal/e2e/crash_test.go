@@ -231,7 +231,9 @@ func TestCrashSafety(t *testing.T) {
 			}
 		}
 		// Kill during the fills: once the origin has begun sending a zip, after a random
-		// delay that lands anywhere from mid-transfer to after the commit.
+		// delay. A zip takes the origin at least 24 pauses of 5ms, so in even rounds the
+		// delay (under 60ms) lands mid-transfer; in odd rounds (under 400ms) anywhere from
+		// mid-transfer to after the commits.
 		select {
 		case <-org.zipStarted:
 		case <-time.After(60 * time.Second):
@@ -239,7 +241,11 @@ func TestCrashSafety(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("round %d: the origin got no zip request within 60s\n%s", round, p.log.String())
 		}
-		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		maxDelay := 60
+		if round%2 == 1 {
+			maxDelay = 400
+		}
+		time.Sleep(time.Duration(rng.IntN(maxDelay)) * time.Millisecond)
 		if org.zipsActive.Load() > 0 {
 			killedMidZip++
 		}

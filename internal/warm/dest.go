@@ -243,6 +243,18 @@ func (d *StoreDest) Put(ctx context.Context, f File, src *os.File) error {
 	return nil
 }
 
+// commit stores f by committing tmp, a temporary file of d's store holding the verified
+// download; tmp is consumed, whatever the outcome.
+func (d *StoreDest) commit(ctx context.Context, f File, tmp *os.File) error {
+	if err := d.Store.Commit(ctx, f.Key(), tmp); err != nil {
+		return fmt.Errorf("%s: %w", d.Name, err)
+	}
+	if d.ZipHash && f.Req.Kind == goproxy.KindZip && f.Want != "" {
+		return d.put(ctx, ziphashKey(f), strings.NewReader(f.Want))
+	}
+	return nil
+}
+
 func (d *StoreDest) put(ctx context.Context, key string, src io.Reader) error {
 	if s, ok := src.(io.Seeker); ok {
 		if _, err := s.Seek(0, io.SeekStart); err != nil {

@@ -148,6 +148,7 @@ func Run(ctx context.Context, plan *Plan, cfg Config) (Result, error) {
 	w.discard = func(f *os.File) { f.Close(); os.Remove(f.Name()) }
 	for _, d := range cfg.Dests {
 		if sd, ok := d.(*StoreDest); ok && cfg.TempDir == "" {
+			w.owner = sd
 			w.createTemp, w.discard = sd.Store.CreateTemp, sd.Store.Discard
 			break
 		}
@@ -218,6 +219,9 @@ type warmer struct {
 	// leaves nothing behind that the next one does not clear.
 	createTemp func(context.Context) (*os.File, error)
 	discard    func(*os.File)
+	// owner is the destination createTemp makes files in, which can adopt a download by
+	// committing it; nil when downloads go to TempDir.
+	owner *StoreDest
 
 	cfg                          Config
 	fetched, present, unverified atomic.Int64
@@ -274,8 +278,21 @@ func (w *warmer) item(ctx context.Context, it Item) error {
 		return err
 	}
 	for _, j := range jobs {
+		var adopt *StoreDest // the destination whose temporary file holds the download
 		for _, d := range j.need {
+			if d == Dest(w.owner) && j.tmp != nil {
+				adopt = w.owner
+				continue
+			}
 			if err := d.Put(ctx, j.f, j.tmp); err != nil {
+				return err
+			}
+		}
+		if adopt != nil {
+			// Last, since committing consumes the temporary file: a rename, no copy.
+			tmp := j.tmp
+			j.tmp = nil
+			if err := adopt.commit(ctx, j.f, tmp); err != nil {
 				return err
 			}
 		}

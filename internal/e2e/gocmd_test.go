@@ -227,7 +227,8 @@ func scenario(t *testing.T, goBin, proxy string, mods []modtree.Module, roots []
 // TestGoCommandThroughHoloproxy drives the real go command through an in-process holoproxy
 // and straight at the origin, and requires the same outcome: downloads, version lists with
 // retractions, go get @latest, a build, and byte-identical go.mod and go.sum. A second run
-// with a fresh module cache must be served from holoproxy's cache alone.
+// with a fresh module cache must be served from holoproxy's cache alone. A last run goes
+// through the built holoproxy serve binary.
 func TestGoCommandThroughHoloproxy(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -277,6 +278,12 @@ func TestGoCommandThroughHoloproxy(t *testing.T) {
 			t.Errorf("warm run: origin got %d new requests for immutable %s", n-before[p], p)
 		}
 	}
+
+	// The same through the built binary: holoproxy serve's own wiring (flags, transport,
+	// mux) in front of the go command.
+	bin := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL}, nil)
+	viaBinary := scenario(t, goBin, "http://"+bin.addr, mods, roots, gocache)
+	compareOutcome(t, "holoproxy serve binary", viaBinary, want)
 }
 
 // isImmutable reports whether a request path names a .info, .mod or .zip.

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,22 +156,26 @@ func TestSeedScenario(t *testing.T) {
 			t.Errorf("no A query for %s in the DNS log: %v", name, byName)
 		}
 	}
-	var report strings.Builder
-	fmt.Fprintf(&report, "DNS queries: %v\n", byName)
 	for _, o := range []*Origin{a, b} {
-		s := o.Stats()
-		fmt.Fprintf(&report, "%s: %d TCP connections, %d TLS handshakes (%d resumed), %d requests %v\n",
-			o.Host().Name(), s.Conns, s.Handshakes, s.Resumed, s.Requests, s.ByStatus)
-		if s.Conns == 0 || s.Handshakes == 0 || s.Requests == 0 {
+		if s := o.Stats(); s.Conns == 0 || s.Handshakes == 0 || s.Requests == 0 {
 			t.Errorf("%s: stats %+v, want connections, handshakes and requests", o.Host().Name(), s)
 		}
 	}
 	if sa := a.Stats(); sa.ByStatus[http.StatusNotFound] == 0 || sa.ByStatus[http.StatusOK] == 0 {
 		t.Errorf("proxy-a statuses %v, want both 200s and 404s", sa.ByStatus)
 	}
-	for _, h := range []*Host{client, pa, pb, dns.Host()} {
-		fwd, drop := h.Stats()
-		fmt.Fprintf(&report, "host %s: %d frames sent, %d dropped\n", h.Name(), fwd, drop)
+	summary := l.Summary()
+	for _, want := range []string{"client (", "queries asked", "origin https://proxy-a.test:", "origin https://proxy-b.test:", "TLS handshakes"} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("lab summary lacks %q:\n%s", want, summary)
+		}
 	}
-	t.Log("\n" + report.String())
+	for _, o := range []*Origin{a, b} {
+		perConn := map[int64]int{}
+		for _, r := range o.Log() {
+			perConn[r.Conn]++
+		}
+		t.Logf("%s: requests per connection %v", o.Host().Name(), perConn)
+	}
+	t.Logf("DNS queries: %v\n%s", byName, summary)
 }

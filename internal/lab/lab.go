@@ -61,6 +61,7 @@ type Lab struct {
 	hosts   map[string]*Host
 	order   []*Host
 	dns     *DNS
+	origins []*Origin
 	closers []func() error // run last-in first-out by Close
 	closed  bool
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -106,5 +107,90 @@ func TestLinkDelayLossHeal(t *testing.T) {
 		t.Errorf("connect after healing: %v", err)
 	} else {
 		t.Logf("connect after healing: %v", d)
+	}
+}
+
+// TestLinkJitterAndRate proves jitter varies the delay within its bounds, and that Rate caps
+// what a host sends (tbf) until it is lifted.
+func TestLinkJitterAndRate(t *testing.T) {
+	l := New(t, Options{})
+	client := l.MustAddHost(t, "client")
+	server := l.MustAddHost(t, "server")
+	ln, err := server.Listen("tcp", ":7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := net.JoinHostPort(server.Addr().String(), "7000")
+
+	go acceptAll(ln)
+	if err := client.SetLink(Link{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := time.Hour, time.Duration(0)
+	for range 15 {
+		d, err := connectTime(t.Context(), client, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	t.Logf("connect with 20ms ± 10ms one way: %v .. %v", lo, hi)
+	if lo < 10*time.Millisecond || hi > 35*time.Millisecond || hi-lo < 3*time.Millisecond {
+		t.Errorf("connect times %v..%v, want spread within 10ms..30ms (+5ms slack)", lo, hi)
+	}
+	if err := client.SetLink(Link{}); err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+
+	// Rate: the server sends 1 MiB at 16 Mbit/s (2 MB/s), then again with no cap.
+	const size = 1 << 20
+	ln2, err := server.Listen("tcp", ":7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	go func() {
+		for {
+			c, err := ln2.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write(make([]byte, size))
+			c.Close()
+		}
+	}()
+	fetch := func() float64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		c, err := client.DialContext(ctx, "tcp", net.JoinHostPort(server.Addr().String(), "7001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		n, err := io.Copy(io.Discard, c)
+		if err != nil || n != size {
+			t.Fatalf("read %d bytes: %v", n, err)
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	if err := server.SetLink(Link{Rate: 16_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	capped := fetch()
+	if err := server.SetLink(Link{}); err != nil {
+		t.Fatal(err)
+	}
+	free := fetch()
+	t.Logf("1 MiB at Rate 16 Mbit/s: %.2f MB/s; uncapped: %.1f MB/s", capped/1e6, free/1e6)
+	if capped < 0.6*2e6 || capped > 1.2*2e6 {
+		t.Errorf("capped transfer at %.2f MB/s, want about 2 MB/s", capped/1e6)
+	}
+	if free < 5*capped {
+		t.Errorf("uncapped transfer at %.2f MB/s, want far above the cap", free/1e6)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -186,7 +187,10 @@ func (h *Host) ServeOrigin(cfg OriginConfig) (*Origin, error) {
 		}
 		go func() { _ = o.srv.ServeTLS(cl, "", "") }()
 	}
-	h.lab.addCloser(func() error { o.Close(); return nil })
+	h.lab.mu.Lock()
+	h.lab.origins = append(h.lab.origins, o)
+	h.lab.closers = append(h.lab.closers, func() error { o.Close(); return nil })
+	h.lab.mu.Unlock()
 	return o, nil
 }
 
@@ -431,4 +435,46 @@ func (o *Origin) readTree(p string) ([]byte, string, error) {
 		ctype = "application/json"
 	}
 	return data, ctype, nil
+}
+
+// Origins returns the lab's origins in the order they were started.
+func (l *Lab) Origins() []*Origin {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Origin(nil), l.origins...)
+}
+
+// Summary reports, one line per host, what the lab saw of it: frames sent and dropped by its
+// link, DNS queries it asked (and, on the DNS host, answered), and for each origin on it the
+// TCP connections, TLS handshakes and requests by status.
+func (l *Lab) Summary() string {
+	l.mu.Lock()
+	d := l.dns
+	l.mu.Unlock()
+	asked := map[netip.Addr]int{}
+	answered := 0
+	if d != nil {
+		for _, q := range d.Queries() {
+			asked[q.From]++
+			answered++
+		}
+	}
+	var b strings.Builder
+	for _, h := range l.Hosts() {
+		fwd, drop := h.Stats()
+		fmt.Fprintf(&b, "%s (%s): %d frames sent, %d dropped; %d DNS queries asked", h.name, h.addr, fwd, drop, asked[h.addr])
+		if d != nil && d.host == h {
+			fmt.Fprintf(&b, ", %d answered", answered)
+		}
+		for _, o := range l.Origins() {
+			if o.host != h {
+				continue
+			}
+			s := o.Stats()
+			fmt.Fprintf(&b, "; origin %s: %d TCP connections, %d TLS handshakes (%d resumed), %d requests %v",
+				o.url, s.Conns, s.Handshakes, s.Resumed, s.Requests, s.ByStatus)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -268,3 +268,15 @@ func (d *DNS) log(q Query) {
 	d.queries = append(d.queries, q)
 	d.mu.Unlock()
 }
+
+// Resolver returns a resolver for Go code in the test process that asks the lab's DNS server
+// from host h, as a process in h would (queries appear in the log with h's address).
+func (d *DNS) Resolver(h *Host) *net.Resolver {
+	server := d.Addr().String()
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return h.DialContext(ctx, network, server)
+		},
+	}
+}

@@ -85,6 +85,15 @@ func TestDNS(t *testing.T) {
 		t.Errorf("proxy-a.test answered with delay %v, want 150ms", q.Delay)
 	}
 
+	// The same answers for Go code in the test process, through the resolver of the client.
+	addrs, err := d.Resolver(client).LookupHost(t.Context(), "proxy-a.test")
+	if err != nil || len(addrs) != 1 || addrs[0] != origin.Addr().String() {
+		t.Errorf("Resolver lookup: %v, %v; want [%v]", addrs, err, origin.Addr())
+	}
+	if n := len(d.Queries()); n < len(got)+2 {
+		t.Errorf("Resolver lookups not logged: %d queries", n)
+	}
+
 	// The TTL as set, over TCP from the test process dialling inside the client host.
 	conn, err := client.DialContext(t.Context(), "tcp", d.Addr().String())
 	if err != nil {

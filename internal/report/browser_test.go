@@ -44,10 +44,12 @@ func TestHTMLInBrowser(t *testing.T) {
 		name     string
 		trace    Trace
 		selector string
+		media    string
 	}{
-		{"comparison heatmap", tr, "#heatmap"},
-		{"comparison waterfalls", tr, "#waterfalls"},
-		{"single run heatmap", Trace{Title: "one run", Runs: tr.Runs[:1]}, "svg.heatmap"},
+		{"comparison heatmap", tr, "#heatmap", ""},
+		{"comparison waterfalls", tr, "#waterfalls", ""},
+		{"single run heatmap", Trace{Title: "one run", Runs: tr.Runs[:1]}, "svg.heatmap", ""},
+		{"printed heatmap", tr, "#heatmap", "print"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +71,7 @@ func TestHTMLInBrowser(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			shoot := *update && tc.name == "comparison heatmap"
-			res, err := headless.Load(ctx, srv.URL+"/", headless.Options{ExecPath: exe, Selector: tc.selector, Screenshot: shoot})
+			res, err := headless.Load(ctx, srv.URL+"/", headless.Options{ExecPath: exe, Selector: tc.selector, Screenshot: shoot, Media: tc.media})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -57,6 +59,9 @@ type Options struct {
 	Selector string
 	// Screenshot asks for a PNG of the whole page.
 	Screenshot bool
+	// Media emulates a CSS media type, e.g. "print" to see the print style sheet; empty
+	// means the default (screen).
+	Media string
 }
 
 // Result is what loading a page showed.
@@ -140,8 +145,13 @@ func Load(ctx context.Context, rawURL string, opt Options) (res Result, err erro
 		}
 	}()
 
+	media := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: opt.Media})
+		return err
+	})
 	if err := chromedp.Do(bctx,
 		chromedp.EmulateViewport(int64(w), int64(h)),
+		media,
 		chromedp.Navigate(rawURL),
 		chromedp.WaitVisible(chromedp.CSS(sel)),
 	); err != nil {

@@ -77,25 +77,35 @@ func TestScreenshotFile(t *testing.T) {
 func TestLoadMeasuresElement(t *testing.T) {
 	exe := browser(t)
 	page := filepath.Join(t.TempDir(), "page.html")
-	if err := os.WriteFile(page, []byte(`<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>`+
-		`<body><div id="box" style="width:300px;height:120px">x</div></body></html>`), 0o644); err != nil {
+	if err := os.WriteFile(page, []byte(`<!DOCTYPE html><html><head><link rel="icon" href="data:,">`+
+		`<style>#box { width: 300px; height: 120px } @media print { #box { width: 100px } }</style></head>`+
+		`<body><div id="box">x</div></body></html>`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	u, err := FileURL(page)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	res, err := Load(ctx, u, Options{ExecPath: exe, Selector: "#box"})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		media string
+		wantW int64
+	}{
+		{"", 300},
+		{"print", 100},
 	}
-	if res.Width != 300 || res.Height != 120 {
-		t.Errorf("#box is %dx%d, want 300x120", res.Width, res.Height)
-	}
-	if len(res.ConsoleErrors) != 0 {
-		t.Errorf("console errors on a clean page: %q", res.ConsoleErrors)
+	for _, tc := range tests {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		res, err := Load(ctx, u, Options{ExecPath: exe, Selector: "#box", Media: tc.media})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Width != tc.wantW || res.Height != 120 {
+			t.Errorf("media %q: #box is %dx%d, want %dx120", tc.media, res.Width, res.Height, tc.wantW)
+		}
+		if len(res.ConsoleErrors) != 0 {
+			t.Errorf("console errors on a clean page: %q", res.ConsoleErrors)
+		}
 	}
 
 	short, cancelShort := context.WithTimeout(context.Background(), 5*time.Second)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/holoproxy/holoproxy/internal/checksum"
+	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -373,5 +374,67 @@ func TestTamperedZipFails(t *testing.T) {
 	}
 	if len(missing) != len(victim.files()) {
 		t.Errorf("%d files missing; want the tampered module's %d", len(missing), len(victim.files()))
+	}
+}
+
+// TestSumDBMismatchFails warms with the checksum database check on: a module version whose
+// go.sum hash matches the origin but not the database's record fails, named with the
+// database as the authority; every other module is verified by the database and stored.
+func TestSumDBMismatchFails(t *testing.T) {
+	f := newFixture(t, 6)
+	o := newOrigin(t, f.tree)
+	plan, err := Load([]string{f.app}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim modtree.Module
+	var others []modtree.Module
+	for _, m := range f.mods {
+		if victim.Path == "" && m.ID() == plan.Items[0].Mod {
+			victim = m
+			continue
+		}
+		others = append(others, m)
+	}
+	db := sumdbtest.New(t, others)
+	const fake = "h1:ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ="
+	if err := db.AddRecord(victim.Path, victim.Version,
+		victim.Path+" "+victim.Version+" "+fake, victim.Path+" "+victim.Version+"/go.mod "+fake); err != nil {
+		t.Fatal(err)
+	}
+	v, err := checksum.NewVerifier(checksum.VerifierConfig{
+		DB:      checksum.SumDB{Name: db.Name, Key: db.Key, URL: db.URL},
+		Dir:     t.TempDir(),
+		BaseURL: checksum.FixedBaseURL(db.URL),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := NewTreeDest(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), plan, Config{Chain: newChain(t, o.URL, nil), Dests: []Dest{tree}, Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || res.Failures[0].Item.Mod != victim.ID() {
+		t.Fatalf("failures %v; want exactly %s", res.Failures, victim.ID())
+	}
+	var mm *MismatchError
+	if !errors.As(res.Failures[0].Err, &mm) || mm.Against != "checksum database" || mm.Want != fake {
+		t.Errorf("failure %v; want a mismatch against the checksum database's %s", res.Failures[0].Err, fake)
+	}
+	if st := v.Stats(); st.Verified == 0 || st.Mismatches == 0 {
+		t.Errorf("verifier stats %+v; want verified files and a mismatch", st)
+	}
+	missing, err := Check(context.Background(), plan, []Dest{tree}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range missing {
+		if m.File.Req.Module != victim.Path {
+			t.Errorf("%s missing; only %s should be", m.File, victim.ID())
+		}
 	}
 }

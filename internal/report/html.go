@@ -48,6 +48,8 @@ type htmlPage struct {
 	WaterfallAxis string
 	Phases        []swatch
 	SchemaVersion int
+	// SideCols is how many Runs sit side by side before the grid wraps.
+	SideCols int
 	// HeatPhaseX and HeatTextDY place the heatmap row labels.
 	HeatPhaseX, HeatTextDY int
 }
@@ -137,7 +139,7 @@ const (
 func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 	sum := Summarize(*t)
 	pg := htmlPage{Title: t.Title, CSS: template.CSS(pageCSS), Comparison: sum.Comparison, SchemaVersion: SchemaVersion,
-		HeatPhaseX: heatLabelW - 6, HeatTextDY: heatCellH - 5}
+		HeatPhaseX: heatLabelW - 6, HeatTextDY: heatCellH - 5, SideCols: max(1, min(len(t.Runs), 3))}
 	if pg.Title == "" {
 		pg.Title = "holoproxy trace"
 	}

@@ -13,10 +13,10 @@ import (
 
 // Quantiles summarises a set of durations. The zero value means "no observations".
 type Quantiles struct {
-	N   int           `json:"n"`
-	P50 time.Duration `json:"p50_ns"`
-	P99 time.Duration `json:"p99_ns"`
-	Max time.Duration `json:"max_ns"`
+	N   int           `json:"n"`      // number of observations
+	P50 time.Duration `json:"p50_ns"` // median (nearest rank)
+	P99 time.Duration `json:"p99_ns"` // 99th percentile (nearest rank)
+	Max time.Duration `json:"max_ns"` // largest observation
 }
 
 // quantiles computes nearest-rank quantiles of ds; ds is sorted in place.
@@ -34,8 +34,8 @@ func quantiles(ds []time.Duration) Quantiles {
 
 // Count is one labelled tally, e.g. an error class or a TLS version and how often it was seen.
 type Count struct {
-	Label string `json:"label"`
-	N     int    `json:"n"`
+	Label string `json:"label"` // what was counted, e.g. "http_404" or "TLS 1.3"
+	N     int    `json:"n"`     // how often
 }
 
 // counts turns a tally into Counts, most frequent first, ties by label.
@@ -55,6 +55,7 @@ func counts(m map[string]int) []Count {
 
 // UpstreamSummary holds the figures of one upstream within one Run.
 type UpstreamSummary struct {
+	// Upstream is the upstream's base URL, as in Sample.Upstream.
 	Upstream string `json:"upstream"`
 	// Exchanges counts the upstream exchanges (Samples); OK those answered 2xx without error.
 	Exchanges int `json:"exchanges"`
@@ -111,7 +112,9 @@ type Share struct {
 	// of an exchange answered 404/410 and then asked elsewhere), "other" (inside an
 	// exchange but in no timed phase: queueing, writing the request) or "idle" (no
 	// exchange in flight: the client's own work).
-	Cost     string        `json:"cost"`
+	Cost string `json:"cost"`
+	// Time is the wall time attributed to the cost; Fraction is Time divided by the
+	// Run's wall time.
 	Time     time.Duration `json:"time_ns"`
 	Fraction float64       `json:"fraction"`
 }
@@ -125,9 +128,12 @@ const (
 
 // RunSummary holds the figures of one Run.
 type RunSummary struct {
+	// Name is the Run's name; Wall the wall time the Shares divide (Run.Wall, or the
+	// span of its Samples).
 	Name string        `json:"name"`
 	Wall time.Duration `json:"wall_ns"`
-	// Exchanges counts the Run's Samples; Requests is Run.Requests.
+	// Exchanges counts the Run's Samples; Requests, Failed and FallThroughs are copied
+	// from the Run.
 	Exchanges    int `json:"exchanges"`
 	Requests     int `json:"requests,omitempty"`
 	Failed       int `json:"failed"`
@@ -150,6 +156,7 @@ type RunSummary struct {
 
 // Summary holds the figures of a whole Trace.
 type Summary struct {
+	// Runs are in the Trace's order.
 	Runs []RunSummary `json:"runs"`
 	// Comparison relates the Runs' wall times in one sentence; empty for a single Run.
 	Comparison string `json:"comparison,omitempty"`

@@ -15,13 +15,18 @@ import (
 
 // benchClients returns a plain, uninstrumented http.Transport client and a netobs client
 // (with Metrics as its Sink) sized alike, and the URL of a loopback origin: HTTP/1.1 over
-// TCP, or HTTP/2 over TLS when h2 is set.
-func benchClients(b *testing.B, h2 bool) (plain, obs *http.Client, url string) {
+// TCP, or HTTP/2 over TLS when h2 is set. With sameTimeouts the plain transport also has
+// the first-byte timeout (ResponseHeaderTimeout) that netobs sets, so that the comparison
+// isolates the recording from the cost of having the timeout at all.
+func benchClients(b *testing.B, h2, sameTimeouts bool) (plain, obs *http.Client, url string) {
 	b.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "v1.0.0\nv1.1.0\n")
 	}))
 	pt := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+	if sameTimeouts {
+		pt.ResponseHeaderTimeout = 30 * time.Second
+	}
 	var cfg TransportConfig
 	if h2 {
 		srv.EnableHTTP2 = true
@@ -65,7 +70,7 @@ func BenchmarkRequest(b *testing.B) {
 		name string
 		h2   bool
 	}{{"h1", false}, {"h2", true}} {
-		plain, obs, url := benchClients(b, proto.h2)
+		plain, obs, url := benchClients(b, proto.h2, false)
 		b.Run(proto.name+"/plain", func(b *testing.B) {
 			for b.Loop() {
 				benchGet(b, plain, url)
@@ -84,13 +89,20 @@ func BenchmarkRequest(b *testing.B) {
 // duration of each and their ratio netobs/plain ("ratio"; 1.05 is 5 % overhead). Medians,
 // not means: on a shared machine a few requests stall for scheduling reasons unrelated to
 // either transport.
+//
+// Sub-benchmarks: h1 (HTTP/1.1 over TCP) and h2 (HTTP/2 over TLS), each against a default
+// http.Transport ("vs-default") and against one with the same first-byte timeout
+// ("vs-same-timeouts", the cost of the recording alone).
 func BenchmarkOverhead(b *testing.B) {
 	for _, proto := range []struct {
-		name string
-		h2   bool
-	}{{"h1", false}, {"h2", true}} {
+		name     string
+		h2, same bool
+	}{
+		{"h1/vs-default", false, false}, {"h1/vs-same-timeouts", false, true},
+		{"h2/vs-default", true, false}, {"h2/vs-same-timeouts", true, true},
+	} {
 		b.Run(proto.name, func(b *testing.B) {
-			plain, obs, url := benchClients(b, proto.h2)
+			plain, obs, url := benchClients(b, proto.h2, proto.same)
 			benchGet(b, plain, url) // open both connections outside the measurement
 			benchGet(b, obs, url)
 			tp := make([]time.Duration, 0, b.N)

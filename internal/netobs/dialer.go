@@ -2,6 +2,7 @@ package netobs
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -74,7 +75,32 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		}
 		rec.ConnectDone(remote, attempts, time.Since(start), err)
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	return &dialedConn{Conn: c, remote: c.RemoteAddr().String()}, nil
+}
+
+// dialedConn is a connection the Dialer opened. It keeps its remote address as a string,
+// so that recording every request on a reused connection formats nothing.
+type dialedConn struct {
+	net.Conn
+	remote string
+}
+
+// remoteString returns the remote address of c ("ip:port"), without formatting it anew
+// when c is (or wraps) a connection of the Dialer.
+func remoteString(c net.Conn) string {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if ac, ok := c.(*alertConn); ok {
+		c = ac.Conn
+	}
+	if dc, ok := c.(*dialedConn); ok {
+		return dc.remote
+	}
+	return c.RemoteAddr().String()
 }
 
 func filterFamily(addrs []netip.Addr, network string) []netip.Addr {

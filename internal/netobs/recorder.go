@@ -22,10 +22,16 @@ import (
 type Recorder struct {
 	sink Sink
 
+	start time.Time // when recording began (has a monotonic reading: time.Since is cheap)
+
+	// The hooks that fire on every request are lock-free: offsets from start in
+	// nanoseconds (0 = not yet) and the byte count.
+	wroteAt     atomic.Int64
+	firstByteAt atomic.Int64
+	bytes       atomic.Int64
+
 	mu        sync.Mutex
 	s         Sample    // guarded by mu
-	wrote     time.Time // guarded by mu; when the request was fully written
-	firstByte time.Time // guarded by mu
 	reused    bool      // guarded by mu; GotConn said reused: later dial hooks are another request's
 	finished  bool      // guarded by mu
 	tlsConn   *tls.Conn // guarded by mu; the connection this request's dial set up
@@ -48,9 +54,13 @@ func (r *Recorder) init(req *http.Request, sink Sink) {
 		Method:   req.Method,
 		URL:      req.URL.String(),
 		Host:     canonicalHostPort(req),
-		Start:    time.Now(),
 	}
+	r.start = time.Now()
+	r.s.Start = r.start
 }
+
+// since returns the offset of now from start, at least 1ns so that 0 can mean "not yet".
+func (r *Recorder) since() int64 { return max(int64(time.Since(r.start)), 1) }
 
 func canonicalHostPort(req *http.Request) string {
 	if req.URL.Port() != "" {
@@ -159,31 +169,15 @@ func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 		r.s.TLSResumed, r.s.TLSHRR, r.s.OCSPStapled, r.s.PeerChainLen = false, false, false, 0
 	}
 	if info.Conn != nil {
-		r.s.RemoteAddr = info.Conn.RemoteAddr().String()
+		r.s.RemoteAddr = remoteString(info.Conn)
 	}
 }
 
 // WroteRequest records that the request was fully written.
-func (r *Recorder) WroteRequest(httptrace.WroteRequestInfo) {
-	now := time.Now()
-	r.mu.Lock()
-	r.wrote = now
-	r.s.Wrote = now.Sub(r.s.Start)
-	r.mu.Unlock()
-}
+func (r *Recorder) WroteRequest(httptrace.WroteRequestInfo) { r.wroteAt.Store(r.since()) }
 
 // GotFirstResponseByte records the first byte of the response.
-func (r *Recorder) GotFirstResponseByte() {
-	now := time.Now()
-	r.mu.Lock()
-	r.firstByte = now
-	if !r.wrote.IsZero() {
-		r.s.TTFB = now.Sub(r.wrote)
-	} else {
-		r.s.TTFB = now.Sub(r.s.Start)
-	}
-	r.mu.Unlock()
-}
+func (r *Recorder) GotFirstResponseByte() { r.firstByteAt.CompareAndSwap(0, r.since()) }
 
 // GotResponse records the response header.
 func (r *Recorder) GotResponse(resp *http.Response) {
@@ -194,17 +188,14 @@ func (r *Recorder) GotResponse(resp *http.Response) {
 }
 
 // BodyRead records n more body bytes.
-func (r *Recorder) BodyRead(n int) {
-	r.mu.Lock()
-	r.s.Bytes += int64(n)
-	r.mu.Unlock()
-}
+func (r *Recorder) BodyRead(n int) { r.bytes.Add(int64(n)) }
 
 // Finish ends the exchange: err is the failure (nil when the body was read to its end or
-// closed). It fills Transfer, Total and the error class, hands the Sample to the sink and
-// returns it. Only the first call counts; later calls return the same Sample.
+// closed). It fills the request-side phases, Transfer, Total and the error class, hands the
+// Sample to the sink and returns it. Only the first call counts; later calls return the
+// same Sample.
 func (r *Recorder) Finish(err error) Sample {
-	now := time.Now()
+	end := r.since()
 	r.mu.Lock()
 	if r.finished {
 		s := r.s
@@ -212,10 +203,14 @@ func (r *Recorder) Finish(err error) Sample {
 		return s
 	}
 	r.finished = true
-	if !r.firstByte.IsZero() {
-		r.s.Transfer = now.Sub(r.firstByte)
+	wrote, first := r.wroteAt.Load(), r.firstByteAt.Load()
+	r.s.Wrote = time.Duration(wrote)
+	if first != 0 {
+		r.s.TTFB = time.Duration(first - wrote) // from the request written (or the start)
+		r.s.Transfer = time.Duration(end - first)
 	}
-	r.s.Total = now.Sub(r.s.Start)
+	r.s.Total = time.Duration(end)
+	r.s.Bytes = r.bytes.Load()
 	if err != nil {
 		r.s.ErrClass = ClassOf(err)
 		r.s.Err = err.Error()

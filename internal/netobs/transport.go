@@ -191,13 +191,14 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 // cost every request more than all the rest of the instrumentation (see
 // docs/benchmarks.md).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := &exchange{}
+	ex := &exchange{} // one allocation for the Recorder, the trace and the body wrapper
 	ex.rec.init(req, t.cfg.Sink)
-	ctx := httptrace.WithClientTrace(WithRecorder(req.Context(), &ex.rec), &httptrace.ClientTrace{
+	ex.trace = httptrace.ClientTrace{
 		GotConn:              ex.rec.GotConn,
 		WroteRequest:         ex.rec.WroteRequest,
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
-	})
+	}
+	ctx := httptrace.WithClientTrace(WithRecorder(req.Context(), &ex.rec), &ex.trace)
 	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		return nil, ex.fail(err, nil)
@@ -207,7 +208,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ex.finish()
 		return resp, nil
 	}
-	b := &body{ex: ex, rc: resp.Body, watch: t.idle}
+	b := &ex.body
+	b.ex, b.rc, b.watch = ex, resp.Body, t.idle
 	t.idle.watch(b)
 	resp.Body = b
 	return resp, nil
@@ -215,8 +217,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // exchange is the per-request state of RoundTrip.
 type exchange struct {
-	rec  Recorder
-	done atomic.Bool
+	rec   Recorder
+	trace httptrace.ClientTrace
+	body  body
+	done  atomic.Bool
 }
 
 // finish ends a successful exchange; only the first end counts.
@@ -267,12 +271,10 @@ func isHeaderTimeout(err error) bool {
 
 // phase guesses the phase a failure without a phase of its own happened in.
 func (ex *exchange) phase() Phase {
-	ex.rec.mu.Lock()
-	defer ex.rec.mu.Unlock()
 	switch {
-	case !ex.rec.firstByte.IsZero():
+	case ex.rec.firstByteAt.Load() != 0:
 		return PhaseTransfer
-	case !ex.rec.wrote.IsZero():
+	case ex.rec.wroteAt.Load() != 0:
 		return PhaseTTFB
 	}
 	return PhaseConnect
@@ -287,6 +289,9 @@ type body struct {
 	watch    *idleWatch
 	lastTick atomic.Int64 // the watch's tick of the last byte
 	cut      atomic.Bool  // the idle watch closed the body
+	finished atomic.Bool  // the body ended: the watch drops it
+
+	nextPending *body // link in idleWatch.pending; owned by the watch
 }
 
 func (b *body) expire() {

@@ -176,6 +176,24 @@ func (g goRun) run(t *testing.T, args ...string) (stdout, stderr string) {
 	return g.normalize(out.String()), g.normalize(errb.String())
 }
 
+// runFail runs the go command like run but requires it to fail, and returns the first line
+// of its stderr (later lines quote the proxy's own error text, which may differ).
+func (g goRun) runFail(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, g.goBin, args...)
+	cmd.Dir = g.app
+	cmd.Env = g.env()
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("GOPROXY=%s go %s succeeded; want a failure\n%s", g.proxy, strings.Join(args, " "), out)
+	}
+	first, _, _ := strings.Cut(g.normalize(string(out)), "\n")
+	return first
+}
+
 func (g goRun) normalize(s string) string {
 	r := strings.NewReplacer(g.modcache, "$GOMODCACHE", g.app, "$APP", g.proxy, "$GOPROXY")
 	return r.Replace(s)
@@ -183,12 +201,13 @@ func (g goRun) normalize(s string) string {
 
 // outcome is everything a run of the scenario produced that must not depend on the proxy.
 type outcome struct {
-	download, versions, versionsHidden, get, build string
-	goMod, goSum                                   string
+	download, versions, versionsHidden, get, missing, build string
+	goMod, goSum                                            string
 }
 
 // scenario runs the go command through proxy in a fresh app and module cache: download,
-// list versions (with and without retracted ones), get @latest, build and run.
+// list versions (with and without retracted ones), get @latest, fail to get a module that
+// does not exist, build and run.
 func scenario(t *testing.T, goBin, proxy string, mods []modtree.Module, roots []module.Version, gocache string) outcome {
 	t.Helper()
 	tmp := t.TempDir()
@@ -205,6 +224,7 @@ func scenario(t *testing.T, goBin, proxy string, mods []modtree.Module, roots []
 	o.versions, _ = g.run(t, listArgs...)
 	o.versionsHidden, _ = g.run(t, "list", "-m", "-versions", "mods.test/retract")
 	_, o.get = g.run(t, "get", "mods.test/retract@latest")
+	o.missing = g.runFail(t, "get", "mods.test/missing@latest")
 	bin := filepath.Join(tmp, "app.bin")
 	g.run(t, "build", "-o", bin, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -338,6 +358,9 @@ func checkBaseline(t *testing.T, o outcome, mods []modtree.Module) {
 	if !strings.Contains(o.get, "mods.test/retract v1.0.0 => v1.1.0") {
 		t.Errorf("baseline go get @latest said %q; want an upgrade to v1.1.0", o.get)
 	}
+	if !strings.Contains(o.missing, "404 Not Found") {
+		t.Errorf("baseline go get of a missing module said %q; want a 404 Not Found", o.missing)
+	}
 	if n := strings.TrimSpace(o.build); n == "" || n == "1" {
 		t.Errorf("baseline app printed %q; want a count of reached modules above 1", o.build)
 	}
@@ -354,6 +377,7 @@ func compareOutcome(t *testing.T, name string, got, want outcome) {
 		{"go list -m -versions -retracted", got.versions, want.versions},
 		{"go list -m -versions", got.versionsHidden, want.versionsHidden},
 		{"go get @latest", got.get, want.get},
+		{"go get of a missing module", got.missing, want.missing},
 		{"app output", got.build, want.build},
 		{"go.mod", got.goMod, want.goMod},
 		{"go.sum", got.goSum, want.goSum},

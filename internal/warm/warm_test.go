@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/server"
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // fixture is a generated module graph served by an origin, and an app that needs it.
@@ -436,5 +439,52 @@ func TestSumDBMismatchFails(t *testing.T) {
 		if m.File.Req.Module != victim.Path {
 			t.Errorf("%s missing; only %s should be", m.File, victim.ID())
 		}
+	}
+}
+
+// TestPushFillsProxy warms a running holoproxy server (its handler over a disk store, in
+// front of the origin): afterwards the server's store holds every file of the plan,
+// verified, and a second push is answered from that cache without asking the origin.
+func TestPushFillsProxy(t *testing.T) {
+	f := newFixture(t, 8)
+	o := newOrigin(t, f.tree)
+	plan, err := Load([]string{f.app}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := t.TempDir()
+	disk, err := store.OpenDisk(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: disk, Chain: newChain(t, o.URL, nil), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	proxy := httptest.NewServer(srv)
+	t.Cleanup(proxy.Close)
+
+	// The chain is the origin, but a push-only run never needs it: the proxy fetches.
+	push := &PushDest{URL: proxy.URL, Client: proxy.Client()}
+	for round := 1; round <= 2; round++ {
+		res, err := Run(context.Background(), plan, Config{Chain: newChain(t, o.URL, nil), Dests: []Dest{push}, Jobs: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Failures) > 0 {
+			t.Fatalf("round %d: failures %v", round, res.Failures)
+		}
+		if n := int(o.requests.Load()); n != plan.Files() {
+			t.Errorf("round %d: origin asked %d times; want %d (once per file, by the proxy)", round, n, plan.Files())
+		}
+	}
+	held, err := NewTreeDest(cacheDir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := Check(context.Background(), plan, []Dest{held}, 4)
+	if err != nil || len(missing) != 0 {
+		t.Errorf("proxy cache after push: %d missing %v (err %v)", len(missing), missing, err)
 	}
 }

@@ -151,6 +151,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// internal/e2e reads the listen address from this line (msg=serving addr=...).
 	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
 		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL)
 

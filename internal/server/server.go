@@ -260,18 +260,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	ctx := r.Context()
 	key := req.Path()
 
-	// A fresh stored answer.
+	// A fresh stored answer. A version query is never stored under its key: no look.
 	var stale bool
-	if e, err := s.cfg.Store.Open(ctx, key); err == nil {
-		if req.Immutable() || s.fresh(key, e.ModTime) {
+	if req.Kind != goproxy.KindInfo || req.Immutable() {
+		e, err := s.cfg.Store.Open(ctx, key)
+		switch {
+		case err == nil && (req.Immutable() || s.fresh(key, e.ModTime)):
 			s.serveEntry(w, r, req, e, a, CacheHit, "")
 			return
+		case err == nil:
+			e.Body.Close()
+			stale = true
+		case !errors.Is(err, fs.ErrNotExist):
+			// A store that cannot be read is answered from upstream; the log says why.
+			s.log.Warn("store read failed", "key", key, "err", err)
 		}
-		e.Body.Close()
-		stale = true
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		// A store that cannot be read is answered from upstream; the log says why.
-		s.log.Warn("store read failed", "key", key, "err", err)
 	}
 
 	// A remembered not-found answer.

@@ -112,7 +112,7 @@ func TestUpstreamMisbehaviour(t *testing.T) {
 			fault: serveBytes(func(*origin) []byte { return []byte(`{"Version":"master"}`) }, true),
 		},
 		{
-			name: "body stalls", path: zipPath, reason: ReasonTimeout, clientTimeout: time.Second,
+			name: "body stalls", path: zipPath, reason: ReasonTimeout, clientTimeout: 500 * time.Millisecond,
 			fault: func(o *origin) func(w http.ResponseWriter, r *http.Request) bool {
 				z := fixtureOf(o, zipPath)
 				return func(w http.ResponseWriter, r *http.Request) bool {
@@ -164,11 +164,12 @@ func TestUpstreamMisbehaviour(t *testing.T) {
 				e := newEnv(t, a.URL()+sep+b.URL(), func(c *Config) {
 					c.Verify = tt.verify
 					if tt.clientTimeout > 0 {
-						chain, err := goproxy.ParseChain(a.URL()+sep+b.URL(), &http.Client{Timeout: tt.clientTimeout})
+						// Only A's client has the short timeout: B must not be hurried.
+						ca, err := goproxy.NewClient(a.URL(), &http.Client{Timeout: tt.clientTimeout})
 						if err != nil {
 							t.Fatal(err)
 						}
-						c.Chain = chain
+						c.Chain.Entries[0].Client = ca
 					}
 				})
 				var onFill []error

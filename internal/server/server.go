@@ -94,11 +94,16 @@ const UpstreamHeader = "X-Holoproxy-Upstream"
 const (
 	CacheHit      = "hit"      // served from the store, fresh
 	CacheMiss     = "miss"     // asked upstream (or refused before any lookup)
-	CacheStale    = "stale"    // a list or @latest past ListTTL, served because every upstream failed
+	CacheStale    = "stale"    // a list or @latest past ListTTL, served because every upstream failed or the refresh outlasted StaleWait
 	CacheNegative = "negative" // a remembered not-found answer
 )
 
 // Server serves the GOPROXY protocol. Create it with New.
+//
+// Invariants: a key has at most one fill in flight (calls); a file is visible in the store
+// only after it passed validation and Verify (temporary file, then Commit); a version query
+// is never stored under its own key. Locks: mu, filledMu and the negative cache's lock are
+// never held together, and none is held across I/O.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger

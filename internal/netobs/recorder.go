@@ -32,7 +32,8 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	s         Sample    // guarded by mu
-	reused    bool      // guarded by mu; GotConn said reused: later dial hooks are another request's
+	dial      Sample    // guarded by mu; figures of the latest dial, committed by GotConn or Finish
+	gotConn   bool      // guarded by mu
 	finished  bool      // guarded by mu
 	tlsConn   *tls.Conn // guarded by mu; the connection this request's dial set up
 	lateAlert error     // guarded by mu; an alert salvaged when that connection closed
@@ -105,13 +106,10 @@ func RecorderFrom(ctx context.Context) *Recorder {
 func (r *Recorder) DNSDone(l Lookup, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.reused || r.finished {
-		return
-	}
-	r.s.DNS = l.Duration
-	r.s.DNSBackend = l.Backend
-	r.s.DNSRcode = l.Rcode
-	r.s.DNSCache = l.Cache
+	r.dial.DNS = l.Duration
+	r.dial.DNSBackend = l.Backend
+	r.dial.DNSRcode = l.Rcode
+	r.dial.DNSCache = l.Cache
 }
 
 // ConnectDone records the end of a connect phase: the address connected to (empty on
@@ -119,54 +117,64 @@ func (r *Recorder) DNSDone(l Lookup, err error) {
 func (r *Recorder) ConnectDone(remote string, attempts int, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.reused || r.finished {
-		return
-	}
-	r.s.Connect = d
-	r.s.RemoteAddr = remote
-	r.s.DialAttempts = attempts
+	r.dial.Connect = d
+	r.dial.RemoteAddr = remote
+	r.dial.DialAttempts = attempts
 }
 
 // TLSDone records a TLS handshake: its duration and, when it completed, what it agreed on.
 func (r *Recorder) TLSDone(cs *tls.ConnectionState, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.reused || r.finished {
-		return
-	}
-	r.s.TLS = d
+	r.dial.TLS = d
 	if cs == nil || !cs.HandshakeComplete {
 		return
 	}
-	r.s.TLSVersion = tls.VersionName(cs.Version)
-	r.s.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
+	r.dial.TLSVersion = tls.VersionName(cs.Version)
+	r.dial.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 	if cs.CurveID != 0 {
-		r.s.TLSCurve = GroupName(cs.CurveID)
+		r.dial.TLSCurve = GroupName(cs.CurveID)
 	}
-	r.s.TLSResumed = cs.DidResume
-	r.s.TLSHRR = cs.HelloRetryRequest
-	r.s.ALPN = cs.NegotiatedProtocol
-	r.s.PeerChainLen = len(cs.PeerCertificates)
-	r.s.OCSPStapled = len(cs.OCSPResponse) > 0
+	r.dial.TLSResumed = cs.DidResume
+	r.dial.TLSHRR = cs.HelloRetryRequest
+	r.dial.ALPN = cs.NegotiatedProtocol
+	r.dial.PeerChainLen = len(cs.PeerCertificates)
+	r.dial.OCSPStapled = len(cs.OCSPResponse) > 0
 }
 
-// GotConn records which connection the request got. On a reused connection the dial
-// figures are cleared: a dial this request started may have gone to another request.
+// commitDial copies the figures of the dial this request started into its Sample.
+// r.mu must be held.
+func (r *Recorder) commitDial() {
+	d := &r.dial
+	r.s.DNS, r.s.DNSBackend, r.s.DNSRcode, r.s.DNSCache = d.DNS, d.DNSBackend, d.DNSRcode, d.DNSCache
+	r.s.Connect, r.s.RemoteAddr, r.s.DialAttempts = d.Connect, d.RemoteAddr, d.DialAttempts
+	r.s.TLS, r.s.TLSVersion, r.s.TLSCipher, r.s.TLSCurve = d.TLS, d.TLSVersion, d.TLSCipher, d.TLSCurve
+	r.s.TLSResumed, r.s.TLSHRR, r.s.ALPN = d.TLSResumed, d.TLSHRR, d.ALPN
+	r.s.PeerChainLen, r.s.OCSPStapled = d.PeerChainLen, d.OCSPStapled
+}
+
+// GotConn records which connection the request got. The figures of a dial reach the
+// Sample only here, when the request got a new connection, or at Finish when it never
+// got one (the dial failed): a request that got a reused connection reports no dial even
+// if one it started finished later (that connection went to the pool), and one retried on
+// a new connection after a reused one failed reports the new dial.
 func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.finished {
 		return
 	}
+	r.gotConn = true
+	r.s.Reused = info.Reused
+	r.s.IdleTime = 0
 	if info.Reused {
-		r.reused = true
-		r.s.Reused = true
 		r.s.IdleTime = info.IdleTime
-		r.s.DNS, r.s.Connect, r.s.TLS = 0, 0, 0
-		r.s.DNSBackend, r.s.DNSRcode, r.s.DNSCache = "", "", ""
-		r.s.DialAttempts = 0
-		r.s.TLSVersion, r.s.TLSCipher, r.s.TLSCurve, r.s.ALPN = "", "", "", ""
-		r.s.TLSResumed, r.s.TLSHRR, r.s.OCSPStapled, r.s.PeerChainLen = false, false, false, 0
+		r.s = Sample{ // clear the dial figures of an earlier attempt, if any
+			Upstream: r.s.Upstream, Kind: r.s.Kind, Method: r.s.Method, URL: r.s.URL, Host: r.s.Host,
+			Start: r.s.Start, Reused: true, IdleTime: info.IdleTime,
+		}
+	} else {
+		r.commitDial()
 	}
 	if info.Conn != nil {
 		r.s.RemoteAddr = remoteString(info.Conn)
@@ -203,6 +211,9 @@ func (r *Recorder) Finish(err error) Sample {
 		return s
 	}
 	r.finished = true
+	if !r.gotConn {
+		r.commitDial() // the request failed before it had a connection: say how the dial went
+	}
 	wrote, first := r.wroteAt.Load(), r.firstByteAt.Load()
 	r.s.Wrote = time.Duration(wrote)
 	if first != 0 {
@@ -250,7 +261,7 @@ func GroupName(id tls.CurveID) string {
 // HTTP/2 reports without its cause can be explained (see postHandshakeAlert).
 func (r *Recorder) setTLSConn(tc *tls.Conn) {
 	r.mu.Lock()
-	if !r.reused && !r.finished {
+	if !r.finished {
 		r.tlsConn = tc
 	}
 	r.mu.Unlock()

@@ -307,6 +307,7 @@ type DoHBackend struct {
 	own       *http.Client
 }
 
+// String names the backend by its URL.
 func (b *DoHBackend) String() string     { return b.URL }
 func (b *DoHBackend) serverHost() string { return b.host }
 

@@ -19,6 +19,7 @@ type Error struct {
 	Err   error  // the underlying error
 }
 
+// Error says the phase and the underlying error.
 func (e *Error) Error() string { return string(e.Phase) + ": " + e.Err.Error() }
 
 // Unwrap returns the underlying error.

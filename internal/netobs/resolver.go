@@ -71,6 +71,7 @@ type DNSError struct {
 	Err   error  // the transport error underneath, if any
 }
 
+// Error says the name, type and rcode, and the transport error if there was one.
 func (e *DNSError) Error() string {
 	s := "dns: " + e.Name + " " + e.Type + ": " + e.Rcode
 	if e.Err != nil {

@@ -294,3 +294,49 @@ func rawServer(t testing.TB, serve func(net.Conn)) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
+
+// A server that accepts TCP but never speaks TLS is cut at the TLS handshake timeout.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	ca := newCA(t)
+	lab := newDNSLab(t, ca)
+	tr, got := newLabTransport(t, lab, ca, TransportConfig{TLSTimeout: 300 * time.Millisecond})
+	mute := rawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := get(ctx, tr.Client(), "https://proxy-a.test:"+mute+"/", false)
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Class != ClassTimeout || oe.Phase != PhaseTLS {
+		t.Fatalf("err %v: want *Error class timeout phase tls", err)
+	}
+	if s := got.last(t); s.ErrClass != ClassTimeout || s.TLS <= 0 || s.Connect <= 0 {
+		t.Errorf("Sample class %q tls %v connect %v", s.ErrClass, s.TLS, s.Connect)
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Errorf("took %v, want it cut well before the caller's 60s", el)
+	}
+}
+
+// NewTransport hands its own client to a DoH backend that has none, so DNS over HTTPS
+// shares the pool, the HTTP/2 connection and the CA file of every upstream.
+func TestDoHSharesTransport(t *testing.T) {
+	ca := newCA(t)
+	lab := newDNSLab(t, ca)
+	b, err := ParseBackend(lab.dohURL, BackendOptions{}) // no roots: only the Transport's CA file trusts the server
+	if err != nil {
+		t.Fatal(err)
+	}
+	doh := b.(*DoHBackend)
+	res := &Resolver{Backend: doh}
+	tr, got := newLabTransport(t, lab, ca, TransportConfig{Resolver: res})
+	if doh.Client == nil {
+		t.Fatal("NewTransport did not give the DoH backend its client")
+	}
+	o := startOrigin(t, nil, okHandler)
+	if err := get(context.Background(), tr.Client(), "http://proxy-b.test:"+o.port+"/", false); err != nil {
+		t.Fatal(err)
+	}
+	if s := got.last(t); s.DNSBackend != lab.dohURL || s.DNSCache != CacheMiss || s.DNSRcode != RcodeNoError {
+		t.Errorf("Sample DNS backend %q cache %q rcode %q", s.DNSBackend, s.DNSCache, s.DNSRcode)
+	}
+}

@@ -262,7 +262,7 @@ func TestResolverCoalesces(t *testing.T) {
 	for lab.count("proxy-c.test", "A") == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	lab.mu.Lock()
 	close(gate)
 	delete(lab.gate, "proxy-c.test")

@@ -233,3 +233,40 @@ func TestRequestLogAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestChainEnds: off and direct end the list; after not-found answers they are a 404 (so
+// the go command's own fallback works), after a failure a 502.
+func TestChainEnds(t *testing.T) {
+	const path = "example.com/m/@v/v1.0.0.mod"
+	tests := []struct {
+		list   string // A is the origin, answering status
+		status int
+		want   int
+		inBody []string
+	}{
+		{"off", 0, 404, []string{"GOPROXY=off"}},
+		{"A,off", 404, 404, []string{"404 from A", "GOPROXY=off"}},
+		{"A,direct", 404, 404, []string{"404 from A", "direct"}},
+		{"A|off", 500, 502, []string{"A answered 500"}},
+		{"A,direct", 200, 200, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.list, func(t *testing.T) {
+			a := newOrigin(t)
+			if tt.status != 200 && tt.status != 0 {
+				a.setFault(statusFault(tt.status))
+			}
+			e := newEnv(t, strings.ReplaceAll(tt.list, "A", a.URL()), nil)
+			w := e.get(t, "/"+path, tt.want)
+			for _, s := range tt.inBody {
+				s = strings.ReplaceAll(s, "A", a.URL())
+				if !strings.Contains(w.Body.String(), s) {
+					t.Errorf("body %q lacks %q", w.Body.String(), s)
+				}
+			}
+			if tt.list == "off" && a.total() != 0 {
+				t.Errorf("origin asked with GOPROXY=off")
+			}
+		})
+	}
+}

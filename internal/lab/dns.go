@@ -170,7 +170,8 @@ func (d *DNS) SetDelay(name string, delay time.Duration) {
 }
 
 // SetRcode makes every answer for name carry rcode (dns.RcodeServerFailure, dns.RcodeRefused,
-// dns.RcodeNameError...) with no records; dns.RcodeSuccess restores normal answers.
+// dns.RcodeNameError...) with no records; dns.RcodeSuccess restores normal answers (for a
+// name without a record it makes the name exist with no addresses).
 func (d *DNS) SetRcode(name string, rcode int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -39,7 +41,35 @@ func Main(m *testing.M) {
 	}
 	code := m.Run()
 	closeAll()
+	if left := Leftovers(os.Getpid()); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "lab: the tests left behind: %v\n", left)
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// Leftovers lists what labs of process pid have left: namespaces (their /run/netns mounts),
+// /etc/netns directories, lab directories in the temporary and tmpfs directories, and
+// processes still in those namespaces. Main checks it for its own process after the tests.
+func Leftovers(pid int) []string {
+	prefix := fmt.Sprintf("%s%d-", Prefix, pid)
+	var found []string
+	for _, dir := range []string{netnsDir, etcNetnsDir, os.TempDir(), shmDir} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) {
+				found = append(found, filepath.Join(dir, e.Name()))
+				if dir == netnsDir {
+					for _, p := range nsPids(e.Name()) {
+						found = append(found, fmt.Sprintf("process %d in %s", p, e.Name()))
+					}
+				}
+			}
+		}
+	}
+	return found
 }
 
 // RunHelper runs the registered helper name with args and returns its exit code (2 when no

@@ -19,7 +19,9 @@ import (
 type Link struct {
 	// Delay is the one-way delay added to every frame the host sends.
 	Delay time.Duration
-	// Jitter varies Delay uniformly by up to ± Jitter; frames are never reordered.
+	// Jitter varies Delay uniformly by up to ± Jitter. Frames are never reordered (TCP
+	// would take reordering for loss), so a frame sent right behind another waits at least
+	// until that one is delivered: back-to-back frames see delays skewed to the high end.
 	Jitter time.Duration
 	// Loss is the probability, 0 to 1, that a frame the host sends is lost; 1 blackholes the
 	// host (nothing it sends arrives anywhere, so no connection to or from it completes).
@@ -37,8 +39,8 @@ type Host struct {
 	idx  int
 	addr netip.Addr
 	mac  net.HardwareAddr
-	port *swPort
-	rate int64 // last Rate applied; guarded by lab.mu
+	port string // its switch port, in the router namespace
+	link Link   // guarded by lab.mu
 }
 
 // Name returns the host's name within the lab.
@@ -57,7 +59,11 @@ func (h *Host) DNSName() string { return h.name + "." + h.lab.opts.Domain }
 func (h *Host) Lab() *Lab { return h.lab }
 
 // Link returns the host's current link settings.
-func (h *Host) Link() Link { return *h.port.link.Load() }
+func (h *Host) Link() Link {
+	h.lab.mu.Lock()
+	defer h.lab.mu.Unlock()
+	return h.link
+}
 
 // SetLink changes the host's link at once, also while traffic flows: frames already in the
 // delay line keep the delay they were given.
@@ -67,7 +73,7 @@ func (h *Host) SetLink(l Link) error {
 	}
 	h.lab.mu.Lock()
 	defer h.lab.mu.Unlock()
-	if l.Rate != h.rate {
+	if l.Rate != h.link.Rate {
 		var err error
 		if l.Rate == 0 {
 			err = run(context.Background(), "", "tc", "-n", h.ns, "qdisc", "del", "dev", "eth0", "root")
@@ -80,16 +86,28 @@ func (h *Host) SetLink(l Link) error {
 		if err != nil {
 			return err
 		}
-		h.rate = l.Rate
+		h.link.Rate = l.Rate
 	}
-	h.port.link.Store(&l)
+	if err := h.lab.sw.setLink(h.port, l); err != nil {
+		return err
+	}
+	h.link = l
 	return nil
 }
 
-// Stats returns how many frames the host has sent through the switch and how many its link
-// dropped (loss, or a full delay line).
-func (h *Host) Stats() (forwarded, dropped int64) {
-	return h.port.fwd.Load(), h.port.dropped.Load()
+// LinkStats count what a host's link did to the frames the host sent.
+type LinkStats struct {
+	Forwarded int64 // frames delivered to the switch's other ports
+	Dropped   int64 // frames lost (Loss, or a full delay line)
+	Delayed   int64 // frames that waited in the delay line
+	// MeanLate and MaxLate are how much later than their due time delayed frames left: the
+	// emulator's own error, which grows when the machine is overloaded.
+	MeanLate, MaxLate time.Duration
+}
+
+// Stats returns the host's link counters.
+func (h *Host) Stats() (LinkStats, error) {
+	return h.lab.sw.stats(h.port)
 }
 
 // Command returns a command that runs name in the host's namespace (through `ip netns exec`,

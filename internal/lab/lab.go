@@ -53,7 +53,7 @@ type Lab struct {
 	name string
 	dir  string
 	opts Options
-	sw   *ethSwitch
+	sw   *switchProc // nil until the router namespace exists
 	ca   *CA
 
 	dnsMu   sync.Mutex // serialises starting the DNS server
@@ -140,7 +140,6 @@ func Start(opts Options) (*Lab, error) {
 	l := &Lab{
 		name:  fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), labSeq.Add(1)),
 		opts:  opts,
-		sw:    newSwitch(),
 		hosts: map[string]*Host{},
 	}
 	liveMu.Lock()
@@ -165,7 +164,9 @@ func Start(opts Options) (*Lab, error) {
 	if err := sysctlNetns(l.routerNS(), noIPv6); err != nil {
 		return nil, err
 	}
-	l.closers = append(l.closers, func() error { l.sw.close(); return nil })
+	if l.sw, err = startSwitch(l.routerNS()); err != nil {
+		return nil, err
+	}
 	if l.ca, err = newCA(filepath.Join(dir, "ca.pem"), l.name); err != nil {
 		return nil, err
 	}
@@ -284,11 +285,10 @@ func (l *Lab) AddHost(name string) (*Host, error) {
 			}
 		}
 	}
-	var f *os.File
-	if err := inNetns(l.routerNS(), func() (err error) { f, err = openPacketSocket(port); return err }); err != nil {
+	if err := l.sw.addPort(port, h.mac, uint64(idx)); err != nil {
 		return nil, err
 	}
-	h.port = l.sw.addPort(name, f, h.mac, uint64(idx))
+	h.port = port
 	l.mu.Lock()
 	d := l.dns
 	l.mu.Unlock()
@@ -337,7 +337,9 @@ func (l *Lab) Close() error {
 		go func() { defer wg.Done(); killNetns(h.ns) }()
 	}
 	wg.Wait()
-	l.sw.close()
+	if l.sw != nil {
+		l.sw.close()
+	}
 	var errs []error
 	for i := len(closers) - 1; i >= 0; i-- {
 		if err := closers[i](); err != nil {

@@ -461,8 +461,9 @@ func (l *Lab) Summary() string {
 	}
 	var b strings.Builder
 	for _, h := range l.Hosts() {
-		fwd, drop := h.Stats()
-		fmt.Fprintf(&b, "%s (%s): %d frames sent, %d dropped; %d DNS queries asked", h.name, h.addr, fwd, drop, asked[h.addr])
+		st, _ := h.Stats()
+		fmt.Fprintf(&b, "%s (%s): %d frames sent, %d dropped, %d delayed (late by %v mean, %v max); %d DNS queries asked",
+			h.name, h.addr, st.Forwarded, st.Dropped, st.Delayed, st.MeanLate, st.MaxLate, asked[h.addr])
 		if d != nil && d.host == h {
 			fmt.Fprintf(&b, ", %d answered", answered)
 		}

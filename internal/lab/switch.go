@@ -61,6 +61,9 @@ type swPort struct {
 	rng     *rand.Rand   // reader goroutine only
 
 	fwd, dropped atomic.Int64
+	delayed      atomic.Int64 // frames that went through the delay line
+	lateSum      atomic.Int64 // ns the delay line sent them later than their time, summed
+	lateMax      atomic.Int64 // ns, the most
 }
 
 type frame struct {
@@ -203,8 +206,14 @@ func (p *swPort) delayLoop() {
 				return
 			}
 		}
+		late := int64(time.Since(fr.at))
 		p.forward(fr.data)
 		p.pending.Add(-1)
+		p.delayed.Add(1)
+		p.lateSum.Add(late)
+		if late > p.lateMax.Load() {
+			p.lateMax.Store(late) // the only writer is this goroutine
+		}
 	}
 }
 

@@ -41,7 +41,13 @@
 // goroutine per port that blocks in the runtime's poller, and a FIFO delay line per port.
 // A Link applies to what the host sends: a frame from A to B waits A's delay, so 20 ms on
 // both ends of a TCP connect is 40 ms. Rate is a tbf qdisc on the host's eth0. Changing a
-// Link takes effect for the next frame.
+// Link takes effect for the next frame; Host.Stats reports the emulator's own lateness.
+//
+// The switch runs in a process of its own in the router namespace: the running binary
+// re-executed with SwitchEnv set, which this package's init dispatches before main or
+// TestMain (any binary that imports lab can serve as its switch). A process of its own, at
+// nice -10, keeps frame timing independent of the test process: its garbage collection, or
+// code under test keeping every P busy, would otherwise delay frames.
 //
 // # Code in hosts
 //
@@ -54,10 +60,11 @@
 // Go servers and clients in the test process: Host.Listen, Host.ListenPacket and
 // Host.DialContext create their socket on an OS thread that has joined the host's namespace
 // (setns), then return the thread to its own namespace. A socket stays in the namespace it was
-// created in, so the server or client then runs on any goroutine. The lab's own servers
-// (switch, DNS, origins) work this way: there is no helper process to start, to talk to, or
-// to leave behind, and their logs are plain Go values. Child processes are used only for
-// programs that are not part of the test binary (the go command, holoproxy itself).
+// created in, so the server or client then runs on any goroutine. The lab's DNS server and
+// origins work this way: no process to start, to talk to or to leave behind, and their logs
+// are plain Go values the test reads. Only the switch, whose timing is the point, and
+// programs that are not part of the test binary (the go command, holoproxy itself) run as
+// child processes.
 //
 // # Requirements
 //

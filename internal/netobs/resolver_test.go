@@ -59,8 +59,9 @@ func TestResolverOneQueryPerTTLWindow(t *testing.T) {
 					t.Fatalf("window %d request %d %s: %v", w, i, u, err)
 				}
 			}
+			clock.Advance(5 * time.Second) // well past MinTTL, still inside the 60s TTL
 		}
-		clock.Advance(61 * time.Second) // lab TTL is 60s
+		clock.Advance(61*time.Second - perWindow*5*time.Second) // next window: the TTL ran out
 	}
 	for _, name := range []string{"proxy-a.test", "proxy-b.test"} {
 		for _, typ := range []string{"A", "AAAA"} {
@@ -95,6 +96,47 @@ func TestResolverOneQueryPerTTLWindow(t *testing.T) {
 	}
 	if v := metricValue(t, reg, "holoproxy_dns_queries_total", map[string]string{"cache": "hit", "rcode": "NOERROR"}); v != windows*2*2*(perWindow-1) {
 		t.Errorf("dns hit counter = %v, want %d", v, windows*2*2*(perWindow-1))
+	}
+}
+
+// The answer's TTL is clamped to [MinTTL, MaxTTL].
+func TestResolverTTLClamp(t *testing.T) {
+	ca := newCA(t)
+	lab := newDNSLab(t, ca)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		labTTL   uint32
+		min, max time.Duration
+		want     time.Duration // lifetime of the cached answer
+	}{
+		{"floor", 1, 30 * time.Second, time.Hour, 30 * time.Second},
+		{"ceiling", 7200, 5 * time.Second, 10 * time.Minute, 10 * time.Minute},
+		{"as given", 60, 5 * time.Second, time.Hour, 60 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab.mu.Lock()
+			lab.ttl = tc.labTTL
+			lab.mu.Unlock()
+			clock := newFakeClock()
+			res := udpResolver(lab, clock, nil)
+			res.MinTTL, res.MaxTTL = tc.min, tc.max
+			before := lab.count("proxy-a.test", "A")
+			l, err := res.LookupIP(ctx, "proxy-a.test")
+			if err != nil || l.TTL > tc.want {
+				t.Fatalf("lookup: %+v %v", l, err)
+			}
+			clock.Advance(tc.want - time.Second)
+			res.LookupIP(ctx, "proxy-a.test")
+			if n := lab.count("proxy-a.test", "A") - before; n != 1 {
+				t.Errorf("before the clamped TTL ran out: %d queries, want 1", n)
+			}
+			clock.Advance(2 * time.Second)
+			res.LookupIP(ctx, "proxy-a.test")
+			if n := lab.count("proxy-a.test", "A") - before; n != 2 {
+				t.Errorf("after the clamped TTL ran out: %d queries, want 2", n)
+			}
+		})
 	}
 }
 

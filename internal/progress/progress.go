@@ -1,0 +1,134 @@
+// Package progress draws a one-line progress bar on a terminal for commands that run longer
+// than a moment, such as `holoproxy trace`: done of total, a bar, the rate and the time
+// spent, redrawn in place. It only draws; the caller decides whether its writer is a
+// terminal.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Bar is a progress bar on one line of a terminal. Make it with New, report with Set and
+// end it with Stop; its methods are safe for concurrent use.
+type Bar struct {
+	w     io.Writer
+	label string
+	delay time.Duration // nothing is drawn before this much time has passed
+	every time.Duration // redraw period
+
+	mu          sync.Mutex // guards the fields below and the writes to w
+	done, total int
+	shown       bool // something was drawn: Stop must end the line
+	stopped     bool
+
+	start time.Time
+	quit  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// Defaults of New.
+const (
+	// DefaultDelay is how long a task runs before its bar appears: what finishes within a
+	// second needs none.
+	DefaultDelay = time.Second
+	// DefaultEvery is the redraw period.
+	DefaultEvery = 200 * time.Millisecond
+)
+
+// New starts a bar on w (a terminal: it redraws with a carriage return and an erase-line
+// escape) labelled label, e.g. "requests". It draws nothing before delay has passed (zero
+// means DefaultDelay) and then redraws every DefaultEvery until Stop.
+func New(w io.Writer, label string, delay time.Duration) *Bar {
+	if delay <= 0 {
+		delay = DefaultDelay
+	}
+	b := &Bar{w: w, label: label, delay: delay, every: DefaultEvery, start: time.Now(), quit: make(chan struct{})}
+	b.wg.Add(1)
+	go b.loop()
+	return b
+}
+
+func (b *Bar) loop() {
+	defer b.wg.Done()
+	wait := time.NewTimer(b.delay)
+	defer wait.Stop()
+	select {
+	case <-b.quit:
+		return
+	case <-wait.C:
+	}
+	tick := time.NewTicker(b.every)
+	defer tick.Stop()
+	for {
+		b.draw(false)
+		select {
+		case <-b.quit:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Set reports that done of total units are finished. A total below done is raised to it.
+func (b *Bar) Set(done, total int) {
+	b.mu.Lock()
+	b.done, b.total = done, max(total, done)
+	b.mu.Unlock()
+}
+
+// Stop ends the bar: when it was shown it is drawn a last time and the line is ended, so
+// what the program writes next starts on a line of its own. Later calls do nothing.
+func (b *Bar) Stop() {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return
+	}
+	b.stopped = true
+	b.mu.Unlock()
+	close(b.quit)
+	b.wg.Wait()
+	b.draw(true)
+}
+
+// Line returns the bar as drawn now, without the terminal control characters.
+func (b *Bar) Line() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.line()
+}
+
+// line renders the bar; b.mu must be held.
+func (b *Bar) line() string {
+	const width = 30
+	frac := 0.0
+	if b.total > 0 {
+		frac = float64(b.done) / float64(b.total)
+	}
+	fill := int(frac * width)
+	el := time.Since(b.start)
+	rate := 0.0
+	if s := el.Seconds(); s > 0 {
+		rate = float64(b.done) / s
+	}
+	return fmt.Sprintf("[%s%s] %3.0f%% %d/%d %s, %.0f/s, %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
+		frac*100, b.done, b.total, b.label, rate, el.Round(100*time.Millisecond))
+}
+
+// draw redraws the line in place; final ends it (only if anything was shown before).
+func (b *Bar) draw(final bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if final {
+		if b.shown {
+			fmt.Fprintf(b.w, "\r\x1b[K%s\n", b.line())
+		}
+		return
+	}
+	b.shown = true
+	fmt.Fprintf(b.w, "\r\x1b[K%s", b.line())
+}

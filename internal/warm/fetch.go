@@ -121,7 +121,9 @@ type Result struct {
 	// Fetched counts files downloaded from upstream; Present those every destination
 	// already held (skipped); Bytes the bytes downloaded.
 	Fetched, Present int
-	Bytes            int64
+	// Pushed counts files only push destinations lacked: asked of them, not fetched here.
+	Pushed int
+	Bytes  int64
 	// Unverified counts files stored with no hash to check (a toolchain without --sumdb).
 	Unverified int
 	Wall       time.Duration
@@ -204,6 +206,7 @@ func Run(ctx context.Context, plan *Plan, cfg Config) (Result, error) {
 	}
 	res.Fetched = int(w.fetched.Load())
 	res.Present = int(w.present.Load())
+	res.Pushed = int(w.pushed.Load())
 	res.Bytes = w.bytes.Load()
 	res.Unverified = int(w.unverified.Load())
 	res.Wall = time.Since(start)
@@ -223,9 +226,9 @@ type warmer struct {
 	// committing it; nil when downloads go to TempDir.
 	owner *StoreDest
 
-	cfg                          Config
-	fetched, present, unverified atomic.Int64
-	bytes                        atomic.Int64
+	cfg                                  Config
+	fetched, present, pushed, unverified atomic.Int64
+	bytes                                atomic.Int64
 }
 
 // job is one file of an item on its way: the destinations that lack it and, once
@@ -296,8 +299,9 @@ func (w *warmer) item(ctx context.Context, it Item) error {
 				return err
 			}
 		}
-		if j.tmp == nil {
-			w.progressFile(0) // filled by a push destination itself
+		if !needsContent(j.need) {
+			w.pushed.Add(1)
+			w.progressFile(0) // filled by the push destinations themselves
 		}
 	}
 	return nil

@@ -19,6 +19,9 @@ func WriteSummary(w io.Writer, res Result, samples []netobs.Sample) {
 		fmt.Fprintf(w, " (%s/s)", FormatBytes(int64(float64(res.Bytes)/s)))
 	}
 	fmt.Fprintln(w)
+	if res.Pushed > 0 {
+		fmt.Fprintf(w, "warm: %d files pushed (fetched and verified by the push destinations' upstreams, checked here)\n", res.Pushed)
+	}
 	if res.Unverified > 0 {
 		fmt.Fprintf(w, "warm: %d files had no go.sum hash and were stored unverified (use --sumdb)\n", res.Unverified)
 	}

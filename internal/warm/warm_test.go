@@ -1,8 +1,10 @@
 package warm
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -486,5 +489,40 @@ func TestPushFillsProxy(t *testing.T) {
 	missing, err := Check(context.Background(), plan, []Dest{held}, 4)
 	if err != nil || len(missing) != 0 {
 		t.Errorf("proxy cache after push: %d missing %v (err %v)", len(missing), missing, err)
+	}
+}
+
+// TestProgressLines checks the plain progress report: its last line counts every module
+// and file of the plan and the bytes fetched; the bar form redraws in place.
+func TestProgressLines(t *testing.T) {
+	f := newFixture(t, 4)
+	o := newOrigin(t, f.tree)
+	plan, err := Load([]string{f.app}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bar := range []bool{false, true} {
+		var buf bytes.Buffer
+		tree, err := NewTreeDest(t.TempDir(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewProgress(&buf, bar, time.Millisecond)
+		res, err := Run(context.Background(), plan, Config{Chain: newChain(t, o.URL, nil), Dests: []Dest{tree}, Progress: p})
+		if err != nil || len(res.Failures) > 0 {
+			t.Fatal(err, res.Failures)
+		}
+		out := buf.String()
+		want := fmt.Sprintf("%d/%d modules, %d/%d files, %s", len(plan.Items), len(plan.Items), plan.Files(), plan.Files(), FormatBytes(res.Bytes))
+		last := out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:]
+		if bar {
+			last = out[strings.LastIndex(out, "\r")+1:]
+			if !strings.Contains(last, "100%") || !strings.HasSuffix(out, "\n") {
+				t.Errorf("bar: final draw %q; want 100%% and a newline", last)
+			}
+		}
+		if !strings.Contains(last, want) {
+			t.Errorf("bar=%v: last progress line %q; want it to contain %q", bar, last, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	rtrace "runtime/trace"
 	"strconv"
 	"time"
 )
@@ -45,7 +46,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if res == nil {
 		res = defaultResolver
 	}
+	region := rtrace.StartRegion(ctx, string(PhaseDNS)) // a region of the request's task, for go tool trace
 	l, err := res.LookupIP(ctx, host)
+	region.End()
 	if rec != nil {
 		rec.DNSDone(l, err)
 	}
@@ -60,7 +63,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	start := time.Now()
 	cctx, cancel := context.WithTimeoutCause(ctx, durOr(d.Timeout, 10*time.Second), errConnectTimeout)
 	defer cancel()
+	region = rtrace.StartRegion(ctx, string(PhaseConnect))
 	c, attempts, err := d.race(cctx, network, addrs, uint16(port))
+	region.End()
 	if err != nil {
 		if context.Cause(cctx) == errConnectTimeout && ctx.Err() == nil {
 			err = &Error{Class: ClassTCPTimeout, Phase: PhaseConnect, Err: fmt.Errorf("%w: %w", errConnectTimeout, err)}

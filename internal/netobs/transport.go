@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	rtrace "runtime/trace"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -158,9 +159,11 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 	ac.tc = tc
 	hctx, cancel := context.WithTimeoutCause(ctx, durOr(t.cfg.TLSTimeout, 10*time.Second), errTLSTimeout)
 	defer cancel()
+	region := rtrace.StartRegion(ctx, string(PhaseTLS)) // a region of the request's task, for go tool trace
 	start := time.Now()
 	err = tc.HandshakeContext(hctx)
 	d := time.Since(start)
+	region.End()
 	cs := tc.ConnectionState()
 	if err != nil {
 		raw.Close()

@@ -31,12 +31,12 @@ type Recorder struct {
 	bytes       atomic.Int64
 
 	mu        sync.Mutex
-	s         Sample    // guarded by mu
-	dial      Sample    // guarded by mu; figures of the latest dial, committed by GotConn or Finish
-	gotConn   bool      // guarded by mu
-	finished  bool      // guarded by mu
-	tlsConn   *tls.Conn // guarded by mu; the connection this request's dial set up
-	lateAlert error     // guarded by mu; an alert salvaged when that connection closed
+	s         Sample      // guarded by mu
+	dial      dialFigures // guarded by mu; the latest dial's, committed by GotConn or Finish
+	gotConn   bool        // guarded by mu
+	finished  bool        // guarded by mu
+	tlsConn   *tls.Conn   // guarded by mu; the connection this request's dial set up
+	lateAlert error       // guarded by mu; an alert salvaged when that connection closed
 }
 
 // NewRecorder starts recording req; the finished Sample goes to sink (which may be nil).
@@ -140,6 +140,16 @@ func (r *Recorder) TLSDone(cs *tls.ConnectionState, d time.Duration, err error) 
 	r.dial.ALPN = cs.NegotiatedProtocol
 	r.dial.PeerChainLen = len(cs.PeerCertificates)
 	r.dial.OCSPStapled = len(cs.OCSPResponse) > 0
+}
+
+// dialFigures are the Sample fields a dial fills, kept apart until the request is known
+// to use that dial's connection.
+type dialFigures struct {
+	DNS, Connect, TLS                          time.Duration
+	DNSBackend, DNSRcode, DNSCache, RemoteAddr string
+	DialAttempts, PeerChainLen                 int
+	TLSVersion, TLSCipher, TLSCurve, ALPN      string
+	TLSResumed, TLSHRR, OCSPStapled            bool
 }
 
 // commitDial copies the figures of the dial this request started into its Sample.

@@ -1,0 +1,77 @@
+package health
+
+import (
+	"testing"
+	"time"
+)
+
+func TestHedgerDelay(t *testing.T) {
+	tests := []struct {
+		name    string
+		ttfb    time.Duration
+		samples int
+		want    time.Duration
+	}{
+		{"too few samples gives Max", 100 * time.Millisecond, 5, 2 * time.Second},
+		{"p95 within bounds", 300 * time.Millisecond, 40, 300 * time.Millisecond},
+		{"clamped to Min", time.Millisecond, 40, 50 * time.Millisecond},
+		{"clamped to Max", 4 * time.Second, 40, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _, _ := newTestScorer(t, Config{})
+			h := NewHedger(s, HedgeConfig{Min: 50 * time.Millisecond, Max: 2 * time.Second})
+			for range tt.samples {
+				s.Observe(ok(upA, tt.ttfb))
+			}
+			got, hedge := h.Delay(upA)
+			if !hedge {
+				t.Fatal("Delay said never hedge")
+			}
+			// The histogram answers the upper bound of a 25 % bucket.
+			if got < tt.want || float64(got) > float64(tt.want)*histGrowth {
+				t.Fatalf("delay %v, want %v (within a bucket)", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHedgerP95FollowsTail(t *testing.T) {
+	s, _, _ := newTestScorer(t, Config{})
+	h := NewHedger(s, HedgeConfig{Min: 10 * time.Millisecond, Max: 5 * time.Second})
+	for i := range 100 { // 10 % of first bytes take 800ms: the p95 is in the tail
+		d := 40 * time.Millisecond
+		if i%10 == 0 {
+			d = 800 * time.Millisecond
+		}
+		s.Observe(ok(upA, d))
+	}
+	got, _ := h.Delay(upA)
+	if got < 800*time.Millisecond || got > time.Second {
+		t.Fatalf("delay %v, want the 800ms tail", got)
+	}
+}
+
+func TestHedgerBudget(t *testing.T) {
+	s, _, _ := newTestScorer(t, Config{})
+	h := NewHedger(s, HedgeConfig{Share: 0.1, Burst: 2})
+	allowed := 0
+	for range 1000 {
+		h.Delay(upA)
+		if h.Allow(upA, upB) { // every attempt is slow: the budget is the only limit
+			allowed++
+		}
+	}
+	// At most Burst + Share·attempts, and the bucket refills: close to it.
+	if allowed > 2+100 || allowed < 100 {
+		t.Fatalf("%d hedges allowed in 1000 attempts, want about 100 and at most 102", allowed)
+	}
+	st := h.Stats()
+	if st.Fired != int64(allowed) || st.Capped != int64(1000-allowed) || st.Attempts != 1000 {
+		t.Fatalf("stats %+v, want %d fired, %d capped, 1000 attempts", st, allowed, 1000-allowed)
+	}
+	// Each hedge charged A a soft failure.
+	if f := s.Statuses()[0].ErrorsByClass["hedged_slow"]; f != allowed {
+		t.Fatalf("%d hedge losses charged, want %d", f, allowed)
+	}
+}

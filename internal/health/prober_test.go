@@ -1,0 +1,124 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+// observingTransport stands in for netobs.Transport: it turns each exchange into a Sample
+// for the Scorer.
+type observingTransport struct {
+	sink netobs.Sink
+	rt   http.RoundTripper
+}
+
+func (o observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	l := netobs.LabelsFrom(req.Context())
+	start := time.Now()
+	resp, err := o.rt.RoundTrip(req)
+	s := netobs.Sample{Upstream: l.Upstream, Kind: l.Kind, Start: start, TTFB: time.Since(start)}
+	if err != nil {
+		s.ErrClass = netobs.ClassOf(err)
+	} else {
+		s.Status = resp.StatusCode
+	}
+	o.sink.Observe(s)
+	return resp, err
+}
+
+// TestProberOpensAndCloses: probes alone open the circuit of an upstream that fails and
+// close it through half-open once it answers again.
+func TestProberOpensAndCloses(t *testing.T) {
+	var failing atomic.Bool
+	var probes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		probes.Add(1)
+		if r.URL.Path != "/health/ping" {
+			t.Errorf("probe path %q", r.URL.Path)
+		}
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		http.NotFound(w, r) // a 404 is alive
+	}))
+	defer srv.Close()
+
+	s, err := New(Config{BackoffMin: 20 * time.Millisecond, BackoffMax: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Track(srv.URL)
+	hc := &http.Client{Transport: observingTransport{sink: s, rt: http.DefaultTransport}}
+	p := &Prober{Client: hc, Scorer: s, Upstreams: []string{srv.URL}, Path: "health/ping",
+		Interval: 10 * time.Millisecond, FastInterval: 5 * time.Millisecond, Timeout: 5 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	waitState := func(want State) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for s.State(srv.URL) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("state %s, want %s; transitions %+v", s.State(srv.URL), want, s.Transitions())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	failing.Store(true)
+	waitState(StateUnhealthy)
+	failing.Store(false)
+	waitState(StateHealthy)
+
+	var path []State
+	for _, tr := range s.Transitions() {
+		path = append(path, tr.To)
+	}
+	// Half-open trials may fail while the server was still failing; the last three
+	// transitions must be open, half-open, healthy.
+	if n := len(path); n < 3 || path[n-3] != StateUnhealthy || path[n-2] != StateHalfOpen || path[n-1] != StateHealthy {
+		t.Fatalf("transitions %v, want to end unhealthy, half-open, healthy", path)
+	}
+	if probes.Load() < 6 {
+		t.Fatalf("%d probes, want at least 6", probes.Load())
+	}
+}
+
+// TestProberTimeoutIsFailure: a probe to an upstream that never answers fails by its own
+// timeout, reported as a timeout rather than ignored as a cancellation.
+func TestProberTimeoutIsFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // accepts into the backlog, never answers
+	up := "http://" + ln.Addr().String()
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Prober{Client: &http.Client{}, Scorer: s, Upstreams: []string{up}, Timeout: 20 * time.Millisecond, Report: true}
+	for range 3 {
+		if err := p.probe(context.Background(), up); err == nil {
+			t.Fatal("probe of a silent upstream succeeded")
+		}
+	}
+	st := s.Statuses()[0]
+	if st.State != StateUnhealthy || st.ErrorsByClass[netobs.ClassTimeout] != 3 {
+		t.Fatalf("status %+v, want unhealthy after 3 timeouts", st)
+	}
+}

@@ -73,10 +73,12 @@ func (b *Bar) loop() {
 	}
 }
 
-// Set reports that done of total units are finished. A total below done is raised to it.
+// Set reports that done of total units are finished. Reports from concurrent workers may
+// arrive out of order, so done never goes back; a total below done is raised to it.
 func (b *Bar) Set(done, total int) {
 	b.mu.Lock()
-	b.done, b.total = done, max(total, done)
+	b.done = max(b.done, done)
+	b.total = max(total, b.done)
 	b.mu.Unlock()
 }
 

@@ -60,11 +60,15 @@ func TestLongTaskDrawsAndEndsTheLine(t *testing.T) {
 	}
 }
 
-func TestSetRaisesTotal(t *testing.T) {
+func TestSetIsMonotonic(t *testing.T) {
 	b := New(&syncBuffer{}, "requests", time.Hour)
 	defer b.Stop()
 	b.Set(7, 5)
 	if l := b.Line(); !strings.Contains(l, "7/7 requests") || !strings.Contains(l, "100%") {
 		t.Errorf("Line() = %q; want 7/7 at 100%%", l)
+	}
+	b.Set(6, 20) // a late report of an earlier count
+	if l := b.Line(); !strings.Contains(l, "7/20 requests") {
+		t.Errorf("after a late report Line() = %q; want 7/20 (done never goes back)", l)
 	}
 }

@@ -21,6 +21,7 @@ import (
 // dials run on goroutines of their own.
 type Recorder struct {
 	sink Sink
+	hook func(Sample) // the context's WithSampleHook, called after sink
 
 	start time.Time // when recording began (has a monotonic reading: time.Since is cheap)
 
@@ -49,6 +50,7 @@ func NewRecorder(req *http.Request, sink Sink) *Recorder {
 func (r *Recorder) init(req *http.Request, sink Sink) {
 	l := LabelsFrom(req.Context())
 	r.sink = sink
+	r.hook = sampleHookFrom(req.Context())
 	r.s = Sample{
 		Upstream: l.Upstream,
 		Kind:     l.Kind,
@@ -240,6 +242,9 @@ func (r *Recorder) Finish(err error) Sample {
 	r.mu.Unlock()
 	if r.sink != nil {
 		r.sink.Observe(s)
+	}
+	if r.hook != nil {
+		r.hook(s)
 	}
 	return s
 }

@@ -526,3 +526,39 @@ func TestProgressLines(t *testing.T) {
 		}
 	}
 }
+
+// TestFallThroughAndSummary warms through "A,B" where A knows no module: every file falls
+// through to B (the ',' rule), and the summary shows both upstreams with their requests.
+func TestFallThroughAndSummary(t *testing.T) {
+	f := newFixture(t, 4)
+	empty := newOrigin(t, t.TempDir())
+	full := newOrigin(t, f.tree)
+	plan, err := Load([]string{f.app}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := NewTreeDest(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples Samples
+	res, err := Run(context.Background(), plan, Config{Chain: newChain(t, empty.URL+","+full.URL, &samples), Dests: []Dest{tree}})
+	if err != nil || len(res.Failures) > 0 {
+		t.Fatal(err, res.Failures)
+	}
+	if a, b := empty.requests.Load(), full.requests.Load(); a != int64(plan.Files()) || b != int64(plan.Files()) {
+		t.Errorf("requests: %d to A, %d to B; want %d each", a, b, plan.Files())
+	}
+	var buf bytes.Buffer
+	WriteSummary(&buf, res, samples.All())
+	out := buf.String()
+	for _, want := range []string{
+		fmt.Sprintf("%d modules (%d files): %d fetched", len(plan.Items), plan.Files(), plan.Files()),
+		fmt.Sprintf("%s  %8d   0  %6d", empty.URL, plan.Files(), plan.Files()),
+		fmt.Sprintf("%s  %8d  %d", full.URL, plan.Files(), plan.Files()),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -66,7 +66,9 @@ type StoreDest struct {
 	// Name names the destination in messages.
 	Name string
 	// ZipHash writes "<version>.ziphash" next to every zip, holding its h1: hash, as the
-	// go command does in its module cache: it trusts a cached zip only with it.
+	// go command does in its module cache. The go command (checked with go1.26, GOPROXY=off)
+	// does not require it: finding a zip without one, it re-hashes the zip and writes it.
+	// Writing it saves that second hash of every zip at the first build.
 	ZipHash bool
 }
 
@@ -146,6 +148,7 @@ func (d readOnlyDir) Walk(context.Context, string, func(string, store.Info) erro
 	return errReadOnly
 }
 
+// String names the destination in messages.
 func (d *StoreDest) String() string { return d.Name }
 
 func ziphashKey(f File) string { return strings.TrimSuffix(f.Key(), ".zip") + ".ziphash" }
@@ -326,6 +329,7 @@ type PushDest struct {
 	Timeout time.Duration
 }
 
+// String names the destination in messages.
 func (p *PushDest) String() string { return "push " + p.URL }
 
 // Has implements Dest: a proxy is filled by asking, so it never counts as holding a file.

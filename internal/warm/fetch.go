@@ -36,6 +36,7 @@ type MismatchError struct {
 	Got      string
 }
 
+// Error names the module version, the file, the upstream and both hashes on one line.
 func (e *MismatchError) Error() string {
 	return fmt.Sprintf("%s@%s: .%s from %s: checksum mismatch: %s has %s, downloaded file has %s",
 		e.Module.Path, e.Module.Version, e.Kind, e.Upstream, e.Against, e.Want, e.Got)

@@ -85,7 +85,7 @@ func (p *Progress) modDone(failed bool) {
 	p.counts.Unlock()
 }
 
-// Line returns the current state in one line, without bar.
+// line returns the current state in one line, without the bar.
 func (p *Progress) line() string {
 	p.counts.Lock()
 	mods, modsTotal, failed, files, filesTotal := p.mods, p.modsTotal, p.failed, p.files, p.filesTotal

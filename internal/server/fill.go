@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
 // errClosed is the answer of a fill asked for after Close.
@@ -36,6 +38,9 @@ type fillResult struct {
 	err      error
 	notFound bool
 	status   int
+	// timing is the Server-Timing header value of the upstream exchange that produced the
+	// answer (netobs.ServerTiming), set with upstream.
+	timing string
 }
 
 // fill returns the answer to req from the chain, sharing one fill per key among all
@@ -83,6 +88,7 @@ type fetched struct {
 	upstream string
 	file     *os.File // the answer in a temporary file of the store, or nil
 	body     []byte   // the answer in memory (version queries)
+	timing   string   // Server-Timing of the exchange
 }
 
 func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string) fillResult {
@@ -102,9 +108,20 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	ctx = goproxy.WithHeader(ctx, http.Header{HopHeader: {strings.Join(append(hops, s.cfg.InstanceID), ", ")}})
 	var got *fetched
 	err := s.cfg.Chain.Walk(ctx, s.cfg.Order, func(ctx context.Context, c *goproxy.Client) error {
-		f, err := s.try(ctx, c, req)
+		// The Sample of the exchange is finished when try closes the body; the last one
+		// wins when the upstream redirected.
+		var mu sync.Mutex
+		var timing string
+		f, err := s.try(netobs.WithSampleHook(ctx, func(smp netobs.Sample) {
+			mu.Lock()
+			timing = netobs.ServerTiming(smp)
+			mu.Unlock()
+		}), c, req)
 		s.attemptDone(c.Name(), req, err)
 		if err == nil {
+			mu.Lock()
+			f.timing = timing
+			mu.Unlock()
 			got = f
 		}
 		return err
@@ -120,7 +137,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	}
 	if got.file == nil {
 		s.storeResolved(ctx, req, got.body)
-		return fillResult{upstream: got.upstream, body: got.body}
+		return fillResult{upstream: got.upstream, body: got.body, timing: got.timing}
 	}
 	if err := s.cfg.Store.Commit(ctx, key, got.file); err != nil {
 		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", got.upstream, "err", err)
@@ -129,7 +146,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	if !req.Immutable() {
 		s.filled(key)
 	}
-	return fillResult{upstream: got.upstream}
+	return fillResult{upstream: got.upstream, timing: got.timing}
 }
 
 // try fetches req from one upstream and validates the answer. A failure is a *RefusedError

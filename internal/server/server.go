@@ -90,6 +90,11 @@ const CacheHeader = "X-Holoproxy-Cache"
 // UpstreamHeader names the upstream that served a miss.
 const UpstreamHeader = "X-Holoproxy-Upstream"
 
+// TimingHeader carries, on an answer filled from an upstream, the phases of the upstream
+// exchange that produced it (netobs.ServerTiming): every request that waited on the fill
+// gets it.
+const TimingHeader = "Server-Timing"
+
 // The values of CacheHeader.
 const (
 	CacheHit      = "hit"      // served from the store, fresh
@@ -324,6 +329,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 
 	// The fill answered: from memory (a version query, never stored under its key), or
 	// from the file it stored.
+	if res.timing != "" {
+		w.Header().Set(TimingHeader, res.timing)
+	}
 	if res.body != nil {
 		a.cache, a.upstream = CacheMiss, res.upstream
 		setAnswerHeaders(w, req, CacheMiss, res.upstream)

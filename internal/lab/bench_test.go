@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Benchmarks of the link emulator against a baseline measured in the same run: two namespaces
@@ -18,7 +20,8 @@ import (
 type pair struct {
 	listen func(network, addr string) (net.Listener, error)
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	server string // the listening side's address
+	server string  // the listening side's address
+	hosts  []*Host // the lab hosts of the pair, if any
 }
 
 // directPair joins two new namespaces of l by a veth pair of their own.
@@ -73,7 +76,7 @@ func switchPair(b *testing.B, l *Lab, prefix string, link Link) pair {
 			b.Fatal(err)
 		}
 	}
-	return pair{listen: hb.Listen, dial: ha.DialContext, server: hb.Addr().String()}
+	return pair{listen: hb.Listen, dial: ha.DialContext, server: hb.Addr().String(), hosts: []*Host{ha, hb}}
 }
 
 // BenchmarkLinkRTT measures a one-byte TCP ping-pong: ns/op is the round-trip time.
@@ -118,6 +121,22 @@ func BenchmarkLinkRTT(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.StopTimer()
+			// The kernel's smoothed RTT of the connection, and the emulator's lateness: what
+			// the wall-clock figure holds besides the test process's own scheduling.
+			rc, _ := conn.(*net.TCPConn).SyscallConn()
+			_ = rc.Control(func(fd uintptr) {
+				if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+					b.ReportMetric(float64(info.Rtt), "kernel-rtt-µs")
+				}
+			})
+			var late time.Duration
+			for _, h := range c.p.hosts {
+				if st, err := h.Stats(); err == nil {
+					late = max(late, st.MeanLate)
+				}
+			}
+			b.ReportMetric(float64(late.Microseconds()), "late-µs")
 		})
 	}
 }

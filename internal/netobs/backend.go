@@ -105,26 +105,36 @@ func cloneTLS(c *tls.Config) *tls.Config {
 }
 
 // System is the Backend that asks the operating system's resolver (net.Resolver). It knows
-// no TTLs (answers live MinTTL) and no rcodes beyond not-found and timeout.
+// no TTLs (answers live MinTTL) and no rcodes beyond not-found (reported as NXDOMAIN, also
+// for a name that merely lacks records of one type), timeout and failure (SERVFAIL).
 var System Backend = systemBackend{}
 
-type systemBackend struct{}
+// systemBackend asks r, or net.DefaultResolver when r is nil (tests point r at a loopback
+// server).
+type systemBackend struct{ r *net.Resolver }
 
 func (systemBackend) String() string { return "system" }
 
-func (systemBackend) Exchange(ctx context.Context, name string, qtype uint16) (Answer, error) {
+func (b systemBackend) Exchange(ctx context.Context, name string, qtype uint16) (Answer, error) {
 	network := "ip4"
 	if qtype == dns.TypeAAAA {
 		network = "ip6"
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, network, name)
+	r := b.r
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	addrs, err := r.LookupNetIP(ctx, network, name)
 	if err != nil {
 		var de *net.DNSError
 		switch {
 		case errors.As(err, &de) && de.IsNotFound:
 			// The system resolver says not-found both for NXDOMAIN and for a name without
-			// records of this type; call it an empty answer, which is cached negatively.
-			return Answer{Rcode: RcodeNoError}, nil
+			// records of this type, and cannot tell which. Call it NXDOMAIN (cached
+			// negatively): a name with addresses of the other type still resolves, since
+			// LookupIP succeeds when either type has addresses, and a name with none fails
+			// as dns_nxdomain, as it would through the other backends.
+			return Answer{Rcode: RcodeNXDomain}, nil
 		case isTimeout(err):
 			return Answer{Rcode: RcodeTimeout}, err
 		}

@@ -141,3 +141,25 @@ func TestDialerRacesPastRefused(t *testing.T) {
 		t.Errorf("all refused: %v (class %q)", err, ClassOf(err))
 	}
 }
+
+// The system backend, here a net.Resolver sent to the loopback lab server, answers like
+// the others: addresses for a known name, NXDOMAIN for an unknown one.
+func TestSystemBackend(t *testing.T) {
+	lab := newDNSLab(t, newCA(t))
+	var d net.Dialer
+	sys := systemBackend{r: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "udp", lab.udpAddr)
+	}}}
+	res := &Resolver{Backend: sys, Timeout: 10 * time.Second}
+	ctx := context.Background()
+	l, err := res.LookupIP(ctx, "proxy-a.test")
+	if err != nil || !slices.Equal(l.Addrs, []netip.Addr{netip.MustParseAddr("127.0.0.1")}) || l.Backend != "system" {
+		t.Errorf("proxy-a.test: %+v, %v", l, err)
+	}
+	if _, err := res.LookupIP(ctx, "nx.test"); ClassOf(err) != ClassDNSNXDomain {
+		t.Errorf("nx.test: class %q (%v), want dns_nxdomain", ClassOf(err), err)
+	}
+	if lab.count("proxy-a.test", "A") == 0 {
+		t.Error("the lab server was not asked")
+	}
+}

@@ -10,14 +10,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
@@ -67,6 +70,10 @@ type Config struct {
 	// MaxNegative bounds how many not-found answers are remembered at once (default 100000);
 	// past it, the oldest are forgotten first.
 	MaxNegative int
+	// HotEntries bounds how many small immutable answers (.info and .mod of at most
+	// HotMaxSize bytes) are kept in memory besides the store, so the go command's graph
+	// walk is answered without a file open per request (default 4096; negative disables).
+	HotEntries int
 }
 
 // Defaults of Config's zero values.
@@ -77,6 +84,10 @@ const (
 	DefaultStaleWait   = 5 * time.Second
 	DefaultMaxHops     = 8
 	DefaultMaxNegative = 100000
+	DefaultHotEntries  = 4096
+	// HotMaxSize is the largest answer the in-memory cache keeps: with DefaultHotEntries
+	// it bounds that cache at 16 MiB.
+	HotMaxSize = 4 << 10
 )
 
 // HopHeader is the request header holoproxy adds to its upstream requests, naming the
@@ -114,6 +125,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	neg     *negativeCache
+	hot     *lru.Cache[string, []byte] // small immutable answers by key; nil when disabled
 
 	// base is the parent context of every fill; cancel abandons them all (Close).
 	base   context.Context
@@ -200,8 +212,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var hot *lru.Cache[string, []byte]
+	if cfg.HotEntries == 0 {
+		cfg.HotEntries = DefaultHotEntries
+	}
+	if cfg.HotEntries > 0 {
+		if hot, err = lru.New[string, []byte](cfg.HotEntries); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Server{
+		hot:      hot,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		metrics:  m,
@@ -269,6 +291,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	a.kind = string(req.Kind)
 	ctx := r.Context()
 	key := req.Path()
+
+	// A small immutable answer kept in memory.
+	if body, ok := s.hotGet(req, key); ok {
+		s.serveBytes(w, r, req, body, a, CacheHit, "")
+		return
+	}
 
 	// A fresh stored answer. A version query is never stored under its key: no look.
 	var stale bool
@@ -350,9 +378,48 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	s.serveEntry(w, r, req, e, a, cache, res.upstream)
 }
 
-// serveEntry streams a stored entry (sendfile for the disk store) and closes it.
+// hotGet returns the in-memory copy of a small immutable answer.
+func (s *Server) hotGet(req goproxy.Request, key string) ([]byte, bool) {
+	if s.hot == nil || !hotKind(req) {
+		return nil, false
+	}
+	return s.hot.Get(key)
+}
+
+// hotKind reports whether answers to req may be kept in memory: immutable .info and .mod,
+// the files the go command's graph walk asks for one after the other.
+func hotKind(req goproxy.Request) bool {
+	return (req.Kind == goproxy.KindInfo || req.Kind == goproxy.KindMod) && req.Immutable()
+}
+
+// serveBytes answers with body held in memory. The go command sends no conditional or
+// range requests, and these bodies are a few hundred bytes: no ServeContent needed.
+func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, req goproxy.Request, body []byte, a *answer, cache, upstream string) {
+	a.cache, a.upstream = cache, upstream
+	setAnswerHeaders(w, req, cache, upstream)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// serveEntry streams a stored entry (sendfile for the disk store) and closes it. A small
+// immutable entry is read into the in-memory cache on the way.
 func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.Request, e store.Entry, a *answer, cache, upstream string) {
 	defer e.Body.Close()
+	if s.hot != nil && hotKind(req) && e.Size <= HotMaxSize {
+		body := make([]byte, e.Size)
+		if _, err := io.ReadFull(e.Body, body); err == nil {
+			s.hot.Add(req.Path(), body)
+			s.serveBytes(w, r, req, body, a, cache, upstream)
+			return
+		}
+		if _, err := e.Body.Seek(0, io.SeekStart); err != nil {
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: reading the stored answer: %v", req, err))
+			return
+		}
+	}
 	a.cache, a.upstream = cache, upstream
 	setAnswerHeaders(w, req, cache, upstream)
 	http.ServeContent(w, r, "", e.ModTime, e.Body)

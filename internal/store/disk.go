@@ -196,7 +196,10 @@ func (d *Disk) Walk(ctx context.Context, prefix string, fn func(key string, info
 			return err
 		}
 		if e.IsDir() {
-			if p == d.tmp {
+			// No key has an element with a leading dot (module paths and versions cannot
+			// start with one): such directories hold private state, like the temporary
+			// files and the checksum verifier's, kept next to the tree.
+			if p == d.tmp || (p != d.root && strings.HasPrefix(e.Name(), ".")) {
 				return filepath.SkipDir
 			}
 			return nil

@@ -79,6 +79,7 @@ func newRootCmd(getenv func(string) (string, bool)) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newWarmCmd())
+	root.AddCommand(newTraceCmd())
 	addEnvTwins(root)
 	return root
 }

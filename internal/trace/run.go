@@ -3,12 +3,14 @@ package trace
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"os"
 	rtrace "runtime/trace"
 	"strings"
 	"sync"
@@ -67,7 +69,8 @@ type Options struct {
 	// Count repeats the workload; zero means once.
 	Count int
 	// Transport is the base configuration of every transport (timeouts, CA file, TLS).
-	// Its Resolver and Sink are set per Run.
+	// Its Resolver and Sink are set per Run. Its CAFile is trusted by the DNS-over-TLS and
+	// DNS-over-HTTPS backends too.
 	Transport netobs.TransportConfig
 	// Progress, when set, is told how many requests of the planned total are done.
 	Progress func(done, total int)
@@ -101,6 +104,13 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 		opt.Count = 1
 	}
 	t := report.Trace{Title: "GOPROXY=" + opt.Proxy}
+	if opt.Transport.CAFile != "" {
+		conf, err := withCAFile(opt.Transport.TLSConfig, opt.Transport.CAFile)
+		if err != nil {
+			return t, err
+		}
+		opt.Transport.TLSConfig, opt.Transport.CAFile = conf, ""
+	}
 	total := len(setups) * opt.Count * plannedRequests(opt.Targets)
 	var done atomic.Int64
 	progress := func() {
@@ -122,6 +132,33 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 		opt.Progress(n, n)
 	}
 	return t, nil
+}
+
+// withCAFile returns a copy of base (nil means the defaults) that trusts the PEM
+// certificates of file besides its roots (the system roots when it has none), so that the
+// DNS backends trust them as the upstream transport does.
+func withCAFile(base *tls.Config, file string) (*tls.Config, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	conf := &tls.Config{}
+	if base != nil {
+		conf = base.Clone()
+	}
+	pool := conf.RootCAs
+	if pool == nil {
+		if pool, err = x509.SystemCertPool(); err != nil {
+			pool = x509.NewCertPool()
+		}
+	} else {
+		pool = pool.Clone()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate found", file)
+	}
+	conf.RootCAs = pool
+	return conf, nil
 }
 
 // plannedRequests estimates the requests of one pass: list and @latest for latest targets

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	rtrace "runtime/trace"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/progress"
+	"github.com/holoproxy/holoproxy/internal/report"
+	"github.com/holoproxy/holoproxy/internal/trace"
+)
+
+// traceOptions are the flags of holoproxy trace.
+type traceOptions struct {
+	proxy        string
+	goMod        string
+	jobs         int
+	count        int
+	compare      string
+	html         string
+	json         string
+	runtimeTrace string
+	progress     string
+	upstream     upstreamFlags
+}
+
+// upstreamFlags are the flags that shape the connections to upstreams: the resolver
+// backend, extra trusted certificates and the timeout of each phase. A subcommand that
+// talks to upstreams registers them with register and builds its transport from them.
+type upstreamFlags struct {
+	dns            string
+	caFile         string
+	connectTimeout time.Duration
+	tlsTimeout     time.Duration
+	firstByte      time.Duration
+	bodyIdle       time.Duration
+}
+
+// register adds the flags to f.
+func (u *upstreamFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&u.dns, "dns", "system", "DNS resolver `BACKEND`: system, udp://HOST:PORT, tcp://HOST:PORT, tls://HOST[:PORT] or https://HOST/PATH")
+	f.StringVar(&u.caFile, "ca-file", "", "PEM `FILE` of extra root certificates to trust for upstreams and DNS backends")
+	f.DurationVar(&u.connectTimeout, "connect-timeout", 5*time.Second, "upstream TCP connect timeout")
+	f.DurationVar(&u.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
+	f.DurationVar(&u.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
+	f.DurationVar(&u.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
+}
+
+// check returns a usage error for a flag value that cannot work.
+func (u *upstreamFlags) check(cmd *cobra.Command) error {
+	if err := checkPositive(cmd, "connect-timeout", "tls-timeout", "first-byte-timeout", "body-idle-timeout"); err != nil {
+		return err
+	}
+	if _, err := netobs.ParseBackend(u.dns, netobs.BackendOptions{}); err != nil {
+		return usagef("--dns %q: %v", u.dns, err)
+	}
+	if u.caFile != "" {
+		if _, err := os.Stat(u.caFile); err != nil {
+			return usagef("--ca-file: %v", err)
+		}
+	}
+	return nil
+}
+
+// transportConfig returns the transport configuration the flags describe (the resolver is
+// left to the caller, which knows whether it shares one).
+func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
+	return netobs.TransportConfig{
+		CAFile:           u.caFile,
+		ConnectTimeout:   u.connectTimeout,
+		TLSTimeout:       u.tlsTimeout,
+		FirstByteTimeout: u.firstByte,
+		BodyIdleTimeout:  u.bodyIdle,
+	}
+}
+
+func newTraceCmd() *cobra.Command {
+	var o traceOptions
+	cmd := &cobra.Command{
+		Use:   "trace [flags] [--go-mod PATH | module[@version] ...]",
+		Short: "Diagnose a GOPROXY chain phase by phase: DNS, connect, TLS, first byte, transfer",
+		Long: "trace makes the requests the go command makes for the modules named (module or\n" +
+			"module@version; default every module of the go.mod in the current directory, or of\n" +
+			"--go-mod, with its go.sum) against each proxy of the chain on its own and against the\n" +
+			"chain as a whole with its fall-through rules, through the networking `serve` uses, and\n" +
+			"reports where the time went: per upstream and phase, as a terminal report on stdout\n" +
+			"and, with --html and --json, as a standalone page and a JSON document\n" +
+			"(docs/trace-json.md).\n\n" +
+			"--compare runs the chain in several configurations side by side: 'transports' (a fresh\n" +
+			"transport per pass and proxy, as a series of go commands, against one shared transport,\n" +
+			"as serve) or 'dns=BACKEND,BACKEND,...' (one run per resolver backend).\n\n" +
+			"Exit status: 0 when every request through the chain succeeded, 1 when some failed (the\n" +
+			"reports are still written), 2 for bad usage. A proxy alone answering 404 for a module\n" +
+			"the chain finds elsewhere is not a failure.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTraceFlags(cmd, &o, args); err != nil {
+				return err
+			}
+			targets, what, err := traceTargets(o, args)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runTrace(ctx, cmd, o, targets, what)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.proxy, "proxy", "", "the chain to trace, a `LIST` in GOPROXY syntax (default: the output of 'go env GOPROXY')")
+	f.StringVar(&o.goMod, "go-mod", "", "trace every module of the go.mod at `PATH` and its go.sum, as 'go mod download all' fetches them")
+	f.IntVarP(&o.jobs, "jobs", "j", runtime.GOMAXPROCS(0), "modules fetched at once (the go command uses GOMAXPROCS)")
+	f.IntVar(&o.count, "count", 1, "repeat the workload this many times in each run")
+	f.StringVar(&o.compare, "compare", "", "run the chain in several configurations side by side; `SPEC` is transports (fresh against shared) or dns=BACKEND,BACKEND,...")
+	f.StringVar(&o.html, "html", "", "also write the report as a standalone HTML page to `FILE`")
+	f.StringVar(&o.json, "json", "", "also write every observation as JSON (docs/trace-json.md) to `FILE`")
+	f.StringVar(&o.runtimeTrace, "runtime-trace", "", "write a Go runtime trace with one task per request and a region per phase to `FILE` (see it with 'go tool trace FILE')")
+	f.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), bar (always; --progress alone), plain or off")
+	f.Lookup("progress").NoOptDefVal = "bar"
+	o.upstream.register(f)
+	return cmd
+}
+
+// checkTraceFlags returns a usage error for flags that cannot work together or alone.
+func checkTraceFlags(cmd *cobra.Command, o *traceOptions, args []string) error {
+	if o.goMod != "" && len(args) > 0 {
+		return usagef("give modules or --go-mod, not both")
+	}
+	if o.jobs < 1 {
+		return usagef("--jobs must be at least 1, not %d", o.jobs)
+	}
+	if o.count < 1 {
+		return usagef("--count must be at least 1, not %d", o.count)
+	}
+	switch o.progress {
+	case "auto", "bar", "plain", "off":
+	default:
+		return usagef("--progress %q: want auto, bar, plain or off", o.progress)
+	}
+	if err := o.upstream.check(cmd); err != nil {
+		return err
+	}
+	if strings.HasPrefix(o.compare, "dns=") && cmd.Flags().Changed("dns") {
+		return usagef("--dns and --compare dns=... both choose the resolver: give one")
+	}
+	if o.compare != "" {
+		// The chain does not matter to a comparison's shape; check the spec now, before
+		// `go env` is asked for the chain.
+		if _, err := trace.CompareSetups(o.compare, "off", o.upstream.dns); err != nil {
+			return usagef("--compare %v", err)
+		}
+	}
+	for _, p := range []struct{ flag, path string }{{"html", o.html}, {"json", o.json}, {"runtime-trace", o.runtimeTrace}} {
+		if p.path == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(p.path)); err != nil || !st.IsDir() {
+			return usagef("--%s %s: no such directory %s", p.flag, p.path, filepath.Dir(p.path))
+		}
+	}
+	return nil
+}
+
+// traceTargets returns the workload: the modules named, else the modules of --go-mod (or
+// ./go.mod), and a few words saying what it is for the report's title.
+func traceTargets(o traceOptions, args []string) ([]trace.Target, string, error) {
+	if len(args) > 0 {
+		ts, err := trace.ParseTargets(args)
+		if err != nil {
+			return nil, "", usagef("bad module: %v", err)
+		}
+		what := args[0]
+		if len(args) > 1 {
+			what = fmt.Sprintf("%d modules", len(args))
+		}
+		return ts, what, nil
+	}
+	path := o.goMod
+	if path == "" {
+		path = "go.mod"
+		if _, err := os.Stat(path); err != nil {
+			return nil, "", usagef("nothing to trace: name modules, or give --go-mod (no go.mod in the current directory)")
+		}
+	}
+	ts, err := trace.TargetsFromGoMod(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", usagef("--go-mod: %v", err)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if len(ts) == 0 {
+		return nil, "", usagef("nothing to trace: %s requires no module", path)
+	}
+	return ts, fmt.Sprintf("%s (%d module versions)", path, len(ts)), nil
+}
+
+// runTrace runs the trace, writes the reports and turns failures through the chain into
+// the exit status.
+func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets []trace.Target, what string) error {
+	list := o.proxy
+	if list == "" {
+		var err error
+		if list, err = goEnvGOPROXY(ctx); err != nil {
+			return err
+		}
+	}
+	chain, err := goproxy.ParseChain(list, nil)
+	if err != nil {
+		return usagef("--proxy %q: %v", list, err)
+	}
+	if len(chain.Clients()) == 0 {
+		return usagef("--proxy %q: no proxy to trace (direct and off are not traced)", list)
+	}
+	stderr := cmd.ErrOrStderr()
+	for _, e := range chain.Entries {
+		if e.Client == nil && e.Direct {
+			fmt.Fprintf(stderr, "holoproxy trace: direct is not traced: the chain ends there\n")
+			break
+		}
+	}
+	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns)
+	if err != nil {
+		return usagef("--compare %v", err)
+	}
+
+	if o.runtimeTrace != "" {
+		f, err := os.Create(o.runtimeTrace)
+		if err != nil {
+			return fmt.Errorf("runtime trace: %w", err)
+		}
+		if err := rtrace.Start(f); err != nil {
+			f.Close()
+			return fmt.Errorf("runtime trace: %w", err)
+		}
+		defer func() {
+			rtrace.Stop()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(stderr, "holoproxy: runtime trace: %v\n", err)
+			}
+		}()
+	}
+
+	opt := trace.Options{
+		Proxy:     list,
+		Targets:   targets,
+		Jobs:      o.jobs,
+		Count:     o.count,
+		Transport: o.upstream.transportConfig(),
+	}
+	bar := progressBar(stderr, o.progress)
+	if bar != nil {
+		opt.Progress = bar.Set
+		defer bar.Stop()
+	}
+	t, err := trace.Run(ctx, opt, setups)
+	if bar != nil {
+		bar.Stop() // before the report: the bar's line must be ended first
+	}
+	if err != nil {
+		return err
+	}
+	t.Title = what + ", " + t.Title
+	if o.count > 1 {
+		t.Title += fmt.Sprintf(", %d passes", o.count)
+	}
+	if err := writeTraceReports(cmd.OutOrStdout(), o, t, stderr); err != nil {
+		return err
+	}
+	if failed, requests := trace.ChainFailures(setups, t); failed > 0 {
+		return fmt.Errorf("%d of %d requests through the chain failed", failed, requests)
+	}
+	return nil
+}
+
+// progressBar returns the progress display mode asks for on w, or nil for none: auto is a
+// bar when w is a terminal.
+func progressBar(w io.Writer, mode string) *progress.Bar {
+	switch mode {
+	case "bar":
+		return progress.New(w, "requests", 0)
+	case "plain":
+		return progress.NewPlain(w, "requests", 0)
+	case "auto":
+		if isTerminal(w) {
+			return progress.New(w, "requests", 0)
+		}
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// writeTraceReports writes the terminal report to stdout (in colour, fitted to the width,
+// when stdout is a terminal) and the HTML and JSON files asked for.
+func writeTraceReports(stdout io.Writer, o traceOptions, t report.Trace, stderr io.Writer) error {
+	topt := report.TerminalOptions{}
+	if isTerminal(stdout) {
+		topt.Color = true
+		if w, _, err := term.GetSize(int(stdout.(*os.File).Fd())); err == nil && w >= 60 {
+			topt.Width = w
+		}
+	}
+	var errs []error
+	if err := report.WriteTerminal(stdout, t, topt); err != nil {
+		errs = append(errs, fmt.Errorf("terminal report: %w", err))
+	}
+	files := []struct {
+		path  string
+		write func(io.Writer) error
+	}{
+		{o.html, func(w io.Writer) error { return report.WriteHTML(w, t, report.HTMLOptions{}) }},
+		{o.json, func(w io.Writer) error { return report.WriteJSON(w, t) }},
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if err := writeFile(f.path, f.write); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(stderr, "holoproxy trace: wrote %s\n", f.path)
+	}
+	return errors.Join(errs...)
+}
+
+// writeFile writes path with write, reporting the first failure of writing or closing.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

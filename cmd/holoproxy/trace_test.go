@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	xtrace "golang.org/x/exp/trace"
+
+	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"github.com/holoproxy/holoproxy/internal/report"
+)
+
+// traceOrigin is a loopback HTTPS proxy over a modtree tree that counts what it saw.
+type traceOrigin struct {
+	srv                *httptest.Server
+	conns, handshakes  atomic.Int64
+	requests, notFound atomic.Int64
+	missing            func(module string) bool // answered 404
+}
+
+// traceFixture starts proxies A and B over one tree of n modules; A answers 404 for the
+// modules whose path ends in an even digit. It returns them, the CA file that trusts
+// them, and the module arguments (path@version) of the tree.
+func traceFixture(t *testing.T, n int) (a, b *traceOrigin, caFile string, mods []string) {
+	t.Helper()
+	dir := t.TempDir()
+	tree, _ := modtree.Graph("mods.test/c", n, 2, 2)
+	if err := modtree.Write(filepath.Join(dir, "tree"), tree); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range tree {
+		mods = append(mods, m.Path+"@"+m.Version)
+	}
+	files := http.FileServer(http.Dir(filepath.Join(dir, "tree")))
+	start := func(missing func(string) bool) *traceOrigin {
+		o := &traceOrigin{missing: missing}
+		o.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			o.requests.Add(1)
+			mod, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/@")
+			if o.missing(mod) {
+				o.notFound.Add(1)
+				http.Error(w, "not found: "+mod, http.StatusNotFound)
+				return
+			}
+			files.ServeHTTP(w, r)
+		}))
+		o.srv.EnableHTTP2 = true
+		o.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes a client abandons are no news
+		o.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				o.conns.Add(1)
+			}
+		}
+		o.srv.TLS = &tls.Config{VerifyConnection: func(tls.ConnectionState) error {
+			o.handshakes.Add(1)
+			return nil
+		}}
+		o.srv.StartTLS()
+		t.Cleanup(o.srv.Close)
+		return o
+	}
+	a = start(func(m string) bool { return strings.ContainsAny(m[len(m)-1:], "02468") })
+	b = start(func(string) bool { return false })
+	caFile = filepath.Join(dir, "ca.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, caFile, mods
+}
+
+// readTraceJSON reads a report written by trace --json.
+func readTraceJSON(t *testing.T, path string) report.Trace {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("report not written: %v", err)
+	}
+	defer f.Close()
+	tr, err := report.ReadJSON(f)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	return tr
+}
+
+func traceRun(t *testing.T, tr report.Trace, name string) report.Run {
+	t.Helper()
+	for _, r := range tr.Runs {
+		if r.Name == name {
+			return r
+		}
+	}
+	var names []string
+	for _, r := range tr.Runs {
+		names = append(names, r.Name)
+	}
+	t.Fatalf("no run %q; runs %q", name, names)
+	return report.Run{}
+}
+
+// TestTraceUsage checks that bad usage exits 2 with a one-line reason, before anything is
+// fetched.
+func TestTraceUsage(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"unknown flag", []string{"trace", "--bogus"}, "unknown flag: --bogus"},
+		{"bad compare", []string{"trace", "--proxy=https://proxy-a.test", "--compare=sideways", "mods.test/m"}, `--compare "sideways": want "transports" or "dns=BACKEND`},
+		{"bad compare backend", []string{"trace", "--proxy=https://proxy-a.test", "--compare=dns=system,ftp://x", "mods.test/m"}, "--compare"},
+		{"compare one backend", []string{"trace", "--proxy=https://proxy-a.test", "--compare=dns=system", "mods.test/m"}, "two backends"},
+		{"compare dns and --dns", []string{"trace", "--proxy=https://proxy-a.test", "--dns=system", "--compare=dns=system,udp://127.0.0.1:53", "mods.test/m"}, "--dns and --compare"},
+		{"go-mod and modules", []string{"trace", "--proxy=https://proxy-a.test", "--go-mod=" + filepath.Join(empty, "go.mod"), "mods.test/m"}, "not both"},
+		{"bad module path", []string{"trace", "--proxy=https://proxy-a.test", "not a module"}, "bad module"},
+		{"bad version", []string{"trace", "--proxy=https://proxy-a.test", "mods.test/m@v2.0.0"}, "bad module"},
+		{"missing go.mod", []string{"trace", "--proxy=https://proxy-a.test", "--go-mod=" + filepath.Join(empty, "go.mod")}, "--go-mod"},
+		{"jobs", []string{"trace", "-j", "0", "mods.test/m"}, "--jobs must be at least 1"},
+		{"count", []string{"trace", "--count=0", "mods.test/m"}, "--count must be at least 1"},
+		{"bad dns", []string{"trace", "--dns=carrier-pigeon", "mods.test/m"}, "--dns"},
+		{"bad progress", []string{"trace", "--progress=loud", "mods.test/m"}, "--progress"},
+		{"bad timeout", []string{"trace", "--tls-timeout=0s", "mods.test/m"}, "--tls-timeout must be above zero"},
+		{"bad proxy", []string{"trace", "--proxy=ftp://proxy-a.test", "mods.test/m"}, "--proxy"},
+		{"proxy off", []string{"trace", "--proxy=off", "mods.test/m"}, "no proxy to trace"},
+		{"no html directory", []string{"trace", "--html=" + filepath.Join(empty, "no", "r.html"), "mods.test/m"}, "--html"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(tc.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d; want %d\nstderr: %s", code, exitUsage, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n"); lines != 0 {
+				t.Errorf("usage error spans %d lines; want one:\n%s", lines+1, errOut)
+			}
+			if out != "" {
+				t.Errorf("stdout %q; want nothing on bad usage", out)
+			}
+		})
+	}
+	t.Run("no go.mod here", func(t *testing.T) {
+		t.Chdir(empty)
+		code, _, errOut := runCLI("trace", "--proxy=https://proxy-a.test")
+		if code != exitUsage || !strings.Contains(errOut, "nothing to trace") {
+			t.Errorf("exit %d, stderr %q; want 2 and nothing to trace", code, errOut)
+		}
+	})
+}
+
+// TestTraceFallThroughSucceeds traces a chain whose first proxy lacks some modules: proxy A
+// alone fails, the chain falls through to B and succeeds, so the exit status is 0, and the
+// reports count the fall-throughs.
+func TestTraceFallThroughSucceeds(t *testing.T) {
+	a, b, ca, mods := traceFixture(t, 6)
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "t.json"), filepath.Join(dir, "t.html")
+	chain := a.srv.URL + "," + b.srv.URL
+	code, out, errOut := runCLI(append([]string{"trace", "--proxy=" + chain, "--ca-file=" + ca,
+		"--json=" + jsonPath, "--html=" + htmlPath}, mods...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d; want 0\nstderr: %s", code, errOut)
+	}
+	tr := readTraceJSON(t, jsonPath)
+	if len(tr.Runs) != 3 {
+		t.Fatalf("%d runs; want A alone, B alone and the chain", len(tr.Runs))
+	}
+	missingAtA := 0
+	for _, m := range mods {
+		p, _, _ := strings.Cut(m, "@")
+		if a.missing(p) {
+			missingAtA += 3 // .info, .mod, .zip
+		}
+	}
+	if missingAtA == 0 {
+		t.Fatal("fixture: A has every module; the test needs fall-throughs")
+	}
+	c := traceRun(t, tr, "chain")
+	if c.Failed != 0 || c.FallThroughs != missingAtA || c.Requests != 3*len(mods) {
+		t.Errorf("chain: failed %d, fall-throughs %d, requests %d; want 0, %d, %d", c.Failed, c.FallThroughs, c.Requests, missingAtA, 3*len(mods))
+	}
+	if alone := traceRun(t, tr, a.srv.URL+" alone"); alone.Failed == 0 {
+		t.Errorf("A alone: no failure; want the modules A lacks to fail")
+	}
+	if !strings.Contains(out, "chain") || !strings.Contains(out, b.srv.URL) {
+		t.Errorf("terminal report does not name the chain run and proxy B:\n%s", out)
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil || !bytes.Contains(html, []byte("<svg")) {
+		t.Errorf("HTML report: %v, %d bytes; want a page with SVG", err, len(html))
+	}
+}
+
+// TestTraceChainFailureExits1 traces modules no proxy of the chain has: exit 1, and both
+// report files are still written and tell the failures.
+func TestTraceChainFailureExits1(t *testing.T) {
+	a, b, ca, mods := traceFixture(t, 2)
+	b.missing = func(string) bool { return true }
+	a.missing = func(string) bool { return true }
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "t.json"), filepath.Join(dir, "t.html")
+	code, _, errOut := runCLI(append([]string{"trace", "--proxy=" + a.srv.URL + "," + b.srv.URL, "--ca-file=" + ca,
+		"--json=" + jsonPath, "--html=" + htmlPath}, mods...)...)
+	if code != exitFailure {
+		t.Fatalf("exit %d; want 1\nstderr: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "requests through the chain failed") {
+		t.Errorf("stderr %q does not say the chain failed", errOut)
+	}
+	c := traceRun(t, readTraceJSON(t, jsonPath), "chain")
+	if c.Failed != len(mods) { // each module stops at its first failed request
+		t.Errorf("chain: %d failed; want %d", c.Failed, len(mods))
+	}
+	if st, err := os.Stat(htmlPath); err != nil || st.Size() == 0 {
+		t.Errorf("HTML report not written: %v", err)
+	}
+}
+
+// TestTraceCompareTransports runs --compare transports with three passes: two runs side by
+// side, and the fresh transports make a new connection per pass where the shared one
+// reuses its own.
+func TestTraceCompareTransports(t *testing.T) {
+	_, b, ca, mods := traceFixture(t, 4)
+	jsonPath := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCLI(append([]string{"trace", "--proxy=" + b.srv.URL, "--ca-file=" + ca,
+		"--compare=transports", "--count=3", "--json=" + jsonPath}, mods...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstderr: %s", code, errOut)
+	}
+	tr := readTraceJSON(t, jsonPath)
+	if len(tr.Runs) != 2 || tr.Runs[0].Name != "fresh transports" || tr.Runs[1].Name != "shared transport" {
+		t.Fatalf("runs %v; want fresh transports, shared transport", tr.Runs)
+	}
+	if !strings.Contains(out, "fresh transports") || !strings.Contains(out, "shared transport") {
+		t.Errorf("terminal report does not show both runs:\n%s", out)
+	}
+	newConns := func(r report.Run) (n int) {
+		for _, s := range r.Samples {
+			if !s.Reused {
+				n++
+			}
+		}
+		return n
+	}
+	if f, s := newConns(tr.Runs[0]), newConns(tr.Runs[1]); f < 3 || s >= f {
+		t.Errorf("requests on new connections: fresh %d, shared %d; want one or more per pass for fresh, fewer for shared", f, s)
+	}
+}
+
+// TestTraceRuntimeTrace checks that --runtime-trace writes a trace the Go trace parser
+// reads, with one task per request and dns, connect and tls regions, each inside a
+// request's task, for every connection the origins accepted.
+func TestTraceRuntimeTrace(t *testing.T) {
+	a, b, ca, mods := traceFixture(t, 4)
+	dir := t.TempDir()
+	tracePath, jsonPath := filepath.Join(dir, "trace.out"), filepath.Join(dir, "t.json")
+	code, _, errOut := runCLI(append([]string{"trace", "--proxy=" + a.srv.URL + "," + b.srv.URL, "--ca-file=" + ca,
+		"--runtime-trace=" + tracePath, "--json=" + jsonPath}, mods...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstderr: %s", code, errOut)
+	}
+	requests := 0
+	for _, r := range readTraceJSON(t, jsonPath).Runs {
+		requests += r.Requests
+	}
+	f, err := os.Open(tracePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := xtrace.NewReader(f)
+	if err != nil {
+		t.Fatalf("the runtime trace does not parse: %v", err)
+	}
+	tasks := map[xtrace.TaskID]string{}
+	regions := map[string]int{}
+	var outside []string
+	for {
+		ev, err := rd.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the runtime trace: %v", err)
+		}
+		switch ev.Kind() {
+		case xtrace.EventTaskBegin:
+			task := ev.Task()
+			tasks[task.ID] = task.Type
+		case xtrace.EventRegionBegin:
+			r := ev.Region()
+			regions[r.Type]++
+			if typ, ok := tasks[r.Task]; !ok || !strings.HasPrefix(typ, "GET ") {
+				outside = append(outside, r.Type)
+			}
+		}
+	}
+	gets := 0
+	for _, typ := range tasks {
+		if strings.HasPrefix(typ, "GET ") {
+			gets++
+		}
+	}
+	if gets != requests {
+		t.Errorf("%d request tasks; want one per request (%d)", gets, requests)
+	}
+	conns := int(a.conns.Load() + b.conns.Load())
+	handshakes := int(a.handshakes.Load() + b.handshakes.Load())
+	t.Logf("requests %d, regions %v, origin connections %d, handshakes %d", requests, regions, conns, handshakes)
+	for _, want := range []struct {
+		region string
+		n      int
+	}{{"dns", conns}, {"connect", conns}, {"tls", handshakes}, {"roundtrip", requests}} {
+		if regions[want.region] < want.n || want.n == 0 {
+			t.Errorf("%d %q regions; want at least %d", regions[want.region], want.region, want.n)
+		}
+	}
+	if regions["connect"] != conns || regions["tls"] != handshakes {
+		t.Errorf("connect regions %d, tls regions %d; want one per connection the origins accepted (%d) and per handshake (%d)",
+			regions["connect"], regions["tls"], conns, handshakes)
+	}
+	if len(outside) > 0 {
+		t.Errorf("%d regions outside any request's task: %q", len(outside), outside)
+	}
+}

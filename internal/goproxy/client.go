@@ -102,6 +102,7 @@ func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name(), err)
 	}
+	notifyFirstByte(ctx) // response headers arrived: WalkHedged stops waiting to hedge
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		return nil, &StatusError{Upstream: c.Name(), Status: resp.StatusCode, Message: firstLine(resp.Body)}

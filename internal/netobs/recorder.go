@@ -20,8 +20,9 @@ import (
 // their own exchanges can record them the same way. Methods are safe for concurrent use:
 // dials run on goroutines of their own.
 type Recorder struct {
-	sink Sink
-	hook func(Sample) // the context's WithSampleHook, called after sink
+	sink  Sink
+	hook  func(Sample) // the context's WithSampleHook, called after sink
+	dials *connDials   // the Transport's figures of new connections; nil outside a Transport
 
 	start time.Time // when recording began (has a monotonic reading: time.Since is cheap)
 
@@ -154,6 +155,13 @@ type dialFigures struct {
 	TLSResumed, TLSHRR, OCSPStapled            bool
 }
 
+// dialSnapshot returns the figures of the dial this request ran, for its connection.
+func (r *Recorder) dialSnapshot() dialFigures {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dial
+}
+
 // commitDial copies the figures of the dial this request started into its Sample.
 // r.mu must be held.
 func (r *Recorder) commitDial() {
@@ -186,6 +194,12 @@ func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 			Start: r.s.Start, Reused: true, IdleTime: info.IdleTime,
 		}
 	} else {
+		if r.dials != nil && info.Conn != nil {
+			// The connection may come from another request's dial: report its own figures.
+			if fig, ok := r.dials.take(info.Conn); ok {
+				r.dial = fig
+			}
+		}
 		r.commitDial()
 	}
 	if info.Conn != nil {

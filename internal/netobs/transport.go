@@ -63,6 +63,7 @@ type Transport struct {
 	rt     *http.Transport
 	client *http.Client
 	idle   *idleWatch // cuts stalled bodies
+	dials  connDials  // dial figures of new connections, until a request uses them
 }
 
 // NewTransport builds the Transport. It fails only when CAFile cannot be used. A DoH
@@ -101,7 +102,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t.rt = &http.Transport{
 		Proxy:                 nil, // upstreams are reached directly; GOPROXY chains are explicit
-		DialContext:           t.dialer.DialContext,
+		DialContext:           t.dial,
 		DialTLSContext:        t.dialTLS,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          intOr(cfg.MaxIdleConns, 512),
@@ -141,6 +142,17 @@ func (t *Transport) CloseIdleConnections() { t.rt.CloseIdleConnections() }
 // Dialer returns the Dialer the Transport connects with.
 func (t *Transport) Dialer() *Dialer { return t.dialer }
 
+// dial connects a plain connection and files its dial figures under it.
+func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := t.dialer.DialContext(ctx, network, addr)
+	if err == nil {
+		if rec := RecorderFrom(ctx); rec != nil {
+			t.dials.put(c, rec.dialSnapshot())
+		}
+	}
+	return c, err
+}
+
 // dialTLS connects and runs the TLS handshake under its own timeout, recording it.
 func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	raw, err := t.dialer.DialContext(ctx, network, addr)
@@ -177,6 +189,7 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 		rec.TLSDone(&cs, d, err)
 		if err == nil {
 			rec.setTLSConn(tc)
+			t.dials.put(tc, rec.dialSnapshot())
 		}
 	}
 	if err != nil {
@@ -196,6 +209,7 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex := &exchange{} // one allocation for the Recorder, the trace and the body wrapper
 	ex.rec.init(req, t.cfg.Sink)
+	ex.rec.dials = &t.dials
 	ex.trace = httptrace.ClientTrace{
 		GotConn:              ex.rec.GotConn,
 		WroteRequest:         ex.rec.WroteRequest,

@@ -56,7 +56,7 @@ func TestLeakChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("LAB=%s GRANDCHILD=%s\n", l.Name(), strings.TrimSpace(line))
+	fmt.Printf("LAB=%s GRANDCHILD=%s SWITCH=%d\n", l.Name(), strings.TrimSpace(line), l.sw.cmd.Process.Pid)
 	if mode == "crash" {
 		os.Exit(3)
 	}
@@ -64,8 +64,8 @@ func TestLeakChild(t *testing.T) {
 }
 
 // leftovers lists what a lab called name left: namespaces, /etc/netns entries, files, mounts,
-// and whether process pid still lives.
-func leftovers(name string, pid int) []string {
+// and whether the processes pids still live.
+func leftovers(name string, pids ...int) []string {
 	var found []string
 	for _, pat := range []string{
 		filepath.Join(netnsDir, name+"-*"), filepath.Join(etcNetnsDir, name+"-*"),
@@ -81,15 +81,17 @@ func leftovers(name string, pid int) []string {
 			}
 		}
 	}
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z ") {
-		found = append(found, fmt.Sprintf("process %d", pid))
+	for _, pid := range pids {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z ") {
+			found = append(found, fmt.Sprintf("process %d", pid))
+		}
 	}
 	return found
 }
 
 // runChild runs TestLeakChild in a new test binary process and returns the lab name and the
-// grandchild's pid it reported.
-func runChild(t *testing.T, mode string) (string, int) {
+// pids it reported (the grandchild in a host, the switch).
+func runChild(t *testing.T, mode string) (string, []int) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -101,15 +103,16 @@ func runChild(t *testing.T, mode string) (string, int) {
 	if err == nil {
 		t.Fatalf("child in mode %s passed; want it to fail\n%s", mode, out)
 	}
-	m := regexp.MustCompile(`LAB=(\S+) GRANDCHILD=(\d+)`).FindSubmatch(out)
+	m := regexp.MustCompile(`LAB=(\S+) GRANDCHILD=(\d+) SWITCH=(\d+)`).FindSubmatch(out)
 	if m == nil {
 		t.Fatalf("child in mode %s did not report its lab:\n%s", mode, out)
 	}
 	if mode == "fail" && !strings.Contains(string(out), "deliberate failure") {
 		t.Fatalf("child failed for another reason:\n%s", out)
 	}
-	pid, _ := strconv.Atoi(string(m[2]))
-	return string(m[1]), pid
+	grandchild, _ := strconv.Atoi(string(m[2]))
+	sw, _ := strconv.Atoi(string(m[3]))
+	return string(m[1]), []int{grandchild, sw}
 }
 
 // TestNoLeftovers proves that a failed test leaves no namespace, /etc/netns entry, temporary
@@ -121,24 +124,24 @@ func TestNoLeftovers(t *testing.T) {
 		t.Skip("inside a child")
 	}
 
-	name, pid := runChild(t, "fail")
-	if left := leftovers(name, pid); len(left) > 0 {
+	name, pids := runChild(t, "fail")
+	if left := leftovers(name, pids...); len(left) > 0 {
 		t.Errorf("after a failed test, lab %s left: %v", name, left)
 	}
 
-	name, pid = runChild(t, "crash")
-	left := leftovers(name, pid)
+	name, pids = runChild(t, "crash")
+	left := leftovers(name, pids...)
 	if len(left) == 0 {
 		t.Fatalf("after a crash, lab %s left nothing: the sweep would have nothing to prove", name)
 	}
-	t.Logf("a crash left %d things, e.g. %s", len(left), left[0])
+	t.Logf("a crash left %d things: %v", len(left), left)
 	l := New(t, Options{}) // sweeps at start
 	_ = l
 	deadline := time.Now().Add(2 * time.Second)
-	for len(leftovers(name, pid)) > 0 && time.Now().Before(deadline) {
+	for len(leftovers(name, pids...)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if left := leftovers(name, pid); len(left) > 0 {
+	if left := leftovers(name, pids...); len(left) > 0 {
 		t.Errorf("after the sweep, lab %s still left: %v", name, left)
 	}
 }

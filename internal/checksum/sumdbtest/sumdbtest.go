@@ -68,10 +68,30 @@ func (db *DB) Fork(t testing.TB, mods []modtree.Module) *DB {
 }
 
 func start(t testing.TB, name, skey, vkey string, mods []modtree.Module) *DB {
-	db := &DB{Name: name, Key: vkey, skey: skey, lookup: map[module.Version]int64{}}
+	db := serve(name, skey, vkey)
+	t.Cleanup(db.srv.Close)
 	if err := db.Add(mods...); err != nil {
 		t.Fatalf("sumdbtest: %v", err)
 	}
+	return db
+}
+
+// Start starts an empty database named name outside a test, for tools such as the
+// benchmarks that need one: fill it with Add or AddRecord, stop it with Close.
+func Start(name string) (*DB, error) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return nil, fmt.Errorf("sumdbtest: generating key: %w", err)
+	}
+	return serve(name, skey, vkey), nil
+}
+
+// Close stops the database's HTTP server.
+func (db *DB) Close() { db.srv.Close() }
+
+// serve starts serving an empty database on 127.0.0.1.
+func serve(name, skey, vkey string) *DB {
+	db := &DB{Name: name, Key: vkey, skey: skey, lookup: map[module.Version]int64{}}
 	srv := sumdb.NewServer(ops{db})
 	mux := http.NewServeMux()
 	for _, p := range sumdb.ServerPaths {
@@ -88,7 +108,6 @@ func start(t testing.TB, name, skey, vkey string, mods []modtree.Module) *DB {
 		}
 		mux.ServeHTTP(w, r)
 	}))
-	t.Cleanup(db.srv.Close)
 	db.URL = db.srv.URL
 	return db
 }

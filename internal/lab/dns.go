@@ -50,6 +50,8 @@ type Query struct {
 }
 
 // DNS returns the lab's DNS server, starting it (and its host, Options.DNSHost) on first use.
+// Start it before running commands in hosts: a process sees the resolv.conf that existed when
+// it started.
 func (l *Lab) DNS() (*DNS, error) {
 	l.dnsMu.Lock()
 	defer l.dnsMu.Unlock()

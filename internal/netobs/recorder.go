@@ -185,20 +185,25 @@ func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 		return
 	}
 	r.gotConn = true
-	r.s.Reused = info.Reused
+	// A connection still filed in the Transport's table has carried no request yet, even
+	// when net/http says reused: it marks a connection reused when it parks it in the idle
+	// pool, and a dial whose request got another connection is parked unused.
+	var fig dialFigures
+	first := false
+	if r.dials != nil && info.Conn != nil {
+		fig, first = r.dials.take(info.Conn)
+	}
+	reused := info.Reused && !first
+	r.s.Reused = reused
 	r.s.IdleTime = 0
-	if info.Reused {
-		r.s.IdleTime = info.IdleTime
+	if reused {
 		r.s = Sample{ // clear the dial figures of an earlier attempt, if any
 			Upstream: r.s.Upstream, Kind: r.s.Kind, Method: r.s.Method, URL: r.s.URL, Host: r.s.Host,
 			Start: r.s.Start, Reused: true, IdleTime: info.IdleTime,
 		}
 	} else {
-		if r.dials != nil && info.Conn != nil {
-			// The connection may come from another request's dial: report its own figures.
-			if fig, ok := r.dials.take(info.Conn); ok {
-				r.dial = fig
-			}
+		if first {
+			r.dial = fig // the connection may come from another request's dial: its own figures
 		}
 		r.commitDial()
 	}

@@ -109,10 +109,14 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	var got *fetched
 	err := s.cfg.Chain.Walk(ctx, s.cfg.Order, func(ctx context.Context, c *goproxy.Client) error {
 		// The Sample of the exchange is finished when try closes the body; the last one
-		// wins when the upstream redirected.
+		// wins when the upstream redirected. Other exchanges under ctx (the Verify hook's
+		// checksum database requests) carry another upstream label.
 		var mu sync.Mutex
 		var timing string
 		f, err := s.try(netobs.WithSampleHook(ctx, func(smp netobs.Sample) {
+			if smp.Upstream != c.Name() {
+				return
+			}
 			mu.Lock()
 			timing = netobs.ServerTiming(smp)
 			mu.Unlock()

@@ -1,7 +1,11 @@
 package server
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,9 +14,12 @@ import (
 )
 
 // An answer filled from an upstream through the observed transport carries the phases of
-// that exchange in Server-Timing; a store hit, which asked no upstream, carries none.
+// that exchange in Server-Timing (not those of the Verify hook's own exchanges); a store
+// hit, which asked no upstream, carries none.
 func TestServerTimingOfFilledAnswers(t *testing.T) {
 	o := newOrigin(t)
+	side := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "side") }))
+	t.Cleanup(side.Close)
 	tr, err := netobs.NewTransport(netobs.TransportConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -24,6 +31,20 @@ func TestServerTimingOfFilledAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Chain = chain
+		// A Verify hook that makes exchanges of its own through the same transport, as the
+		// checksum verifier does: they must not take the place of the fill's.
+		c.Verify = func(ctx context.Context, r goproxy.Request, f *os.File) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, side.URL, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := tr.Client().Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		}
 	})
 	for _, path := range []string{"/example.com/m/@v/v1.0.0.mod", "/example.com/m/@v/list"} {
 		miss := e.get(t, path, http.StatusOK)

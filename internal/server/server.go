@@ -125,7 +125,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	neg     *negativeCache
-	hot     *lru.Cache[string, []byte] // small immutable answers by key; nil when disabled
+	hot     *lru.Cache[string, hotAnswer] // small immutable answers by key; nil when disabled
 
 	// base is the parent context of every fill; cancel abandons them all (Close).
 	base   context.Context
@@ -212,12 +212,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hot *lru.Cache[string, []byte]
+	var hot *lru.Cache[string, hotAnswer]
 	if cfg.HotEntries == 0 {
 		cfg.HotEntries = DefaultHotEntries
 	}
 	if cfg.HotEntries > 0 {
-		if hot, err = lru.New[string, []byte](cfg.HotEntries); err != nil {
+		if hot, err = lru.New[string, hotAnswer](cfg.HotEntries); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
@@ -279,7 +279,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		writeError(w, http.StatusLoopDetected, err.Error())
 		return
 	}
-	req, err := goproxy.ParseRequest(strings.TrimPrefix(r.URL.Path, "/"))
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	// A small immutable answer kept in memory. Only keys of parsed requests are kept, and an
+	// accepted path is its own key (FuzzParseRequest checks it), so a hit needs no parse.
+	if h, ok := s.hotGet(path); ok {
+		a.kind = string(h.req.Kind)
+		s.serveBytes(w, r, h.req, h.body, a, CacheHit, "")
+		return
+	}
+	req, err := goproxy.ParseRequest(path)
 	if err != nil {
 		status := http.StatusBadRequest
 		if errors.Is(err, fs.ErrNotExist) {
@@ -290,13 +298,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	}
 	a.kind = string(req.Kind)
 	ctx := r.Context()
-	key := req.Path()
-
-	// A small immutable answer kept in memory.
-	if body, ok := s.hotGet(req, key); ok {
-		s.serveBytes(w, r, req, body, a, CacheHit, "")
-		return
-	}
+	key := path // an accepted path is its own key (FuzzParseRequest checks it)
 
 	// A fresh stored answer. A version query is never stored under its key: no look.
 	var stale bool
@@ -378,10 +380,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	s.serveEntry(w, r, req, e, a, cache, res.upstream)
 }
 
-// hotGet returns the in-memory copy of a small immutable answer.
-func (s *Server) hotGet(req goproxy.Request, key string) ([]byte, bool) {
-	if s.hot == nil || !hotKind(req) {
-		return nil, false
+// hotAnswer is a small immutable answer kept in memory, with the request it answers.
+type hotAnswer struct {
+	req  goproxy.Request
+	body []byte
+}
+
+// hotGet returns the in-memory copy of the answer stored under key.
+func (s *Server) hotGet(key string) (hotAnswer, bool) {
+	if s.hot == nil {
+		return hotAnswer{}, false
 	}
 	return s.hot.Get(key)
 }
@@ -411,7 +419,7 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.
 	if s.hot != nil && hotKind(req) && e.Size <= HotMaxSize {
 		body := make([]byte, e.Size)
 		if _, err := io.ReadFull(e.Body, body); err == nil {
-			s.hot.Add(req.Path(), body)
+			s.hot.Add(req.Path(), hotAnswer{req: req, body: body})
 			s.serveBytes(w, r, req, body, a, cache, upstream)
 			return
 		}

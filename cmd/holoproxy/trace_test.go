@@ -278,47 +278,11 @@ func TestTraceRuntimeTrace(t *testing.T) {
 	for _, r := range readTraceJSON(t, jsonPath).Runs {
 		requests += r.Requests
 	}
-	f, err := os.Open(tracePath)
-	if err != nil {
-		t.Fatal(err)
+	got := readRuntimeTrace(t, tracePath)
+	if got.tasks != requests {
+		t.Errorf("%d request tasks; want one per request (%d)", got.tasks, requests)
 	}
-	defer f.Close()
-	rd, err := xtrace.NewReader(f)
-	if err != nil {
-		t.Fatalf("the runtime trace does not parse: %v", err)
-	}
-	tasks := map[xtrace.TaskID]string{}
-	regions := map[string]int{}
-	var outside []string
-	for {
-		ev, err := rd.ReadEvent()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading the runtime trace: %v", err)
-		}
-		switch ev.Kind() {
-		case xtrace.EventTaskBegin:
-			task := ev.Task()
-			tasks[task.ID] = task.Type
-		case xtrace.EventRegionBegin:
-			r := ev.Region()
-			regions[r.Type]++
-			if typ, ok := tasks[r.Task]; !ok || !strings.HasPrefix(typ, "GET ") {
-				outside = append(outside, r.Type)
-			}
-		}
-	}
-	gets := 0
-	for _, typ := range tasks {
-		if strings.HasPrefix(typ, "GET ") {
-			gets++
-		}
-	}
-	if gets != requests {
-		t.Errorf("%d request tasks; want one per request (%d)", gets, requests)
-	}
+	regions, outside := got.regions, got.outside
 	conns := int(a.conns.Load() + b.conns.Load())
 	handshakes := int(a.handshakes.Load() + b.handshakes.Load())
 	t.Logf("requests %d, regions %v, origin connections %d, handshakes %d", requests, regions, conns, handshakes)
@@ -337,4 +301,51 @@ func TestTraceRuntimeTrace(t *testing.T) {
 	if len(outside) > 0 {
 		t.Errorf("%d regions outside any request's task: %q", len(outside), outside)
 	}
+}
+
+// runtimeTrace is what a runtime trace written by trace --runtime-trace holds.
+type runtimeTrace struct {
+	tasks   int            // tasks of requests ("GET <kind>")
+	regions map[string]int // regions by type
+	outside []string       // types of the regions not in a request's task
+}
+
+// readRuntimeTrace parses the runtime trace at path with the parser go tool trace uses.
+func readRuntimeTrace(t *testing.T, path string) runtimeTrace {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := xtrace.NewReader(f)
+	if err != nil {
+		t.Fatalf("the runtime trace does not parse: %v", err)
+	}
+	tasks := map[xtrace.TaskID]string{}
+	rt := runtimeTrace{regions: map[string]int{}}
+	for {
+		ev, err := rd.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the runtime trace: %v", err)
+		}
+		switch ev.Kind() {
+		case xtrace.EventTaskBegin:
+			task := ev.Task()
+			tasks[task.ID] = task.Type
+			if strings.HasPrefix(task.Type, "GET ") {
+				rt.tasks++
+			}
+		case xtrace.EventRegionBegin:
+			r := ev.Region()
+			rt.regions[r.Type]++
+			if typ, ok := tasks[r.Task]; !ok || !strings.HasPrefix(typ, "GET ") {
+				rt.outside = append(rt.outside, r.Type)
+			}
+		}
+	}
+	return rt
 }

@@ -155,7 +155,7 @@ func TestTraceLab(t *testing.T) {
 
 	t.Run("fall-through", func(t *testing.T) {
 		tr := chainTrace.trace
-		want := 3 * missing // .info, .mod and .zip of every module version proxy-a lacks
+		want := 3 * missing                         // .info, .mod and .zip of every module version proxy-a lacks
 		chain := traceRun(t, tr, "chain, dns="+udp) // a backend other than system is in the run's name
 		if chain.Failed != 0 || chain.FallThroughs != want {
 			t.Errorf("chain: %d failed, %d fall-throughs; want 0 and %d", chain.Failed, chain.FallThroughs, want)

@@ -6,6 +6,9 @@
 #   BENCH_TREE=DIR BENCH_APP=DIR bash bench/serve.sh   # a real tree (e.g. GOMODCACHE/cache/download
 #                                                      # of a `go mod download all`) and its app
 #   HUGE=300 bash bench/serve.sh      # also: RSS while 8 clients fetch one 300 MB zip
+#   HOLO_FLAGS="--negative-ttl 1m" bash bench/serve.sh  # extra serve flags
+#   HOLO_SUMDB="KEY URL" bash bench/serve.sh  # verify against this checksum database (GOSUMDB
+#                                             # syntax; default off), e.g. bench/sumdb's
 #
 # Prints, for the same tree: `go mod download all` with a fresh client cache from nginx
 # (the baseline), through a cold holoproxy (filling from that nginx) and through a warm one;
@@ -81,7 +84,7 @@ holo_pid=""
 start_holo() { # fresh cache when $1 = cold
 	[ "$1" = cold ] && rm -rf "$W/cache"
 	"$W/holoproxy" serve --listen "127.0.0.1:$HOLO_PORT" --cache-dir "$W/cache" --upstream "$NGINX" \
-		--log-level error ${HOLO_FLAGS:-} 2>>"$W/holoproxy.log" &
+		--log-level error --sumdb "${HOLO_SUMDB:-off}" ${HOLO_FLAGS:-} 2>>"$W/holoproxy.log" &
 	holo_pid=$!
 	pids+=("$holo_pid")
 	wait_http "$HOLO/bench.test/none/@v/list" || true

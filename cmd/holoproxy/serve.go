@@ -36,6 +36,8 @@ type serveOptions struct {
 	firstByte       time.Duration
 	bodyIdle        time.Duration
 	shutdownTimeout time.Duration
+	observe         observeOptions  // --dns, --ca-file, --dns-min-ttl, --dns-max-ttl (serve_observe.go)
+	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
 }
 
 func newServeCmd() *cobra.Command {
@@ -82,6 +84,8 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
 	f.DurationVar(&o.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
+	addObserveFlags(f, &o.observe)
+	addChecksumFlags(f, &o.checks)
 	return cmd
 }
 
@@ -99,7 +103,11 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 			return err
 		}
 	}
-	hc, closeIdle, err := upstreamClient(o)
+	obs, err := newObservability(o.observe, log)
+	if err != nil {
+		return err
+	}
+	hc, closeIdle, err := upstreamClient(o, obs)
 	if err != nil {
 		return err
 	}
@@ -119,11 +127,27 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	db, nosumdb, err := resolveSumDB(ctx, o.checks)
+	if err != nil {
+		return err
+	}
+	sums, err := newChecksums(db, nosumdb, cacheDir, chain, disk, hc, userAgent(), obs.reg, log)
+	if err != nil {
+		return err
+	}
+	// Every upstream attempt's outcome, in order: checksum failures to their metric (and
+	// the health scorer, when it hooks in here).
+	fills := fillHooks{
+		func(upstream string, _ goproxy.Request, err error) { sums.metrics.ObserveFill(upstream, err) },
+	}
 	srv, err := server.New(server.Config{
 		Store:       disk,
 		Chain:       chain,
 		ListTTL:     o.listTTL,
 		NegativeTTL: o.negativeTTL,
+		Verify:      sums.verify,
+		OnFill:      fills.onFill,
+		Registerer:  obs.reg,
 		Logger:      log,
 	})
 	if err != nil {
@@ -138,7 +162,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}()
 
 	mux := http.NewServeMux()
-	// Others mount here: "/metrics", "/sumdb/" and the dashboard at "/{$}".
+	// Others mount here: the dashboard at "/{$}".
+	mux.Handle("/metrics", obs.handler())
+	mux.Handle("/sumdb/", sums.proxy)
 	mux.Handle("/", srv)
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -177,21 +203,28 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	return nil
 }
 
-// upstreamClient returns the HTTP client every upstream request goes through, honouring the
-// timeout flags, and a function releasing its idle connections. It is the one place the
-// upstream transport is chosen.
-func upstreamClient(o serveOptions) (*http.Client, func(), error) {
+// upstreamClient returns the HTTP client every upstream request goes through (proxies and
+// the checksum database), honouring the timeout flags, resolving through obs's resolver,
+// trusting --ca-file and handing every Sample to obs's sinks, and a function releasing its
+// idle connections. It is the one place the upstream transport is chosen.
+func upstreamClient(o serveOptions, obs *observability) (*http.Client, func(), error) {
 	t, err := netobs.NewTransport(netobs.TransportConfig{
+		Resolver:         obs.resolver,
+		CAFile:           o.observe.caFile,
 		ConnectTimeout:   o.connectTimeout,
 		TLSTimeout:       o.tlsTimeout,
 		FirstByteTimeout: o.firstByte,
 		BodyIdleTimeout:  o.bodyIdle,
+		Sink:             obs.sinks,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream transport: %w", err)
 	}
-	return t.Client(), t.CloseIdleConnections, nil
+	return &http.Client{Transport: userAgentTransport{rt: t, ua: userAgent()}}, t.CloseIdleConnections, nil
 }
+
+// userAgent is the User-Agent of holoproxy's upstream requests.
+func userAgent() string { return "holoproxy/" + buildVersion() }
 
 // checkChain logs the entries of chain that holoproxy does not fetch from and refuses a
 // chain with no proxy to fetch from before its end.

@@ -69,7 +69,8 @@ type proc struct {
 var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
 
 // startHoloproxy runs `holoproxy serve` on a free loopback port with args appended and env
-// added to the environment, and waits until it serves. The process is killed and waited for
+// added to the environment (with HOLOPROXY_SUMDB=off unless env or args say otherwise), and
+// waits until it serves. The process is killed and waited for
 // in t.Cleanup if the test has not ended it.
 func startHoloproxy(t *testing.T, args, env []string) *proc {
 	t.Helper()
@@ -77,7 +78,9 @@ func startHoloproxy(t *testing.T, args, env []string) *proc {
 	p := &proc{log: &logBuffer{}, done: make(chan struct{})}
 	addrc := make(chan string, 1)
 	p.cmd = exec.Command(bin, append([]string{"serve", "--listen=127.0.0.1:0"}, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
+	// Checksum verification is off unless a test passes --sumdb (a flag wins over its twin):
+	// the default, `go env GOSUMDB`, names a public database, and tests talk only to loopback.
+	p.cmd.Env = append(append(os.Environ(), "HOLOPROXY_SUMDB=off"), env...)
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = &addrWatcher{w: p.log, found: addrc}
 	p.cmd.WaitDelay = 10 * time.Second

@@ -80,6 +80,7 @@ func newRootCmd(getenv func(string) (string, bool)) *cobra.Command {
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newWarmCmd())
 	root.AddCommand(newTraceCmd())
+	root.AddCommand(newVerifyCmd())
 	addEnvTwins(root)
 	return root
 }

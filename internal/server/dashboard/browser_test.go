@@ -1,0 +1,268 @@
+package dashboard
+
+import (
+	"context"
+	"flag"
+	"math"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/holoproxy/holoproxy/internal/health"
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+var screenshot = flag.String("dashboard.png", "", "write a PNG screenshot of the dashboard in the browser test to this file")
+
+// chromium returns the browser to drive, or skips the test (fails it under CI=true).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed; CI must run the dashboard browser test")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium): skipping the dashboard browser test")
+	return ""
+}
+
+// userDataDir returns a fresh profile directory, removed after the test with retries:
+// the browser's children may still write into it for a moment after it stops.
+func userDataDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "holoproxy-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if err := os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
+const (
+	proxyA = "https://proxy-a.test"
+	proxyB = "https://proxy-b.test"
+	proxyC = "https://proxy-c.test"
+)
+
+// seedTraffic fills ring with five minutes of plausible traffic ending at now: A near and
+// fast but blackholed for 40 s three minutes ago, B slower with 20 % of answers 500 ms late,
+// C a distant fallback asked rarely. It returns how many Samples it added.
+func seedTraffic(ring *Ring, now time.Time) int {
+	rng := rand.New(rand.NewPCG(1, 2))
+	lognormal := func(median time.Duration, sigma float64) time.Duration {
+		return time.Duration(float64(median) * math.Exp(rng.NormFloat64()*sigma))
+	}
+	kinds := []string{"info", "mod", "mod", "zip", "list"}
+	mods := []string{"golang.org/x/text", "github.com/spf13/cobra", "github.com/miekg/dns", "golang.org/x/sync",
+		"github.com/prometheus/client_golang", "gopkg.in/yaml.v3", "github.com/google/go-cmp"}
+	n := 0
+	add := func(up string, at time.Time, ttfb time.Duration, fresh bool, errClass string) {
+		kind := kinds[rng.IntN(len(kinds))]
+		mod := mods[rng.IntN(len(mods))]
+		s := netobs.Sample{Upstream: up, Kind: kind, Method: "GET", Start: at, TTFB: ttfb, Status: 200, Reused: !fresh, Proto: "HTTP/2.0"}
+		s.URL = up + "/" + mod + "/@v/v1." + string(rune('0'+rng.IntN(9))) + ".0." + kind
+		if kind == "list" {
+			s.URL = up + "/" + mod + "/@v/list"
+		}
+		if fresh {
+			s.DNS = lognormal(2*time.Millisecond, 0.5)
+			s.Connect = lognormal(ttfb/3+time.Millisecond, 0.3)
+			s.TLS = lognormal(ttfb/2+2*time.Millisecond, 0.3)
+		}
+		if kind == "zip" {
+			s.Transfer = lognormal(120*time.Millisecond, 0.8)
+			s.Bytes = int64(rng.IntN(4<<20) + 50<<10)
+		} else {
+			s.Transfer = lognormal(300*time.Microsecond, 0.5)
+			s.Bytes = int64(rng.IntN(3000) + 100)
+		}
+		if errClass != "" {
+			s.Status, s.TTFB, s.Transfer, s.Bytes = 0, 0, 0, 0
+			s.ErrClass = errClass
+			s.Connect, s.TLS = 2*time.Second, 0 // the connect timeout of the transport
+		}
+		s.Total = s.DNS + s.Connect + s.TLS + s.TTFB + s.Transfer
+		ring.Observe(s)
+		n++
+	}
+	start := now.Add(-5 * time.Minute)
+	for t := start; t.Before(now); t = t.Add(time.Duration(300+rng.IntN(400)) * time.Millisecond) {
+		ago := now.Sub(t)
+		incident := ago < 3*time.Minute && ago > 2*time.Minute+20*time.Second
+		if incident {
+			if rng.IntN(3) == 0 {
+				add(proxyA, t, 0, true, netobs.ClassTCPTimeout)
+			}
+			d := lognormal(60*time.Millisecond, 0.3)
+			if rng.IntN(5) == 0 {
+				d += 500 * time.Millisecond
+			}
+			add(proxyB, t, d, rng.IntN(10) == 0, "")
+			continue
+		}
+		add(proxyA, t, lognormal(18*time.Millisecond, 0.4), rng.IntN(25) == 0, "")
+		if rng.IntN(3) == 0 {
+			d := lognormal(60*time.Millisecond, 0.3)
+			if rng.IntN(5) == 0 {
+				d += 500 * time.Millisecond
+			}
+			add(proxyB, t, d, rng.IntN(10) == 0, "")
+		}
+		if rng.IntN(12) == 0 {
+			add(proxyC, t, lognormal(160*time.Millisecond, 0.3), rng.IntN(4) == 0, "")
+		}
+	}
+	return n
+}
+
+// TestDashboardInBrowser loads the page in headless Chromium: no console errors, heatmap
+// cells after traffic, and a state change shown without a reload.
+func TestDashboardInBrowser(t *testing.T) {
+	exe := chromium(t)
+	now := time.Now()
+	fh := &fakeHealth{statuses: []health.Status{
+		status(proxyA, health.StateHealthy, 0.97, now.Add(-2*time.Minute)),
+		status(proxyB, health.StateHealthy, 0.86, now.Add(-time.Hour)),
+		status(proxyC, health.StateHealthy, 0.91, now.Add(-time.Hour)),
+	}}
+	fh.statuses[0].TTFBP50, fh.statuses[0].TTFBP95 = 18*time.Millisecond, 41*time.Millisecond
+	fh.statuses[0].Requests, fh.statuses[0].Failures = 61, 0
+	fh.statuses[1].TTFBP50, fh.statuses[1].TTFBP95 = 62*time.Millisecond, 580*time.Millisecond
+	fh.statuses[1].Requests, fh.statuses[1].Failures = 23, 0.5
+	fh.statuses[1].Components.TTFB = 0.6
+	fh.statuses[2].TTFBP50, fh.statuses[2].TTFBP95 = 160*time.Millisecond, 260*time.Millisecond
+	fh.statuses[2].Requests = 3
+	incident := now.Add(-3 * time.Minute)
+	fh.set(0, health.StateDegraded, 0.7, incident.Add(800*time.Millisecond), "score below 0.8 (tcp_timeout)")
+	fh.set(0, health.StateUnhealthy, 0.41, incident.Add(1900*time.Millisecond), "3 failures in a row, last tcp_timeout")
+	fh.set(0, health.StateHalfOpen, 0.41, incident.Add(2900*time.Millisecond), "backoff of 1s elapsed")
+	fh.set(0, health.StateUnhealthy, 0.4, incident.Add(3100*time.Millisecond), "failure in half-open: tcp_timeout")
+	fh.set(0, health.StateHalfOpen, 0.4, incident.Add(40*time.Second), "backoff of 32s elapsed")
+	fh.set(0, health.StateHealthy, 0.97, incident.Add(41*time.Second), "3 successes in half-open")
+	fh.mu.Lock()
+	fh.statuses[0].Since = incident.Add(41 * time.Second)
+	fh.mu.Unlock()
+
+	ring := NewRing(0)
+	cc := &CacheCounter{Header: "X-Holoproxy-Cache"}
+	var hedges health.HedgeStats
+	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC,
+		Hedges: func() health.HedgeStats { return hedges }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(userDataDir(t)),
+		chromedp.WindowSize(1440, 1200),
+	)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+
+	// Collect console errors and exceptions for the whole visit.
+	consoleCtx, stopConsole := context.WithCancel(bctx)
+	var (
+		mu       sync.Mutex
+		problems []string
+		wg       sync.WaitGroup
+	)
+	messages := chromedp.Console(consoleCtx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL)); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	poll := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond),
+			chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	poll("three upstream cards", `document.querySelectorAll('#upstreams .card').length === 3`)
+	// Mark the page: a reload would lose the mark.
+	if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](`window.__holoproxyMark = 42`)); err != nil {
+		t.Fatal(err)
+	}
+	cells, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#heatmap .cell.v').length`))
+	if err != nil || cells != 0 {
+		t.Fatalf("%d heatmap cells before traffic (%v), want 0", cells, err)
+	}
+
+	n := seedTraffic(ring, time.Now())
+	cc.hits.Store(1843)
+	cc.misses.Store(212)
+	cc.negative.Store(97)
+	cc.bytes.Store(1_362_000_000)
+	hedges = health.HedgeStats{Attempts: 412, Fired: 31, Capped: 4}
+	t.Logf("fed %d Samples", n)
+	poll("heatmap cells after traffic", `document.querySelectorAll('#heatmap .cell.v').length > 100`)
+	poll("waterfalls after traffic", `document.querySelectorAll('#slowest .wf').length === 8`)
+
+	fh.set(1, health.StateUnhealthy, 0.38, time.Now(), "3 failures in a row, last tcp_timeout")
+	poll("B shown unhealthy without a reload",
+		`(() => { const s = document.querySelector('[data-upstream="`+proxyB+`"] .state'); return !!s && s.textContent === 'unhealthy'; })()`)
+	mark, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.__holoproxyMark || 0`))
+	if err != nil || mark != 42 {
+		t.Fatalf("page mark %d (%v): the page was reloaded", mark, err)
+	}
+
+	if *screenshot != "" {
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*screenshot, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stopConsole()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatalf("console errors:\n%v", problems)
+	}
+}

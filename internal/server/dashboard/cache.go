@@ -1,0 +1,86 @@
+package dashboard
+
+import (
+	"net/http"
+	"sync/atomic"
+)
+
+// CacheStats are the cache counters the dashboard shows.
+type CacheStats struct {
+	Hits        int64 `json:"hits"`     // answered from the store
+	Misses      int64 `json:"misses"`   // filled from an upstream
+	Stale       int64 `json:"stale"`    // stale copies served because every upstream failed
+	Negative    int64 `json:"negative"` // remembered not-found answers
+	Other       int64 `json:"other"`    // answers without a cache state (errors, bad requests)
+	BytesServed int64 `json:"bytes_served"`
+}
+
+// CacheCounter counts a GOPROXY handler's answers by the cache state its response header
+// names (hit, miss, stale, negative) and the bytes it writes. Wrap the proxy handler with it;
+// Stats feeds Config.Cache.
+type CacheCounter struct {
+	// Header is the response header that carries the cache state (the server's CacheHeader).
+	Header string
+
+	hits, misses, stale, negative, other, bytes atomic.Int64
+}
+
+// Wrap returns next with its answers counted.
+func (c *CacheCounter) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, c: c}
+		next.ServeHTTP(cw, r)
+		if !cw.counted {
+			cw.count()
+		}
+	})
+}
+
+// Stats returns the counts so far.
+func (c *CacheCounter) Stats() CacheStats {
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(),
+		Negative: c.negative.Load(), Other: c.other.Load(), BytesServed: c.bytes.Load()}
+}
+
+// countingWriter counts one answer: its cache state when the header is written, its bytes
+// as they are written.
+type countingWriter struct {
+	http.ResponseWriter
+	c       *CacheCounter
+	counted bool
+}
+
+func (w *countingWriter) count() {
+	w.counted = true
+	switch w.Header().Get(w.c.Header) {
+	case "hit":
+		w.c.hits.Add(1)
+	case "miss":
+		w.c.misses.Add(1)
+	case "stale":
+		w.c.stale.Add(1)
+	case "negative":
+		w.c.negative.Add(1)
+	default:
+		w.c.other.Add(1)
+	}
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if !w.counted {
+		w.count()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if !w.counted {
+		w.count()
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.c.bytes.Add(int64(n))
+	return n, err
+}
+
+// Unwrap gives http.ResponseController the underlying writer (flushing, deadlines).
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,339 @@
+// Package dashboard serves holoproxy's live page: per upstream its health score, state and
+// transitions, a heatmap of phase latencies over the last minutes, cache counters and the
+// slowest recent requests as waterfalls. The page and its assets are embedded; the page
+// polls a JSON endpoint, /api/chain, documented in docs/api-chain.md. The package reads
+// health, Samples and cache counters through small interfaces and knows nothing of the
+// server's internals.
+package dashboard
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/health"
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// HealthSource reports upstream health; *health.Scorer satisfies it.
+type HealthSource interface {
+	Statuses() []health.Status
+	Transitions() []health.Transition
+}
+
+// SampleSource reports recent Samples; *Ring satisfies it.
+type SampleSource interface {
+	Samples() []netobs.Sample
+}
+
+// Config configures a Handler. Zero fields take the documented defaults.
+type Config struct {
+	// Health and Samples feed the page. Required.
+	Health  HealthSource
+	Samples SampleSource
+	// Cache, when set, reports the cache counters.
+	Cache func() CacheStats
+	// Hedges, when set, reports the hedging counts.
+	Hedges func() health.HedgeStats
+	// Prefetch, when set, reports the prefetch counts.
+	Prefetch func() PrefetchStats
+	// Chain is the upstream list in GOPROXY syntax, shown in the header.
+	Chain string
+	// Span is the time the heatmap and the slowest requests cover (default 5m), in Columns
+	// columns (default 60).
+	Span    time.Duration
+	Columns int
+	// Slowest is the number of slowest requests shown (default 8).
+	Slowest int
+	// Now tells the time (default time.Now).
+	Now func() time.Time
+}
+
+// PrefetchStats are the prefetch counters the dashboard shows.
+type PrefetchStats struct {
+	Queued  int64 `json:"queued"`  // requests queued for prefetch
+	Fetched int64 `json:"fetched"` // prefetches that completed
+	Dropped int64 `json:"dropped"` // dropped because the queue was full
+	Failed  int64 `json:"failed"`
+}
+
+// Handler serves the page at "/", its assets under "/assets/" and the data at "/api/chain".
+type Handler struct {
+	cfg    Config
+	static http.Handler
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Span <= 0 {
+		cfg.Span = 5 * time.Minute
+	}
+	if cfg.Columns <= 0 {
+		cfg.Columns = 60
+	}
+	if cfg.Slowest <= 0 {
+		cfg.Slowest = 8
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	sub, err := fs.Sub(assets, "assets")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return &Handler{cfg: cfg, static: http.StripPrefix("/assets/", http.FileServerFS(sub))}
+}
+
+// Owns reports whether path is one the Handler serves, so that a server can route the rest
+// of its paths (GOPROXY requests) elsewhere. None of them is a valid module path.
+func (h *Handler) Owns(path string) bool {
+	return path == "/" || path == "/api/chain" || strings.HasPrefix(path, "/assets/")
+}
+
+// ServeHTTP serves the page, its assets and /api/chain.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "the dashboard answers GET and HEAD only", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	switch {
+	case r.URL.Path == "/":
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:")
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, assets, "assets/index.html")
+	case r.URL.Path == "/api/chain":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		_ = enc.Encode(h.Snapshot())
+	case strings.HasPrefix(r.URL.Path, "/assets/"):
+		w.Header().Set("Cache-Control", "no-cache")
+		h.static.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Chain is the document /api/chain serves (docs/api-chain.md).
+type Chain struct {
+	Now         time.Time          `json:"now"`
+	Chain       string             `json:"chain"`
+	Upstreams   []Upstream         `json:"upstreams"`
+	Transitions []Transition       `json:"transitions"`
+	Heatmap     Heatmap            `json:"heatmap"`
+	Cache       *CacheView         `json:"cache,omitempty"`
+	Hedges      *health.HedgeStats `json:"hedges,omitempty"`
+	Prefetch    *PrefetchStats     `json:"prefetch,omitempty"`
+	Slowest     []Request          `json:"slowest"`
+}
+
+// Upstream is one upstream's health as the page shows it.
+type Upstream struct {
+	Name             string            `json:"name"`
+	State            health.State      `json:"state"`
+	Since            time.Time         `json:"since"`
+	Score            float64           `json:"score"`
+	Components       health.Components `json:"components"`
+	Weights          health.Weights    `json:"weights"`
+	Requests         float64           `json:"requests"`
+	Failures         float64           `json:"failures"`
+	Verified         float64           `json:"verified"`
+	ChecksumFailures float64           `json:"checksum_failures"`
+	ErrorsByClass    map[string]int    `json:"errors_by_class,omitempty"`
+	TTFBP50ms        float64           `json:"ttfb_p50_ms"`
+	TTFBP95ms        float64           `json:"ttfb_p95_ms"`
+	RetryAt          *time.Time        `json:"retry_at,omitempty"`
+	BackoffMs        float64           `json:"backoff_ms,omitempty"`
+}
+
+// Transition is a change of an upstream's state.
+type Transition struct {
+	At       time.Time    `json:"at"`
+	Upstream string       `json:"upstream"`
+	From     health.State `json:"from"`
+	To       health.State `json:"to"`
+	Score    float64      `json:"score"`
+	Reason   string       `json:"reason"`
+}
+
+// Heatmap is phase latency over time: one row per upstream and phase (and one of errors per
+// upstream), one column per time bucket.
+type Heatmap struct {
+	Start    time.Time `json:"start"`
+	BucketMs float64   `json:"bucket_ms"`
+	Columns  int       `json:"columns"`
+	Rows     []Row     `json:"rows"`
+}
+
+// Row is one heatmap row. Phase is a netobs phase name or "errors".
+type Row struct {
+	Upstream string  `json:"upstream"`
+	Phase    string  `json:"phase"`
+	Cells    []*Cell `json:"cells"` // null where nothing was observed
+}
+
+// Cell is one heatmap cell: the 90th percentile of the phase's durations in the bucket (for
+// the errors row, the number of failed exchanges), over N observations.
+type Cell struct {
+	P90ms  float64 `json:"p90_ms,omitempty"`
+	N      int     `json:"n"`
+	Errors int     `json:"errors,omitempty"`
+}
+
+// CacheView adds the hit rate to the cache counters.
+type CacheView struct {
+	CacheStats
+	HitRate float64 `json:"hit_rate"` // hits (stale included) over hits and misses; 0 without traffic
+}
+
+// Request is one recent upstream exchange drawn as a waterfall.
+type Request struct {
+	Upstream   string    `json:"upstream"`
+	Kind       string    `json:"kind"`
+	Path       string    `json:"path"`
+	Start      time.Time `json:"start"`
+	Status     int       `json:"status,omitempty"`
+	ErrClass   string    `json:"err_class,omitempty"`
+	Reused     bool      `json:"reused"`
+	Proto      string    `json:"proto,omitempty"`
+	Bytes      int64     `json:"bytes"`
+	DNSms      float64   `json:"dns_ms"`
+	Connectms  float64   `json:"connect_ms"`
+	TLSms      float64   `json:"tls_ms"`
+	TTFBms     float64   `json:"ttfb_ms"`
+	Transferms float64   `json:"transfer_ms"`
+	Totalms    float64   `json:"total_ms"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+
+// Snapshot builds the /api/chain document.
+func (h *Handler) Snapshot() Chain {
+	now := h.cfg.Now()
+	doc := Chain{Now: now, Chain: h.cfg.Chain, Transitions: []Transition{}, Slowest: []Request{}}
+	order := map[string]int{}
+	for _, st := range h.cfg.Health.Statuses() {
+		u := Upstream{Name: st.Upstream, State: st.State, Since: st.Since, Score: round3(st.Score),
+			Components: st.Components, Weights: st.Weights, Requests: st.Requests, Failures: st.Failures,
+			Verified: st.Verified, ChecksumFailures: st.ChecksumFailures, ErrorsByClass: st.ErrorsByClass,
+			TTFBP50ms: ms(st.TTFBP50), TTFBP95ms: ms(st.TTFBP95)}
+		if !st.RetryAt.IsZero() {
+			t := st.RetryAt
+			u.RetryAt, u.BackoffMs = &t, ms(st.Backoff)
+		}
+		order[st.Upstream] = len(doc.Upstreams)
+		doc.Upstreams = append(doc.Upstreams, u)
+	}
+	trs := h.cfg.Health.Transitions()
+	for i := len(trs) - 1; i >= 0 && len(doc.Transitions) < 50; i-- {
+		t := trs[i]
+		doc.Transitions = append(doc.Transitions, Transition{At: t.At, Upstream: t.Upstream, From: t.From, To: t.To,
+			Score: round3(t.Score), Reason: t.Reason})
+	}
+	if h.cfg.Cache != nil {
+		cs := h.cfg.Cache()
+		v := &CacheView{CacheStats: cs}
+		if n := cs.Hits + cs.Stale + cs.Misses; n > 0 {
+			v.HitRate = round3(float64(cs.Hits+cs.Stale) / float64(n))
+		}
+		doc.Cache = v
+	}
+	if h.cfg.Hedges != nil {
+		hs := h.cfg.Hedges()
+		doc.Hedges = &hs
+	}
+	if h.cfg.Prefetch != nil {
+		ps := h.cfg.Prefetch()
+		doc.Prefetch = &ps
+	}
+	h.heatmap(&doc, now, order)
+	return doc
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// heatmap fills the heatmap and the slowest requests from the Samples within the span.
+func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
+	cols := h.cfg.Columns
+	bucket := h.cfg.Span / time.Duration(cols)
+	end := now.Truncate(bucket).Add(bucket)
+	start := end.Add(-time.Duration(cols) * bucket)
+	doc.Heatmap = Heatmap{Start: start, BucketMs: ms(bucket), Columns: cols, Rows: []Row{}}
+
+	type key struct {
+		up    string
+		phase string
+		col   int
+	}
+	durs := map[key][]time.Duration{}
+	errs := map[key]int{}
+	var recent []netobs.Sample
+	upstreams := slices.Clone(doc.Upstreams)
+	for _, s := range h.cfg.Samples.Samples() {
+		if s.Upstream == "" || s.Start.Before(start) || !s.Start.Before(end) || s.ErrClass == netobs.ClassCanceled {
+			continue
+		}
+		if _, ok := order[s.Upstream]; !ok {
+			order[s.Upstream] = len(upstreams)
+			upstreams = append(upstreams, Upstream{Name: s.Upstream})
+		}
+		col := int(s.Start.Sub(start) / bucket)
+		for _, p := range netobs.Phases {
+			if d := s.PhaseDuration(p); d > 0 {
+				k := key{s.Upstream, string(p), col}
+				durs[k] = append(durs[k], d)
+			}
+		}
+		if s.ErrClass != "" || s.Status >= 500 {
+			errs[key{s.Upstream, "errors", col}]++
+		}
+		recent = append(recent, s)
+	}
+	for _, u := range upstreams {
+		for _, p := range append(slices.Clone(netobs.Phases), "errors") {
+			row := Row{Upstream: u.Name, Phase: string(p), Cells: make([]*Cell, cols)}
+			for c := range cols {
+				k := key{u.Name, string(p), c}
+				if p == "errors" {
+					if n := errs[k]; n > 0 {
+						row.Cells[c] = &Cell{N: n, Errors: n}
+					}
+					continue
+				}
+				if ds := durs[k]; len(ds) > 0 {
+					slices.Sort(ds)
+					i := int(math.Ceil(0.9*float64(len(ds)))) - 1
+					row.Cells[c] = &Cell{P90ms: ms(ds[max(i, 0)]), N: len(ds)}
+				}
+			}
+			doc.Heatmap.Rows = append(doc.Heatmap.Rows, row)
+		}
+	}
+	slices.SortFunc(recent, func(a, b netobs.Sample) int {
+		switch {
+		case a.Total > b.Total:
+			return -1
+		case a.Total < b.Total:
+			return 1
+		}
+		return b.Start.Compare(a.Start)
+	})
+	for _, s := range recent[:min(len(recent), h.cfg.Slowest)] {
+		path := strings.TrimPrefix(s.URL, s.Upstream)
+		doc.Slowest = append(doc.Slowest, Request{Upstream: s.Upstream, Kind: s.Kind, Path: path, Start: s.Start,
+			Status: s.Status, ErrClass: s.ErrClass, Reused: s.Reused, Proto: s.Proto, Bytes: s.Bytes,
+			DNSms: ms(s.DNS), Connectms: ms(s.Connect), TLSms: ms(s.TLS), TTFBms: ms(s.TTFB),
+			Transferms: ms(s.Transfer), Totalms: ms(s.Total)})
+	}
+}

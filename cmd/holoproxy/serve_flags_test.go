@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// Bad values of the checksum and DNS flags of serve are usage errors (exit 2, one line),
+// found before anything listens.
+func TestServeChecksumAndDNSFlags(t *testing.T) {
+	base := []string{"serve", "--listen=127.0.0.1:0", "--upstream=http://127.0.0.1:1", "--cache-dir=" + t.TempDir()}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad dns", []string{"--dns=ftp://x"}, "--dns"},
+		{"ttl floor above ceiling", []string{"--dns-min-ttl=2h"}, "--dns-min-ttl"},
+		{"zero ttl", []string{"--dns-max-ttl=0s"}, "--dns-max-ttl"},
+		{"missing ca file", []string{"--ca-file=/nonexistent/ca.pem"}, "--ca-file"},
+		{"bad sumdb", []string{"--sumdb=sum.test+notakey"}, "--sumdb"},
+	} {
+		var out, errb bytes.Buffer
+		code := execute(append(append([]string{}, base...), tc.args...), func(string) (string, bool) { return "", false }, &out, &errb)
+		if code != exitUsage || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d naming %s", tc.name, code, errb.String(), exitUsage, tc.want)
+		}
+		if n := strings.Count(strings.TrimSpace(errb.String()), "\n"); n != 0 {
+			t.Errorf("%s: usage error spans %d lines; want one", tc.name, n+1)
+		}
+	}
+}

@@ -275,6 +275,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		return err
 	}
 	t.Title = what + ", " + t.Title
+	if !strings.HasPrefix(o.compare, "dns=") && o.upstream.dns != "system" {
+		t.Title += ", DNS " + o.upstream.dns
+	}
 	if o.count > 1 {
 		t.Title += fmt.Sprintf(", %d passes", o.count)
 	}

@@ -27,7 +27,8 @@ var ErrBadCompare = errors.New(`want "transports" or "dns=BACKEND,BACKEND,..."`)
 //   - "dns=B1,B2,...": one Run per resolver backend (the --dns forms: system,
 //     udp://host:port, tcp://..., tls://..., https://...), with a shared transport.
 //
-// An empty spec returns the default Runs, PerEntrySetups with dns. Errors wrap
+// An empty spec returns the default Runs, PerEntrySetups on the backend dns, named as
+// PerEntrySetups names them ("chain", "<proxy> alone"). Errors wrap
 // ErrBadCompare or the backend's parse error.
 func CompareSetups(spec, proxy, dns string) ([]Setup, error) {
 	switch {
@@ -36,10 +37,11 @@ func CompareSetups(spec, proxy, dns string) ([]Setup, error) {
 		if err != nil {
 			return nil, err
 		}
-		if dns != "system" { // the default backend goes unnamed
-			for i := range setups {
-				setups[i].DNS = dns
-			}
+		for i := range setups {
+			// One backend for every Run: it is not what tells them apart, so it stays out
+			// of their names (the caller names it once, in the title).
+			setups[i].Name = setups[i].name()
+			setups[i].DNS = dns
 		}
 		return setups, nil
 	case spec == "transports":

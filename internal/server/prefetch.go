@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/modfile"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/server/dashboard"
+)
+
+// prefetcher fetches, in the background, the files the go command is about to ask for, so
+// that upstream round trips overlap with its work: the go command walks the module graph
+// almost one .mod at a time, with only GOMAXPROCS-way parallelism.
+//
+//   - After a version's .mod was filled from an upstream, the .info and .mod of every module
+//     it requires (the next layer of the graph; prefetched .mod files expand in turn, so
+//     the walk follows the graph, each key once).
+//   - After a version's .info was filled on a client's request, its .mod and .zip (the
+//     order of go mod download). A prefetched .info does not pull its .zip.
+//
+// Prefetches are ordinary fills (one per key, validated, verified, stored), run by a fixed
+// number of workers from a bounded queue: when the queue is full a prefetch is dropped,
+// never waited for. Close stops the workers.
+type prefetcher struct {
+	fetch func(ctx context.Context, r goproxy.Request) error    // fills r
+	read  func(ctx context.Context, key string) ([]byte, error) // reads a stored file
+	queue chan prefetchTask
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	seen map[string]bool // guarded by mu; keys queued by the prefetcher (bounded by maxPrefetchSeen)
+
+	queued, fetched, dropped, failed atomic.Int64
+	metric                           *prometheus.CounterVec
+}
+
+// prefetchTask is one job of a worker: fill req, or (expand) read the stored .mod req and
+// queue the next layer of the graph.
+type prefetchTask struct {
+	req    goproxy.Request
+	expand bool
+}
+
+// maxPrefetchSeen bounds the memory of queued keys; past it the set starts over (a key may
+// then be queued twice, which costs a store lookup).
+const maxPrefetchSeen = 100000
+
+// newPrefetcher starts workers workers under parent. It returns nil when workers < 1: every
+// method of a nil prefetcher does nothing.
+func newPrefetcher(parent context.Context, workers int, reg prometheus.Registerer,
+	fetch func(context.Context, goproxy.Request) error, read func(context.Context, string) ([]byte, error)) (*prefetcher, error) {
+	if workers < 1 {
+		return nil, nil
+	}
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "holoproxy_prefetch_total",
+		Help: "Background prefetches of the module graph by result: queued, fetched, failed, dropped (queue full).",
+	}, []string{"result"})
+	if reg != nil {
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("prefetch metrics: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(parent)
+	p := &prefetcher{fetch: fetch, read: read, queue: make(chan prefetchTask, 64*workers),
+		ctx: ctx, cancel: cancel, seen: map[string]bool{}, metric: m}
+	for range workers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p, nil
+}
+
+func (p *prefetcher) work() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case t := <-p.queue:
+			if t.expand {
+				p.expand(t.req)
+				continue
+			}
+			if err := p.fetch(p.ctx, t.req); err != nil {
+				if p.ctx.Err() != nil {
+					return
+				}
+				p.failed.Add(1)
+				p.metric.WithLabelValues("failed").Inc()
+				continue
+			}
+			p.fetched.Add(1)
+			p.metric.WithLabelValues("fetched").Inc()
+		}
+	}
+}
+
+// enqueue queues r unless it was queued before; a full queue drops it.
+func (p *prefetcher) enqueue(r goproxy.Request) {
+	if !r.Canonical() {
+		return
+	}
+	key := r.Path()
+	p.mu.Lock()
+	if p.seen[key] {
+		p.mu.Unlock()
+		return
+	}
+	if len(p.seen) >= maxPrefetchSeen {
+		p.seen = map[string]bool{}
+	}
+	p.seen[key] = true
+	p.mu.Unlock()
+	select {
+	case p.queue <- prefetchTask{req: r}:
+		p.queued.Add(1)
+		p.metric.WithLabelValues("queued").Inc()
+	default:
+		p.dropped.Add(1)
+		p.metric.WithLabelValues("dropped").Inc()
+		p.mu.Lock()
+		delete(p.seen, key) // a later request may queue it again
+		p.mu.Unlock()
+	}
+}
+
+// prefetched reports whether key was queued by the prefetcher.
+func (p *prefetcher) prefetched(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[key]
+}
+
+// filled is told that r was just filled from an upstream and stored. It never blocks: a
+// .mod is read back and parsed by a worker.
+func (p *prefetcher) filled(r goproxy.Request) {
+	if p == nil || !r.Canonical() {
+		return
+	}
+	switch r.Kind {
+	case goproxy.KindInfo:
+		if p.prefetched(r.Path()) {
+			return
+		}
+		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
+		p.enqueue(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
+	case goproxy.KindMod:
+		select {
+		case p.queue <- prefetchTask{req: r, expand: true}:
+		default:
+			p.dropped.Add(1)
+			p.metric.WithLabelValues("dropped").Inc()
+		}
+	}
+}
+
+// expand queues the .info and .mod of every module the stored .mod r requires.
+func (p *prefetcher) expand(r goproxy.Request) {
+	data, err := p.read(p.ctx, r.Path())
+	if err != nil {
+		return
+	}
+	mf, err := modfile.ParseLax(r.Path(), data, nil)
+	if err != nil {
+		return
+	}
+	for _, req := range mf.Require {
+		p.enqueue(goproxy.Request{Kind: goproxy.KindInfo, Module: req.Mod.Path, Version: req.Mod.Version})
+		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: req.Mod.Path, Version: req.Mod.Version})
+	}
+}
+
+// stats returns the prefetch counters.
+func (p *prefetcher) stats() dashboard.PrefetchStats {
+	if p == nil {
+		return dashboard.PrefetchStats{}
+	}
+	return dashboard.PrefetchStats{Queued: p.queued.Load(), Fetched: p.fetched.Load(), Dropped: p.dropped.Load(), Failed: p.failed.Load()}
+}
+
+// close stops the workers and waits for them; queued prefetches are abandoned.
+func (p *prefetcher) close() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	p.wg.Wait()
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+)
+
+// prefetchGraph is a fake module graph: the go.mod of each module@version.
+var prefetchGraph = map[string]string{
+	"example.com/main@v1.0.0": "module example.com/main\nrequire (\n\texample.com/a v1.0.0\n\texample.com/b v1.1.0\n)\n",
+	"example.com/a@v1.0.0":    "module example.com/a\nrequire (\n\texample.com/b v1.1.0\n\texample.com/c v1.0.0\n)\n",
+	"example.com/b@v1.1.0":    "module example.com/b\n",
+	"example.com/c@v1.0.0":    "module example.com/c\nrequire example.com/main v1.0.0\n", // a cycle
+}
+
+// prefetchRig drives a prefetcher whose fetch stands in for the server's fill: it records
+// what was fetched and tells the prefetcher, as the server's fill does.
+type prefetchRig struct {
+	p       *prefetcher
+	mu      sync.Mutex
+	fetched []string
+	block   chan struct{} // when non-nil, fetch waits on it or on ctx
+}
+
+func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
+	rig := &prefetchRig{}
+	read := func(_ context.Context, key string) ([]byte, error) {
+		r, err := goproxy.ParseRequest(key)
+		if err != nil {
+			return nil, err
+		}
+		mod, ok := prefetchGraph[r.Module+"@"+r.Version]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return []byte(mod), nil
+	}
+	fetch := func(ctx context.Context, r goproxy.Request) error {
+		if rig.block != nil {
+			select {
+			case <-rig.block:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		rig.mu.Lock()
+		rig.fetched = append(rig.fetched, string(r.Kind)+" "+r.Module+"@"+r.Version)
+		rig.mu.Unlock()
+		if _, ok := prefetchGraph[r.Module+"@"+r.Version]; !ok {
+			return fmt.Errorf("%s: %w", r, fs.ErrNotExist)
+		}
+		rig.p.filled(r)
+		return nil
+	}
+	p, err := newPrefetcher(context.Background(), workers, nil, fetch, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.p = p
+	t.Cleanup(p.close)
+	return rig
+}
+
+// settle waits until every queued prefetch has been fetched or failed and the queue is empty.
+func (rig *prefetchRig) settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := rig.p.stats()
+		if len(rig.p.queue) == 0 && st.Fetched+st.Failed == st.Queued {
+			// Workers may still be expanding a .mod: wait for two quiet checks in a row.
+			time.Sleep(20 * time.Millisecond)
+			if st2 := rig.p.stats(); st2 == st && len(rig.p.queue) == 0 {
+				return
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetch did not settle: %+v, queue %d", st, len(rig.p.queue))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (rig *prefetchRig) got() string {
+	rig.mu.Lock()
+	defer rig.mu.Unlock()
+	s := slices.Clone(rig.fetched)
+	slices.Sort(s)
+	return strings.Join(s, ", ")
+}
+
+func TestPrefetchFollowsTheGraph(t *testing.T) {
+	rig := newPrefetchRig(t, 2)
+	// The client's .mod of the main module was filled.
+	rig.p.filled(goproxy.Request{Kind: goproxy.KindMod, Module: "example.com/main", Version: "v1.0.0"})
+	rig.settle(t)
+	// Every module of the graph: .info and .mod once each; no .zip (nobody asked an .info);
+	// the main module's .mod comes back through the cycle and is fetched (it is a prefetch
+	// of a key this prefetcher never queued).
+	want := "info example.com/a@v1.0.0, info example.com/b@v1.1.0, info example.com/c@v1.0.0, info example.com/main@v1.0.0, " +
+		"mod example.com/a@v1.0.0, mod example.com/b@v1.1.0, mod example.com/c@v1.0.0, mod example.com/main@v1.0.0"
+	if got := rig.got(); got != want {
+		t.Fatalf("prefetched\n %s\nwant\n %s", got, want)
+	}
+	if st := rig.p.stats(); st.Queued != 8 || st.Fetched != 8 || st.Dropped != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPrefetchAfterInfo(t *testing.T) {
+	rig := newPrefetchRig(t, 1)
+	rig.p.filled(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/b", Version: "v1.1.0"})
+	rig.settle(t)
+	if got, want := rig.got(), "mod example.com/b@v1.1.0, zip example.com/b@v1.1.0"; got != want {
+		t.Fatalf("prefetched %s, want %s", got, want)
+	}
+	// A version query is never prefetched from.
+	rig.p.filled(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "master"})
+	rig.settle(t)
+	if got := rig.got(); strings.Contains(got, "example.com/c") {
+		t.Fatalf("prefetched after a version query: %s", got)
+	}
+}
+
+func TestPrefetchBoundedAndClosed(t *testing.T) {
+	rig := newPrefetchRig(t, 1)
+	rig.block = make(chan struct{}) // the worker stalls on its first fetch
+	for i := range 200 {
+		rig.p.enqueue(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/m", Version: fmt.Sprintf("v1.0.%d", i)})
+	}
+	st := rig.p.stats()
+	// One in the worker's hands at most, 64 in the queue, the rest dropped.
+	if st.Queued < 64 || st.Queued > 65 || st.Dropped != 200-st.Queued {
+		t.Fatalf("stats %+v, want 64 or 65 queued and the rest dropped", st)
+	}
+	done := make(chan struct{})
+	go func() {
+		rig.p.close() // cancels the stalled fetch and waits for the worker
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("close did not stop the workers")
+	}
+	if got := rig.got(); got != "" {
+		t.Fatalf("fetched %s after close", got)
+	}
+}
+
+func TestPrefetchOff(t *testing.T) {
+	p, err := newPrefetcher(context.Background(), 0, nil, nil, nil)
+	if err != nil || p != nil {
+		t.Fatalf("newPrefetcher(0) = %v, %v; want nil, nil", p, err)
+	}
+	p.filled(goproxy.Request{Kind: goproxy.KindMod, Module: "example.com/a", Version: "v1.0.0"}) // no panic
+	p.close()
+	if st := p.stats(); st.Queued != 0 {
+		t.Fatalf("stats of a nil prefetcher %+v", st)
+	}
+}

@@ -110,16 +110,9 @@ func (p *prefetcher) enqueue(r goproxy.Request) {
 		return
 	}
 	key := r.Path()
-	p.mu.Lock()
-	if p.seen[key] {
-		p.mu.Unlock()
+	if !p.mark(key) {
 		return
 	}
-	if len(p.seen) >= maxPrefetchSeen {
-		p.seen = map[string]bool{}
-	}
-	p.seen[key] = true
-	p.mu.Unlock()
 	select {
 	case p.queue <- prefetchTask{req: r}:
 		p.queued.Add(1)
@@ -133,6 +126,20 @@ func (p *prefetcher) enqueue(r goproxy.Request) {
 	}
 }
 
+// mark records key as seen and reports whether it was new.
+func (p *prefetcher) mark(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen[key] {
+		return false
+	}
+	if len(p.seen) >= maxPrefetchSeen {
+		p.seen = map[string]bool{}
+	}
+	p.seen[key] = true
+	return true
+}
+
 // prefetched reports whether key was queued by the prefetcher.
 func (p *prefetcher) prefetched(key string) bool {
 	p.mu.Lock()
@@ -140,8 +147,8 @@ func (p *prefetcher) prefetched(key string) bool {
 	return p.seen[key]
 }
 
-// filled is told that r was just filled from an upstream and stored. It never blocks: a
-// .mod is read back and parsed by a worker.
+// filled is told that an upstream's answer to r was accepted (Config.OnFill with a nil
+// error). It never blocks: a .mod is read back and parsed by a worker.
 func (p *prefetcher) filled(r goproxy.Request) {
 	if p == nil || !r.Canonical() {
 		return
@@ -154,6 +161,10 @@ func (p *prefetcher) filled(r goproxy.Request) {
 		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
 		p.enqueue(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
 	case goproxy.KindMod:
+		// Each .mod is expanded once: the graph is walked, not looped.
+		if !p.mark("expand " + r.Path()) {
+			return
+		}
 		select {
 		case p.queue <- prefetchTask{req: r, expand: true}:
 		default:
@@ -163,8 +174,13 @@ func (p *prefetcher) filled(r goproxy.Request) {
 	}
 }
 
-// expand queues the .info and .mod of every module the stored .mod r requires.
+// expand queues the .info and .mod of every module the .mod r requires. It fills r first:
+// filled may be told of an answer before it is stored, and a fill of a stored key is a store
+// lookup (or joins the fill in flight).
 func (p *prefetcher) expand(r goproxy.Request) {
+	if err := p.fetch(p.ctx, r); err != nil {
+		return
+	}
 	data, err := p.read(p.ctx, r.Path())
 	if err != nil {
 		return

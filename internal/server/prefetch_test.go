@@ -27,11 +27,21 @@ type prefetchRig struct {
 	p       *prefetcher
 	mu      sync.Mutex
 	fetched []string
+	stored  map[string]bool
 	block   chan struct{} // when non-nil, fetch waits on it or on ctx
 }
 
+// userFill stands for a client's request filled from an upstream: stored, and the
+// prefetcher told.
+func (rig *prefetchRig) userFill(r goproxy.Request) {
+	rig.mu.Lock()
+	rig.stored[r.Path()] = true
+	rig.mu.Unlock()
+	rig.p.filled(r)
+}
+
 func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
-	rig := &prefetchRig{}
+	rig := &prefetchRig{stored: map[string]bool{}}
 	read := func(_ context.Context, key string) ([]byte, error) {
 		r, err := goproxy.ParseRequest(key)
 		if err != nil {
@@ -52,6 +62,11 @@ func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
 			}
 		}
 		rig.mu.Lock()
+		if rig.stored[r.Path()] { // a store hit: no upstream attempt, no OnFill
+			rig.mu.Unlock()
+			return nil
+		}
+		rig.stored[r.Path()] = true
 		rig.fetched = append(rig.fetched, string(r.Kind)+" "+r.Module+"@"+r.Version)
 		rig.mu.Unlock()
 		if _, ok := prefetchGraph[r.Module+"@"+r.Version]; !ok {
@@ -101,13 +116,13 @@ func (rig *prefetchRig) got() string {
 func TestPrefetchFollowsTheGraph(t *testing.T) {
 	rig := newPrefetchRig(t, 2)
 	// The client's .mod of the main module was filled.
-	rig.p.filled(goproxy.Request{Kind: goproxy.KindMod, Module: "example.com/main", Version: "v1.0.0"})
+	rig.userFill(goproxy.Request{Kind: goproxy.KindMod, Module: "example.com/main", Version: "v1.0.0"})
 	rig.settle(t)
 	// Every module of the graph: .info and .mod once each; no .zip (nobody asked an .info);
-	// the main module's .mod comes back through the cycle and is fetched (it is a prefetch
-	// of a key this prefetcher never queued).
+	// the main module comes back through the cycle: its .info is fetched, its .mod is a
+	// store hit.
 	want := "info example.com/a@v1.0.0, info example.com/b@v1.1.0, info example.com/c@v1.0.0, info example.com/main@v1.0.0, " +
-		"mod example.com/a@v1.0.0, mod example.com/b@v1.1.0, mod example.com/c@v1.0.0, mod example.com/main@v1.0.0"
+		"mod example.com/a@v1.0.0, mod example.com/b@v1.1.0, mod example.com/c@v1.0.0"
 	if got := rig.got(); got != want {
 		t.Fatalf("prefetched\n %s\nwant\n %s", got, want)
 	}
@@ -118,13 +133,13 @@ func TestPrefetchFollowsTheGraph(t *testing.T) {
 
 func TestPrefetchAfterInfo(t *testing.T) {
 	rig := newPrefetchRig(t, 1)
-	rig.p.filled(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/b", Version: "v1.1.0"})
+	rig.userFill(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/b", Version: "v1.1.0"})
 	rig.settle(t)
 	if got, want := rig.got(), "mod example.com/b@v1.1.0, zip example.com/b@v1.1.0"; got != want {
 		t.Fatalf("prefetched %s, want %s", got, want)
 	}
 	// A version query is never prefetched from.
-	rig.p.filled(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "master"})
+	rig.userFill(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "master"})
 	rig.settle(t)
 	if got := rig.got(); strings.Contains(got, "example.com/c") {
 		t.Fatalf("prefetched after a version query: %s", got)

@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/health"
+	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/server/dashboard"
+)
+
+// RepairConfig configures the repair side of serve: upstream health, hedging, prefetch and
+// the dashboard. Zero fields take the defaults of the packages they configure.
+type RepairConfig struct {
+	// Scorer configures the health scorer (docs/health.md). Its Registerer and Logger
+	// default to the ones below.
+	Scorer health.Config
+	// Hedge configures hedging; NoHedge turns it off.
+	Hedge   health.HedgeConfig
+	NoHedge bool
+	// ProbeInterval is the active probe period of each upstream (default 5s; negative turns
+	// probing off); ProbeTimeout bounds a probe (default 2s); ProbePath is the path probed
+	// below each base URL (default "/").
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	ProbePath     string
+	// Prefetch is the number of prefetch workers (0 turns prefetch off).
+	Prefetch int
+	// Samples is the number of recent Samples the dashboard keeps (default 4096).
+	Samples int
+	// Registerer receives the metrics; Logger the transitions.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Repair is the repair side of serve: it scores every upstream from the Samples of the
+// shared transport and from verification, orders interchangeable upstreams by health,
+// hedges slow requests, prefetches the module graph, probes upstreams, and serves the
+// dashboard. Wire it in this order:
+//
+//	rp, _ := server.NewRepair(cfg)
+//	sinks = append(sinks, rp.Sink())   // before the upstream transport is built
+//	chain, _ := goproxy.ParseChain(list, hc)
+//	rp.Configure(&serverConfig, chain) // Order, Hedge, OnFill
+//	srv, _ := server.New(serverConfig)
+//	rp.Start(srv, hc)                  // prober and prefetch workers
+//	defer rp.Stop()
+//	rp.Mount(mux, srv)                 // "/" dashboard, "/api/chain", "/assets/", the proxy
+type Repair struct {
+	cfg    RepairConfig
+	Scorer *health.Scorer
+	Hedger *health.Hedger // nil when hedging is off
+	ring   *dashboard.Ring
+	cache  *dashboard.CacheCounter
+	chain  string
+	names  []string
+
+	mu       sync.Mutex
+	prefetch *prefetcher // guarded by mu; set by Start
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewRepair builds the scorer, the hedger and the dashboard's sample ring.
+func NewRepair(cfg RepairConfig) (*Repair, error) {
+	if cfg.Scorer.Registerer == nil {
+		cfg.Scorer.Registerer = cfg.Registerer
+	}
+	if cfg.Scorer.Logger == nil {
+		cfg.Scorer.Logger = cfg.Logger
+	}
+	sc, err := health.New(cfg.Scorer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repair{cfg: cfg, Scorer: sc, ring: dashboard.NewRing(cfg.Samples), cache: &dashboard.CacheCounter{Header: CacheHeader}}
+	if !cfg.NoHedge {
+		r.Hedger = health.NewHedger(sc, cfg.Hedge)
+	}
+	return r, nil
+}
+
+// Sink is what the shared upstream transport must hand every Sample to: the scorer and the
+// dashboard's ring.
+func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
+
+// Configure sets cfg's Order (health), Hedge (the hedger) and OnFill (verification results
+// to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) for
+// chain.
+func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
+	r.chain = chain.String()
+	r.names = nil
+	for _, c := range chain.Clients() {
+		r.names = append(r.names, c.Name())
+	}
+	r.Scorer.Track(r.names...)
+	cfg.Order = func(cs []*goproxy.Client) []*goproxy.Client { return health.OrderBy(r.Scorer, cs) }
+	// Hedging: cfg.Hedge = r.HedgePolicy() once Config has the field (see HedgePolicy).
+	next := cfg.OnFill
+	cfg.OnFill = func(upstream string, req goproxy.Request, err error) {
+		r.onFill(upstream, req, err)
+		if next != nil {
+			next(upstream, req, err)
+		}
+	}
+}
+
+// HedgePolicy returns the hedger as the chain's hedge policy (a zero policy, which never
+// hedges, when hedging is off).
+func (r *Repair) HedgePolicy() goproxy.HedgePolicy {
+	if r.Hedger == nil {
+		return goproxy.HedgePolicy{}
+	}
+	return goproxy.HedgePolicy{
+		Delay: func(c *goproxy.Client) (time.Duration, bool) { return r.Hedger.Delay(c.Name()) },
+		Allow: func(slow, next *goproxy.Client) bool { return r.Hedger.Allow(slow.Name(), next.Name()) },
+	}
+}
+
+// badContent lists the refusals that mean an upstream served wrong bytes: charged to its
+// checksum component.
+var badContent = map[string]bool{
+	ReasonChecksum:   true,
+	ReasonInvalidMod: true,
+	ReasonInvalidZip: true,
+}
+
+func (r *Repair) onFill(upstream string, req goproxy.Request, err error) {
+	if req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip {
+		var refused *RefusedError
+		switch {
+		case err == nil:
+			r.Scorer.ReportVerify(upstream, false)
+		case errors.As(err, &refused) && badContent[refused.Reason]:
+			r.Scorer.ReportVerify(upstream, true)
+		}
+	}
+	if err == nil {
+		r.mu.Lock()
+		p := r.prefetch
+		r.mu.Unlock()
+		p.filled(req)
+	}
+}
+
+// Start starts the prober (through hc, the shared client, so probe Samples reach the
+// scorer) and the prefetch workers (filling through srv). Stop ends both.
+func (r *Repair) Start(srv *Server, hc *http.Client) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := newPrefetcher(ctx, r.cfg.Prefetch, r.cfg.Registerer,
+		func(ctx context.Context, req goproxy.Request) error {
+			if res := srv.fill(ctx, req, nil); res.err != nil {
+				return res.err
+			}
+			return nil
+		},
+		func(ctx context.Context, key string) ([]byte, error) {
+			e, err := srv.cfg.Store.Open(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			defer e.Body.Close()
+			return io.ReadAll(io.LimitReader(e.Body, goproxy.MaxModSize))
+		})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("repair: %w", err)
+	}
+	r.mu.Lock()
+	r.prefetch, r.cancel = p, cancel
+	r.mu.Unlock()
+	if r.cfg.ProbeInterval >= 0 && len(r.names) > 0 {
+		pr := &health.Prober{Client: hc, Scorer: r.Scorer, Upstreams: r.names, Path: r.cfg.ProbePath,
+			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			_ = pr.Run(ctx) // returns nil when ctx ends; its arguments are set above
+		}()
+	}
+	return nil
+}
+
+// Stop stops the prober and the prefetch workers and waits for them.
+func (r *Repair) Stop() {
+	r.mu.Lock()
+	p, cancel := r.prefetch, r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	p.close()
+	r.wg.Wait()
+}
+
+// Dashboard returns the dashboard handler.
+func (r *Repair) Dashboard() *dashboard.Handler {
+	cfg := dashboard.Config{Health: r.Scorer, Samples: r.ring, Cache: r.cache.Stats, Chain: r.chain,
+		Prefetch: func() dashboard.PrefetchStats {
+			r.mu.Lock()
+			p := r.prefetch
+			r.mu.Unlock()
+			return p.stats()
+		}}
+	if r.Hedger != nil {
+		cfg.Hedges = r.Hedger.Stats
+	}
+	return dashboard.New(cfg)
+}
+
+// Mount registers on mux the dashboard ("/", "/api/chain", "/assets/") and proxy for every
+// other path, its answers counted for the dashboard's cache figures.
+func (r *Repair) Mount(mux *http.ServeMux, proxy http.Handler) {
+	d := r.Dashboard()
+	mux.Handle("/{$}", d)
+	mux.Handle("/api/chain", d)
+	mux.Handle("/assets/", d)
+	mux.Handle("/", r.cache.Wrap(proxy))
+}

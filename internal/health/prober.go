@@ -36,6 +36,11 @@ type Prober struct {
 	// Report, when set, also hands each probe's outcome to the Scorer directly, for clients
 	// whose transport does not record Samples into it.
 	Report bool
+	// CloseIdle, when set, is called before each round of probes to drop the client's idle
+	// connections, so that every probe dials: its Sample then times (and its failure
+	// classifies) the TCP and TLS handshakes, which pooled real traffic rarely exercises.
+	// Give the prober a client of its own for this (a second transport with the same Sink).
+	CloseIdle func()
 }
 
 // Run probes until ctx is done and returns when every probe it started has finished. The
@@ -63,6 +68,7 @@ func (p *Prober) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		now := time.Now()
+		closed := false
 		for _, up := range p.Upstreams {
 			every := interval
 			if st := p.Scorer.State(up); st == StateHalfOpen || st == StateUnhealthy {
@@ -75,6 +81,10 @@ func (p *Prober) Run(ctx context.Context) error {
 				continue
 			}
 			last[up] = now
+			if p.CloseIdle != nil && !closed {
+				p.CloseIdle()
+				closed = true
+			}
 			mu.Lock()
 			inflight[up] = true
 			mu.Unlock()

@@ -122,3 +122,42 @@ func TestProberTimeoutIsFailure(t *testing.T) {
 		t.Fatalf("status %+v, want unhealthy after 3 timeouts", st)
 	}
 }
+
+// TestProberFreshConnections: with CloseIdle, every probe round dials anew.
+func TestProberFreshConnections(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	var rounds atomic.Int64
+	p := &Prober{Client: &http.Client{Transport: tr}, Scorer: s, Upstreams: []string{srv.URL}, Report: true,
+		Interval: time.Millisecond, FastInterval: time.Millisecond,
+		CloseIdle: func() { rounds.Add(1); tr.CloseIdleConnections() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for rounds.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// Each round closed the previous probe's connection: at least one dial per completed
+	// round but the last.
+	if r, c := rounds.Load(), conns.Load(); r < 5 || c < r-1 {
+		t.Fatalf("%d rounds, %d connections; want at least 5 rounds and a dial per round", r, c)
+	}
+}

@@ -33,6 +33,12 @@ type RepairConfig struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	ProbePath     string
+	// ProbeClient, when set, sends the probes instead of the shared client given to Start,
+	// and ProbeCloseIdle drops its idle connections before each round so that every probe
+	// times a TCP and TLS handshake (health.Prober.CloseIdle). Its transport must hand
+	// Samples to Sink too.
+	ProbeClient    *http.Client
+	ProbeCloseIdle func()
 	// Prefetch is the number of prefetch workers (0 turns prefetch off).
 	Prefetch int
 	// Samples is the number of recent Samples the dashboard keeps (default 4096).
@@ -179,8 +185,12 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	r.prefetch, r.cancel = p, cancel
 	r.mu.Unlock()
 	if r.cfg.ProbeInterval >= 0 && len(r.names) > 0 {
-		pr := &health.Prober{Client: hc, Scorer: r.Scorer, Upstreams: r.names, Path: r.cfg.ProbePath,
-			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout}
+		pc := hc
+		if r.cfg.ProbeClient != nil {
+			pc = r.cfg.ProbeClient
+		}
+		pr := &health.Prober{Client: pc, Scorer: r.Scorer, Upstreams: r.names, Path: r.cfg.ProbePath,
+			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout, CloseIdle: r.cfg.ProbeCloseIdle}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

@@ -349,3 +349,27 @@ func readRuntimeTrace(t *testing.T, path string) runtimeTrace {
 	}
 	return rt
 }
+
+// TestTraceProxyFromGoEnv checks that without --proxy the chain is the go command's
+// GOPROXY, read at run time: a stand-in go command on PATH names proxy B.
+func TestTraceProxyFromGoEnv(t *testing.T) {
+	_, b, ca, mods := traceFixture(t, 2)
+	bin := t.TempDir()
+	script := "#!/bin/sh\n[ \"$1 $2\" = \"env GOPROXY\" ] || exit 3\necho " + b.srv.URL + ",off\n"
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	jsonPath := filepath.Join(t.TempDir(), "t.json")
+	code, _, errOut := runCLI(append([]string{"trace", "--ca-file=" + ca, "--json=" + jsonPath}, mods...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d; want 0\nstderr: %s", code, errOut)
+	}
+	tr := readTraceJSON(t, jsonPath)
+	if want := "GOPROXY=" + b.srv.URL + ",off"; !strings.Contains(tr.Title, want) {
+		t.Errorf("title %q does not name %s", tr.Title, want)
+	}
+	if c := traceRun(t, tr, "chain"); c.Requests != 3*len(mods) || c.Failed != 0 || b.requests.Load() == 0 {
+		t.Errorf("chain: %d requests, %d failed, proxy B asked %d times; want %d, 0 and some", c.Requests, c.Failed, b.requests.Load(), 3*len(mods))
+	}
+}

@@ -220,11 +220,14 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		}
 	}
 	chain, err := goproxy.ParseChain(list, nil)
-	if err != nil {
+	if err == nil && len(chain.Clients()) == 0 {
+		err = errors.New("no proxy to trace (direct and off are not traced)")
+	}
+	if err != nil && o.proxy != "" {
 		return usagef("--proxy %q: %v", list, err)
 	}
-	if len(chain.Clients()) == 0 {
-		return usagef("--proxy %q: no proxy to trace (direct and off are not traced)", list)
+	if err != nil {
+		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", list, err)
 	}
 	stderr := cmd.ErrOrStderr()
 	for _, e := range chain.Entries {

@@ -16,6 +16,7 @@ import (
 // end it with Stop; its methods are safe for concurrent use.
 type Bar struct {
 	w     io.Writer
+	plain bool // one line every period instead of a bar redrawn in place
 	label string
 	delay time.Duration // nothing is drawn before this much time has passed
 	every time.Duration // redraw period
@@ -47,6 +48,19 @@ func New(w io.Writer, label string, delay time.Duration) *Bar {
 		delay = DefaultDelay
 	}
 	b := &Bar{w: w, label: label, delay: delay, every: DefaultEvery, start: time.Now(), quit: make(chan struct{})}
+	b.wg.Add(1)
+	go b.loop()
+	return b
+}
+
+// NewPlain starts a progress report for a writer that is not a terminal (a log, a CI
+// console): one line without the bar or control characters every period (zero means 5
+// seconds), the first after one period, and a last one at Stop if any was written.
+func NewPlain(w io.Writer, label string, period time.Duration) *Bar {
+	if period <= 0 {
+		period = 5 * time.Second
+	}
+	b := &Bar{w: w, plain: true, label: label, delay: period, every: period, start: time.Now(), quit: make(chan struct{})}
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -112,25 +126,32 @@ func (b *Bar) line() string {
 		frac = float64(b.done) / float64(b.total)
 	}
 	fill := int(frac * width)
+	return fmt.Sprintf("[%s%s] %3.0f%% %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, b.counts())
+}
+
+// counts renders done of total, the rate and the time spent; b.mu must be held.
+func (b *Bar) counts() string {
 	el := time.Since(b.start)
 	rate := 0.0
 	if s := el.Seconds(); s > 0 {
 		rate = float64(b.done) / s
 	}
-	return fmt.Sprintf("[%s%s] %3.0f%% %d/%d %s, %.0f/s, %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-		frac*100, b.done, b.total, b.label, rate, el.Round(100*time.Millisecond))
+	return fmt.Sprintf("%d/%d %s, %.0f/s, %s", b.done, b.total, b.label, rate, el.Round(100*time.Millisecond))
 }
 
 // draw redraws the line in place; final ends it (only if anything was shown before).
 func (b *Bar) draw(final bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if final {
-		if b.shown {
-			fmt.Fprintf(b.w, "\r\x1b[K%s\n", b.line())
-		}
-		return
+	switch {
+	case b.plain && (!final || b.shown):
+		b.shown = true
+		fmt.Fprintf(b.w, "%s\n", b.counts())
+	case b.plain:
+	case final && b.shown:
+		fmt.Fprintf(b.w, "\r\x1b[K%s\n", b.line())
+	case !final:
+		b.shown = true
+		fmt.Fprintf(b.w, "\r\x1b[K%s", b.line())
 	}
-	b.shown = true
-	fmt.Fprintf(b.w, "\r\x1b[K%s", b.line())
 }

@@ -72,3 +72,25 @@ func TestSetIsMonotonic(t *testing.T) {
 		t.Errorf("after a late report Line() = %q; want 7/20 (done never goes back)", l)
 	}
 }
+
+func TestPlainWritesLines(t *testing.T) {
+	var out syncBuffer
+	b := NewPlain(&out, "requests", time.Millisecond)
+	b.Set(2, 4)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "2/4 requests") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line within 10s; output %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Set(4, 4)
+	b.Stop()
+	s := out.String()
+	if strings.ContainsAny(s, "\r\x1b[") {
+		t.Errorf("plain output %q has terminal control characters or a bar", s)
+	}
+	if !strings.HasSuffix(s, "\n") || !strings.Contains(s[strings.LastIndex(s[:len(s)-1], "\n")+1:], "4/4 requests") {
+		t.Errorf("plain output %q does not end with a 4/4 line", s)
+	}
+}

@@ -73,7 +73,8 @@ func (h *Hedger) Delay(upstream string) (time.Duration, bool) {
 }
 
 // Allow is asked when slow has sent no first byte within its delay: it reports whether a
-// hedge to next may start, spending one token of the budget, and charges slow a hedge loss.
+// hedge to next may start, spending one token of the budget. Either way slow is charged a
+// slow signal (Scorer.Slow).
 func (h *Hedger) Allow(slow, next string) bool {
 	h.mu.Lock()
 	ok := h.tokens >= 1
@@ -86,10 +87,10 @@ func (h *Hedger) Allow(slow, next string) bool {
 	h.mu.Unlock()
 	if ok {
 		h.scorer.metrics.hedges.WithLabelValues(slow, "fired").Inc()
-		h.scorer.HedgeLoss(slow)
 	} else {
 		h.scorer.metrics.hedges.WithLabelValues(slow, "capped").Inc()
 	}
+	h.scorer.Slow(slow) // slow either way: the signal does not depend on the budget
 	return ok
 }
 

@@ -70,8 +70,8 @@ func TestHedgerBudget(t *testing.T) {
 	if st.Fired != int64(allowed) || st.Capped != int64(1000-allowed) || st.Attempts != 1000 {
 		t.Fatalf("stats %+v, want %d fired, %d capped, 1000 attempts", st, allowed, 1000-allowed)
 	}
-	// Each hedge charged A a soft failure.
-	if f := s.Statuses()[0].ErrorsByClass["hedged_slow"]; f != allowed {
-		t.Fatalf("%d hedge losses charged, want %d", f, allowed)
+	// Every slow attempt, hedged or capped, charged A a slow signal.
+	if f := s.Statuses()[0].ErrorsByClass["slow_first_byte"]; f != 1000 {
+		t.Fatalf("%d slow signals charged, want 1000", f)
 	}
 }

@@ -79,9 +79,9 @@ type Config struct {
 	// for every 5xx status). A class not listed weighs 1; "canceled" is never counted, since
 	// it is the walk's own cancellation of a hedged loser.
 	ClassWeights map[string]float64
-	// HedgeLossWeight is the failure weight charged when a request is hedged away from an
-	// upstream that sent no first byte in time (default 0.5).
-	HedgeLossWeight float64
+	// SlowWeight is the failure weight charged when an upstream sent no first byte within its
+	// hedge delay (Slow; default 0.5).
+	SlowWeight float64
 	// Healthy and Unhealthy are the score thresholds (defaults 0.8 and 0.5): at or above
 	// Healthy an upstream is healthy, below Unhealthy its circuit opens.
 	Healthy, Unhealthy float64
@@ -90,6 +90,10 @@ type Config struct {
 	// (default 3 hard failures in a row).
 	MinRequests         int
 	ConsecutiveFailures int
+	// ConsecutiveSlow opens the circuit after that many slow signals (Slow) with no success
+	// between them (default 5): an upstream that stopped answering is caught by the hedge
+	// delays, before its requests time out — or when hedging cancels them before they can.
+	ConsecutiveSlow int
 	// BackoffMin and BackoffMax bound how long an open circuit waits before half-open; the
 	// wait doubles with every trip that follows within a Window of the last close
 	// (defaults 1s and 1m).
@@ -136,7 +140,8 @@ func (c *Config) setDefaults() {
 	dur(&c.TTFBBad, 5*time.Second)
 	num(&c.ChecksumBad, 0.2)
 	num(&c.ChecksumSaturation, 0.05)
-	num(&c.HedgeLossWeight, 0.5)
+	num(&c.SlowWeight, 0.5)
+	integer(&c.ConsecutiveSlow, 5)
 	num(&c.Healthy, 0.8)
 	num(&c.Unhealthy, 0.5)
 	integer(&c.MinRequests, 3)
@@ -212,6 +217,7 @@ type upstream struct {
 	eff   Weights
 
 	consecutive int           // hard failures in a row
+	slow        int           // slow signals since the last success
 	openedAt    time.Time     // when the circuit last opened
 	backoff     time.Duration // the current open wait
 	trips       int           // opens since the circuit last stayed closed for a Window
@@ -318,6 +324,7 @@ func (s *Scorer) Observe(smp netobs.Sample) {
 		}
 	} else if fw == 0 {
 		u.consecutive = 0
+		u.slow = 0
 		if u.state == StateHalfOpen {
 			u.halfOK++
 			if u.halfOK >= s.cfg.HalfOpenSuccesses {
@@ -353,10 +360,11 @@ func (s *Scorer) ReportVerify(upstreamName string, failed bool) {
 	s.emit(trs)
 }
 
-// HedgeLoss records that a request was hedged away from an upstream because it sent no
-// first byte in time: a soft failure (Config.HedgeLossWeight) that counts toward the score
-// but not toward ConsecutiveFailures.
-func (s *Scorer) HedgeLoss(upstreamName string) {
+// Slow records that an upstream sent no first byte within its hedge delay (a request was
+// hedged away from it, or would have been but for the hedge budget): a soft failure
+// (Config.SlowWeight) that counts toward the score, and toward ConsecutiveSlow until a
+// success.
+func (s *Scorer) Slow(upstreamName string) {
 	if upstreamName == "" {
 		return
 	}
@@ -365,9 +373,10 @@ func (s *Scorer) HedgeLoss(upstreamName string) {
 	u := s.get(upstreamName, now)
 	b := u.win.at(now)
 	b.requests++
-	b.failures += s.cfg.HedgeLossWeight
-	b.addClass("hedged_slow")
-	trs := s.evaluate(u, now, "hedged away (slow first byte)", nil)
+	b.failures += s.cfg.SlowWeight
+	b.addClass("slow_first_byte")
+	u.slow++
+	trs := s.evaluate(u, now, "no first byte within the hedge delay", nil)
 	s.mu.Unlock()
 	s.emit(trs)
 }
@@ -426,6 +435,8 @@ func (s *Scorer) evaluate(u *upstream, now time.Time, why string, trs []Transiti
 		switch {
 		case u.consecutive >= s.cfg.ConsecutiveFailures:
 			trs = s.open(u, now, plural(u.consecutive, "failure")+" in a row, last "+why, trs)
+		case u.slow >= s.cfg.ConsecutiveSlow:
+			trs = s.open(u, now, itoa(u.slow)+" requests without a first byte in time and no success between", trs)
 		case u.score < s.cfg.Unhealthy && st.requests+st.verified >= float64(s.cfg.MinRequests):
 			trs = s.open(u, now, "score below "+ftoa(s.cfg.Unhealthy)+reasonSuffix(why), trs)
 		case u.score < s.cfg.Healthy && u.state == StateHealthy:
@@ -451,6 +462,7 @@ func (s *Scorer) open(u *upstream, now time.Time, why string, trs []Transition) 
 	u.backoff = min(b, s.cfg.BackoffMax)
 	u.openedAt = now
 	u.consecutive = 0
+	u.slow = 0
 	u.halfOK = 0
 	return s.move(u, now, StateUnhealthy, why, trs)
 }
@@ -461,6 +473,7 @@ func (s *Scorer) close(u *upstream, now time.Time, trs []Transition) []Transitio
 	u.win.reset()
 	u.closedAt = now
 	u.consecutive = 0
+	u.slow = 0
 	u.halfOK = 0
 	return s.move(u, now, StateHealthy, plural(s.cfg.HalfOpenSuccesses, "success")+" in half-open", trs)
 }

@@ -66,6 +66,7 @@ type step struct {
 	advance time.Duration
 	sample  *netobs.Sample
 	verify  *bool // checksum verification outcome for upA: true = failed
+	slow    bool  // a slow signal for upA (Scorer.Slow)
 	want    State // state of upA after the step ("" = do not check)
 }
 
@@ -176,6 +177,15 @@ func TestScorerStates(t *testing.T) {
 			step{verify: boolp(false), want: StateHealthy},
 			step{verify: boolp(true), want: StateDegraded},
 		)},
+		{"five slow signals in a row open the circuit", warmup(
+			step{slow: true}, step{slow: true}, step{slow: true}, step{slow: true, want: StateHealthy},
+			step{slow: true, want: StateUnhealthy},
+		)},
+		{"a success between slow signals keeps it closed", warmup(
+			step{slow: true}, step{slow: true}, step{slow: true}, step{slow: true},
+			step{sample: smp(ok(upA, 50*time.Millisecond))},
+			step{slow: true}, step{slow: true}, step{slow: true, want: StateHealthy},
+		)},
 		{"many checksum failures open the circuit", []step{
 			{verify: boolp(true)},
 			{verify: boolp(true)},
@@ -192,6 +202,9 @@ func TestScorerStates(t *testing.T) {
 				}
 				if st.verify != nil {
 					s.ReportVerify(upA, *st.verify)
+				}
+				if st.slow {
+					s.Slow(upA)
 				}
 				if st.want != "" {
 					if got := s.State(upA); got != st.want {

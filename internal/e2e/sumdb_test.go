@@ -65,6 +65,9 @@ func TestGoCommandVerifiesThroughHoloproxy(t *testing.T) {
 	if m[`holoproxy_sumdb_proxy_answers_total{cache="miss"}`] == 0 {
 		t.Errorf("holoproxy's /sumdb/ served nothing from the database: the go command did not verify through it")
 	}
+	if !strings.Contains(p.log.String(), "msg=request method=GET path=/sumdb/sum.test/lookup/") {
+		t.Errorf("holoproxy logged no request line for a /sumdb/ lookup")
+	}
 	if m[`holoproxy_checksum_verification_enabled{database="sum.test"}`] != 1 {
 		t.Errorf("verification not enabled on /metrics")
 	}

@@ -140,6 +140,20 @@ func TestTamperedUpstream(t *testing.T) {
 		}
 	})
 
+	t.Run("comma does not fall through", func(t *testing.T) {
+		// After ',' the next proxy is tried only after a not-found answer: a refused
+		// answer is a failure, so the honest upstream is never asked.
+		before := honest.counts()
+		p := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + tampered.URL + "," + honest.URL}, sumdbArgs(db, "")...), nil)
+		key := strings.TrimPrefix(filepath.ToSlash(treeFile(t, "/", zipMod, ".zip")), "/")
+		if status, body, _ := get(t, "http://"+p.addr+"/"+key); status != http.StatusBadGateway {
+			t.Errorf("GET %s: %d %q; want 502", key, status, body)
+		}
+		if n := honest.counts()[key] - before[key]; n != 0 {
+			t.Errorf("honest upstream asked %d times for %s after ','; want 0", n, key)
+		}
+	})
+
 	t.Run("honest after pipe", func(t *testing.T) {
 		cache := t.TempDir()
 		p := startHoloproxy(t, append([]string{"--cache-dir=" + cache, "--upstream=" + tampered.URL + "|" + honest.URL}, sumdbArgs(db, "")...), nil)

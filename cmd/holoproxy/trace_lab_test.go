@@ -186,7 +186,7 @@ func TestTraceLab(t *testing.T) {
 	}
 	all := samples(chainTrace.trace, compareTrace.trace)
 
-	t.Run("connect", func(t *testing.T) {
+	t.Run("round trips", func(t *testing.T) {
 		var connA, connB []time.Duration
 		for _, s := range all {
 			if s.Connect <= 0 {
@@ -202,6 +202,17 @@ func TestTraceLab(t *testing.T) {
 		t.Logf("connect proxy-a %v", connA)
 		t.Logf("connect proxy-b %v", connB)
 		checkMedian(t, "proxy-b connect", connB, labRTTB, 3)
+		var tlsB, ttfbB []time.Duration
+		for _, s := range all {
+			if s.Upstream == urlB && s.TLS > 0 {
+				tlsB = append(tlsB, s.TLS)
+			}
+			if s.Upstream == urlB && s.TTFB > 0 {
+				ttfbB = append(ttfbB, s.TTFB)
+			}
+		}
+		checkMedian(t, "proxy-b TLS 1.3 handshake (one round trip)", tlsB, labRTTB, 3)
+		checkMedian(t, "proxy-b time to first byte (one round trip)", ttfbB, labRTTB, 10)
 		if m := median(connA); len(connA) == 0 || m > labRTTB/5 {
 			t.Errorf("proxy-a connect median %v over %d samples; want well under proxy-b's %v (no delay)", m, len(connA), labRTTB)
 		}

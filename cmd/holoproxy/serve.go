@@ -164,7 +164,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	mux := http.NewServeMux()
 	// Others mount here: the dashboard at "/{$}".
 	mux.Handle("/metrics", obs.handler())
-	mux.Handle("/sumdb/", logRequests(log, sums.proxy))
+	mux.Handle("/sumdb/", logRequests(log, sums.handler()))
 	mux.Handle("/", srv)
 
 	ln, err := net.Listen("tcp", o.listen)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/checksum"
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/netobs"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
 
@@ -47,6 +48,8 @@ type checksums struct {
 	verifier *checksum.Verifier
 	proxy    *checksum.SumDBProxy
 	metrics  *checksum.Metrics
+	db       checksum.SumDB
+	base     checksum.BaseURLFunc
 }
 
 // resolveSumDB returns the checksum database and the exempt patterns of o, asking
@@ -139,12 +142,33 @@ func newChecksums(db checksum.SumDB, nosumdb, cacheDir string, chain *goproxy.Ch
 	default:
 		log.Info("checksum database", "sumdb", db.String(), "nosumdb", nosumdb)
 	}
-	return &checksums{verifier: v, proxy: p, metrics: m}, nil
+	return &checksums{verifier: v, proxy: p, metrics: m, db: db, base: base}, nil
 }
 
 // verify is the server's Verify hook: path@version's .mod or .zip in f against the database.
 func (c *checksums) verify(ctx context.Context, r goproxy.Request, f *os.File) error {
-	return c.verifier.VerifyFile(ctx, r.Module, r.Version, r.Kind == goproxy.KindMod, f)
+	return c.verifier.VerifyFile(c.labelled(ctx), r.Module, r.Version, r.Kind == goproxy.KindMod, f)
+}
+
+// labelled returns ctx with the netobs Labels of requests to the checksum database: its URL
+// as the upstream and kind "sumdb", so that their Samples are told apart from the proxies'
+// in metrics, health and Server-Timing.
+func (c *checksums) labelled(ctx context.Context) context.Context {
+	if c.db.Off {
+		return ctx
+	}
+	u, err := c.base(ctx)
+	if err != nil {
+		return ctx // the fetch will fail the same way and say so
+	}
+	return netobs.WithLabels(ctx, netobs.Labels{Upstream: u, Kind: "sumdb"})
+}
+
+// handler is the /sumdb/ handler: the proxy, its fetches labelled as the verifier's are.
+func (c *checksums) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.proxy.ServeHTTP(w, r.WithContext(c.labelled(r.Context())))
+	})
 }
 
 // fillHooks fans the outcome of every upstream attempt (server.Config.OnFill) out to each

@@ -73,6 +73,10 @@ func TestServeObservability(t *testing.T) {
 			t.Errorf("debug line of the .mod exchange %q lacks %q", exchange, want)
 		}
 	}
+	// The verifier's requests to the checksum database are labelled as such.
+	if !strings.Contains(logs, "sample.upstream="+db.URL+" sample.kind=sumdb") {
+		t.Errorf("no debug line of a checksum database exchange labelled upstream=%s kind=sumdb", db.URL)
+	}
 }
 
 // TestServeWithoutKey: a checksum database named without a key the go installation knows

@@ -359,6 +359,7 @@ func checkMedian(t *testing.T, what string, ds []time.Duration, want time.Durati
 		t.Errorf("%s: %d samples; want at least %d for a median", what, len(ds), min)
 		return
 	}
+	t.Logf("%s: median %v over %d samples (want %v ± 20 %%)", what, m, len(ds), want)
 	if lo, hi := want*8/10, want*12/10; m < lo || m > hi {
 		t.Errorf("%s: median %v over %d samples; want %v ± 20 %%", what, m, len(ds), want)
 	}

@@ -196,38 +196,52 @@ func TestTamperedUpstream(t *testing.T) {
 	})
 }
 
-// TestPrivateModuleNotVerified: a module under GONOSUMDB is served without being verified
-// or looked up, its lookup through /sumdb/ answers 404, and the checksum database never
-// hears of it.
+// TestPrivateModuleNotVerified: a module whose path matches the exempt patterns (from
+// --gonosumdb, from --goprivate, or from GONOSUMDB in the environment through `go env`) is
+// served without being verified or looked up, its lookup through /sumdb/ answers 404, and the
+// checksum database never hears of it.
 func TestPrivateModuleNotVerified(t *testing.T) {
 	pub := modtree.Module{Path: "mods.test/pub", Version: "v1.0.0"}
 	priv := modtree.Module{Path: "corp.test/secret", Version: "v1.0.0"}
 	mods := []modtree.Module{pub, priv}
-	db := sumdbtest.New(t, []modtree.Module{pub}) // the database does not know the private one
-	org := newOrigin(t, mods)
-	p := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL}, sumdbArgs(db, "corp.test")...), nil)
-	g := newApp(t, "http://"+p.addr, mods, []module.Version{pub.ID(), priv.ID()})
-	if out, err := goWith(t, g, []string{"GOSUMDB=" + db.Key, "GONOSUMDB=corp.test"}, "mod", "download", "all"); err != nil {
-		t.Fatalf("go mod download all: %v\n%s", err, out)
-	}
-	checkGoSum(t, g, sumLineSet(t, mods))
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		env   []string
+	}{
+		{"gonosumdb flag", []string{"--gonosumdb=corp.test", "--goprivate="}, nil},
+		{"goprivate flag", []string{"--gonosumdb=", "--goprivate=corp.test"}, nil},
+		{"go env GONOSUMDB", nil, []string{"GONOSUMDB=corp.test", "GOPRIVATE=", "GOFLAGS=", "GOENV=off"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := sumdbtest.New(t, []modtree.Module{pub}) // the database does not know the private one
+			org := newOrigin(t, mods)
+			args := append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL, "--sumdb=" + db.GOSUMDB()}, tc.flags...)
+			p := startHoloproxy(t, args, tc.env)
+			g := newApp(t, "http://"+p.addr, mods, []module.Version{pub.ID(), priv.ID()})
+			if out, err := goWith(t, g, []string{"GOSUMDB=" + db.Key, "GONOSUMDB=corp.test"}, "mod", "download", "all"); err != nil {
+				t.Fatalf("go mod download all: %v\n%s", err, out)
+			}
+			checkGoSum(t, g, sumLineSet(t, mods))
 
-	status, body, _ := get(t, "http://"+p.addr+"/sumdb/"+db.Name+"/lookup/"+priv.Path+"@"+priv.Version)
-	if status != http.StatusNotFound {
-		t.Errorf("/sumdb/ lookup of the private module: %d %q; want 404", status, body)
-	}
-	if n := db.Count("corp.test"); n != 0 {
-		t.Errorf("checksum database got %d requests naming the private module; want 0", n)
-	}
-	if db.Count("/lookup/"+pub.Path) == 0 {
-		t.Errorf("checksum database never looked up the public module: the test proves nothing")
-	}
-	m := scrape(t, p.addr)
-	if got := m["holoproxy_sumdb_proxy_private_refused_total"]; got < 1 {
-		t.Errorf("private lookups refused = %v; want at least 1", got)
-	}
-	if got := m[`holoproxy_checksum_verifications_total{outcome="exempt"}`]; got < 2 {
-		t.Errorf("exempt files = %v; want at least the private .mod and .zip", got)
+			status, body, _ := get(t, "http://"+p.addr+"/sumdb/"+db.Name+"/lookup/"+priv.Path+"@"+priv.Version)
+			if status != http.StatusNotFound {
+				t.Errorf("/sumdb/ lookup of the private module: %d %q; want 404", status, body)
+			}
+			if n := db.Count("corp.test"); n != 0 {
+				t.Errorf("checksum database got %d requests naming the private module; want 0", n)
+			}
+			if db.Count("/lookup/"+pub.Path) == 0 {
+				t.Errorf("checksum database never looked up the public module: the test proves nothing")
+			}
+			m := scrape(t, p.addr)
+			if got := m["holoproxy_sumdb_proxy_private_refused_total"]; got < 1 {
+				t.Errorf("private lookups refused = %v; want at least 1", got)
+			}
+			if got := m[`holoproxy_checksum_verifications_total{outcome="exempt"}`]; got < 2 {
+				t.Errorf("exempt files = %v; want at least the private .mod and .zip", got)
+			}
+		})
 	}
 }
 

@@ -108,3 +108,23 @@ func TestServeWithoutKey(t *testing.T) {
 		t.Errorf("/metrics has no holoproxy_checksum_verification_warning naming nokey.test")
 	}
 }
+
+// TestSumDBFromGoEnv: without --sumdb, serve verifies against the database `go env GOSUMDB`
+// names (here set in its environment, URL included), as the go command would.
+func TestSumDBFromGoEnv(t *testing.T) {
+	mods := []modtree.Module{{Path: "mods.test/env", Version: "v1.0.0"}}
+	db := sumdbtest.New(t, mods)
+	org := newOrigin(t, mods)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL},
+		[]string{"HOLOPROXY_SUMDB=", "GOSUMDB=" + db.GOSUMDB(), "GONOSUMDB=", "GOPRIVATE=", "GOENV=off"})
+	if status, body, _ := get(t, "http://"+p.addr+"/mods.test/env/@v/v1.0.0.mod"); status != http.StatusOK {
+		t.Fatalf("GET .mod: %d %s", status, body)
+	}
+	if db.Count("/lookup/mods.test/env@v1.0.0") == 0 {
+		t.Errorf("the database of go env GOSUMDB was not asked")
+	}
+	m := scrape(t, p.addr)
+	if got := m[`holoproxy_checksum_verifications_total{outcome="verified"}`]; got != 1 {
+		t.Errorf("verified files = %v; want 1", got)
+	}
+}

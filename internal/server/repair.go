@@ -33,12 +33,6 @@ type RepairConfig struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	ProbePath     string
-	// ProbeClient, when set, sends the probes instead of the shared client given to Start,
-	// and ProbeCloseIdle drops its idle connections before each round so that every probe
-	// times a TCP and TLS handshake (health.Prober.CloseIdle). Its transport must hand
-	// Samples to Sink too.
-	ProbeClient    *http.Client
-	ProbeCloseIdle func()
 	// Prefetch is the number of prefetch workers (0 turns prefetch off).
 	Prefetch int
 	// Samples is the number of recent Samples the dashboard keeps (default 4096).
@@ -69,6 +63,9 @@ type Repair struct {
 	cache  *dashboard.CacheCounter
 	chain  string
 	names  []string
+
+	probeClient    *http.Client // set by SetProbeClient before Start
+	probeCloseIdle func()
 
 	mu       sync.Mutex
 	prefetch *prefetcher // guarded by mu; set by Start
@@ -158,6 +155,14 @@ func (r *Repair) onFill(upstream string, req goproxy.Request, err error) {
 	}
 }
 
+// SetProbeClient makes the prober send through c instead of the shared client given to
+// Start, calling closeIdle before each round so that every probe times a TCP and TLS
+// handshake (health.Prober.CloseIdle). c's transport must hand its Samples to Sink too.
+// Call it before Start.
+func (r *Repair) SetProbeClient(c *http.Client, closeIdle func()) {
+	r.probeClient, r.probeCloseIdle = c, closeIdle
+}
+
 // Start starts the prober (through hc, the shared client, so probe Samples reach the
 // scorer) and the prefetch workers (filling through srv). Stop ends both.
 func (r *Repair) Start(srv *Server, hc *http.Client) error {
@@ -186,11 +191,11 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	r.mu.Unlock()
 	if r.cfg.ProbeInterval >= 0 && len(r.names) > 0 {
 		pc := hc
-		if r.cfg.ProbeClient != nil {
-			pc = r.cfg.ProbeClient
+		if r.probeClient != nil {
+			pc = r.probeClient
 		}
 		pr := &health.Prober{Client: pc, Scorer: r.Scorer, Upstreams: r.names, Path: r.cfg.ProbePath,
-			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout, CloseIdle: r.cfg.ProbeCloseIdle}
+			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout, CloseIdle: r.probeCloseIdle}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

@@ -60,21 +60,14 @@ func TestServeObservability(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
-	logs := p.log.String()
-	var exchange string
-	for _, l := range strings.Split(logs, "\n") {
-		if strings.Contains(l, `msg="upstream exchange"`) && strings.Contains(l, "sample.kind=mod") {
-			exchange = l
-			break
-		}
-	}
+	exchange := waitLog(p, `msg="upstream exchange"`, "sample.kind=mod")
 	for _, want := range []string{"level=DEBUG", "sample.upstream=" + upstream, "sample.status=200", "sample.ttfb=", "sample.dns_backend=system"} {
 		if !strings.Contains(exchange, want) {
 			t.Errorf("debug line of the .mod exchange %q lacks %q", exchange, want)
 		}
 	}
 	// The verifier's requests to the checksum database are labelled as such.
-	if !strings.Contains(logs, "sample.upstream="+db.URL+" sample.kind=sumdb") {
+	if waitLog(p, "sample.upstream="+db.URL+" sample.kind=sumdb") == "" {
 		t.Errorf("no debug line of a checksum database exchange labelled upstream=%s kind=sumdb", db.URL)
 	}
 }

@@ -209,3 +209,28 @@ func checkGoSum(t *testing.T, g goRun, want map[string]bool) []string {
 	}
 	return lines
 }
+
+// waitLog waits until the log of p holds a line containing every one of subs and returns
+// that line, or "" after a generous bound: holoproxy writes some lines after the answer they
+// describe has left, and the test reads its stderr through a pipe.
+func waitLog(p *proc, subs ...string) string {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, l := range strings.Split(p.log.String(), "\n") {
+			ok := true
+			for _, s := range subs {
+				if !strings.Contains(l, s) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

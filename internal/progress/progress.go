@@ -23,6 +23,7 @@ type Bar struct {
 
 	mu          sync.Mutex // guards the fields below and the writes to w
 	done, total int
+	detail      func() string
 	shown       bool // something was drawn: Stop must end the line
 	stopped     bool
 
@@ -111,6 +112,15 @@ func (b *Bar) Stop() {
 	b.draw(true)
 }
 
+// SetDetail adds f's text to every line after the counts: a command's own figures, such
+// as bytes and their rate. f is called with the bar's lock held, so it must not call the
+// Bar; it may be called from another goroutine.
+func (b *Bar) SetDetail(f func() string) {
+	b.mu.Lock()
+	b.detail = f
+	b.mu.Unlock()
+}
+
 // Line returns the bar as drawn now, without the terminal control characters.
 func (b *Bar) Line() string {
 	b.mu.Lock()
@@ -136,7 +146,13 @@ func (b *Bar) counts() string {
 	if s := el.Seconds(); s > 0 {
 		rate = float64(b.done) / s
 	}
-	return fmt.Sprintf("%d/%d %s, %.0f/s, %s", b.done, b.total, b.label, rate, el.Round(100*time.Millisecond))
+	s := fmt.Sprintf("%d/%d %s, %.0f/s, %s", b.done, b.total, b.label, rate, el.Round(100*time.Millisecond))
+	if b.detail != nil {
+		if d := b.detail(); d != "" {
+			s += ", " + d
+		}
+	}
+	return s
 }
 
 // draw redraws the line in place; final ends it (only if anything was shown before).

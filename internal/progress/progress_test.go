@@ -94,3 +94,17 @@ func TestPlainWritesLines(t *testing.T) {
 		t.Errorf("plain output %q does not end with a 4/4 line", s)
 	}
 }
+
+func TestDetailFollowsCounts(t *testing.T) {
+	var buf bytes.Buffer
+	b := NewPlain(&buf, "files", time.Millisecond)
+	b.SetDetail(func() string { return "3/4 modules, 1.5 MiB" })
+	b.Set(7, 9)
+	time.Sleep(20 * time.Millisecond)
+	b.Stop()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "7/9 files, ") || !strings.HasSuffix(last, ", 3/4 modules, 1.5 MiB") {
+		t.Errorf("last line %q; want the counts, then the detail", last)
+	}
+}

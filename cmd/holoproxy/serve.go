@@ -8,10 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -99,7 +97,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	list := o.upstream
 	if list == "" {
-		if list, err = goEnvGOPROXY(ctx); err != nil {
+		if list, err = goEnvGOPROXY(ctx, "upstream"); err != nil {
 			return err
 		}
 	}
@@ -254,25 +252,4 @@ func cacheDirOrDefault(dir string) (string, error) {
 		return "", fmt.Errorf("no default cache directory (%w): pass --cache-dir", err)
 	}
 	return filepath.Join(base, "holoproxy"), nil
-}
-
-// goEnvGOPROXY asks the go command for the GOPROXY it would use.
-func goEnvGOPROXY(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "env", "GOPROXY")
-	cmd.Stderr = nil
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("reading the upstream chain with `go env GOPROXY`: %w; pass --upstream (GOPROXY syntax) instead", err)
-	}
-	list := strings.TrimSpace(string(out))
-	if list == "" {
-		return "", errors.New("`go env GOPROXY` is empty; pass --upstream (GOPROXY syntax)")
-	}
-	return list, nil
 }

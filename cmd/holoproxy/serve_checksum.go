@@ -69,7 +69,7 @@ func resolveSumDB(ctx context.Context, o checksumOptions) (checksum.SumDB, strin
 	}
 	// The keys of databases known by name are read from the Go installation.
 	names = append(names, "GOROOT")
-	vals, err := warmGoEnv(ctx, names...)
+	vals, err := goEnv(ctx, names...)
 	if err != nil {
 		if len(names) > 1 || !strings.Contains(value, "+") && value != "off" {
 			return checksum.SumDB{}, "", fmt.Errorf("%w; pass --sumdb (name+key [URL], or off), --gonosumdb and --goprivate instead", err)

@@ -215,7 +215,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 	list := o.proxy
 	if list == "" {
 		var err error
-		if list, err = goEnvGOPROXY(ctx); err != nil {
+		if list, err = goEnvGOPROXY(ctx, "proxy"); err != nil {
 			return err
 		}
 	}

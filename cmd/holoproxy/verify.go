@@ -98,7 +98,7 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 		// The go command's rule: the first upstream proxy that serves the database.
 		list := o.upstream
 		if list == "" {
-			if list, err = goEnvGOPROXY(ctx); err != nil {
+			if list, err = goEnvGOPROXY(ctx, "upstream"); err != nil {
 				return err
 			}
 		}

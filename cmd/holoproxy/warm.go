@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -156,7 +154,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	}
 	list := o.proxy
 	if list == "" {
-		if list, err = goEnvGOPROXY(ctx); err != nil {
+		if list, err = goEnvGOPROXY(ctx, "proxy"); err != nil {
 			return err
 		}
 	}
@@ -191,7 +189,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 // warmVerifier makes the checksum database verifier for --sumdb, configured as the go
 // command would be: GOSUMDB (or --gosumdb), GONOSUMDB/GOPRIVATE, keys from GOROOT.
 func warmVerifier(ctx context.Context, o warmOptions, chain *goproxy.Chain, hc *http.Client) (*checksum.Verifier, error) {
-	env, err := warmGoEnv(ctx, "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOROOT")
+	env, err := goEnv(ctx, "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOROOT")
 	if err != nil {
 		return nil, err
 	}
@@ -225,21 +223,6 @@ func warmVerifier(ctx context.Context, o warmOptions, chain *goproxy.Chain, hc *
 		BaseURL: checksum.ResolveBaseURL(db, upstreams, hc, 0, 0),
 		Client:  hc,
 	})
-}
-
-// warmGoEnv asks the go command for the values of the named variables, in order.
-func warmGoEnv(ctx context.Context, names ...string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", append([]string{"env"}, names...)...).Output()
-	if err != nil {
-		return nil, fmt.Errorf("reading %s with `go env`: %w", strings.Join(names, ", "), err)
-	}
-	vals := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(vals) != len(names) {
-		return nil, fmt.Errorf("`go env %s` answered %d lines", strings.Join(names, " "), len(vals))
-	}
-	return vals, nil
 }
 
 // stderrIsTerminal reports whether f is a terminal (a character device).

@@ -19,10 +19,18 @@ import (
 // end). The Transport makes one per request; it is exported so that callers that drive
 // their own exchanges can record them the same way. Methods are safe for concurrent use:
 // dials run on goroutines of their own.
+//
+// The Recorder keeps only what the hooks of a request on a reused connection set, and makes
+// the Sample at Finish: it is allocated with every request, and its size is a measurable
+// part of the per-request cost (docs/benchmarks.md). What a dial records lives apart, in a
+// dialState allocated only when the request dials.
 type Recorder struct {
 	sink  Sink
 	hook  func(Sample) // the context's WithSampleHook, called after sink
 	dials *connDials   // the Transport's figures of new connections; nil outside a Transport
+
+	// What was asked, fixed when recording began.
+	upstream, kind, method, url, host string
 
 	start time.Time // when recording began (has a monotonic reading: time.Since is cheap)
 
@@ -32,13 +40,30 @@ type Recorder struct {
 	firstByteAt atomic.Int64
 	bytes       atomic.Int64
 
-	mu        sync.Mutex
-	s         Sample      // guarded by mu
-	dial      dialFigures // guarded by mu; the latest dial's, committed by GotConn or Finish
-	gotConn   bool        // guarded by mu
-	finished  bool        // guarded by mu
-	tlsConn   *tls.Conn   // guarded by mu; the connection this request's dial set up
-	lateAlert error       // guarded by mu; an alert salvaged when that connection closed
+	mu       sync.Mutex
+	dial     *dialState    // guarded by mu; the dial this request ran, nil until it dials
+	used     *dialFigures  // guarded by mu; the dial the Sample reports (see GotConn), nil for none
+	remote   string        // guarded by mu; the remote address of the connection got
+	idle     time.Duration // guarded by mu; how long a reused connection sat idle
+	status   int           // guarded by mu
+	proto    string        // guarded by mu
+	reused   bool          // guarded by mu
+	gotConn  bool          // guarded by mu
+	finished bool          // guarded by mu
+	end      finishFigures // guarded by mu; set by the first Finish
+}
+
+// dialState is what a request's own dial records.
+type dialState struct {
+	fig       dialFigures
+	tlsConn   *tls.Conn // the connection this request's dial set up
+	lateAlert error     // an alert salvaged when that connection closed
+}
+
+// finishFigures freeze, at the first Finish, what hooks firing later could still change.
+type finishFigures struct {
+	end, wrote, firstByte, bytes int64
+	err                          error
 }
 
 // NewRecorder starts recording req; the finished Sample goes to sink (which may be nil).
@@ -52,15 +77,11 @@ func (r *Recorder) init(req *http.Request, sink Sink) {
 	l := LabelsFrom(req.Context())
 	r.sink = sink
 	r.hook = sampleHookFrom(req.Context())
-	r.s = Sample{
-		Upstream: l.Upstream,
-		Kind:     l.Kind,
-		Method:   req.Method,
-		URL:      req.URL.String(),
-		Host:     canonicalHostPort(req),
-	}
+	r.upstream, r.kind = l.Upstream, l.Kind
+	r.method = req.Method
+	r.url = req.URL.String()
+	r.host = canonicalHostPort(req)
 	r.start = time.Now()
-	r.s.Start = r.start
 }
 
 // since returns the offset of now from start, at least 1ns so that 0 can mean "not yet".
@@ -105,14 +126,23 @@ func RecorderFrom(ctx context.Context) *Recorder {
 	return r
 }
 
+// dialed returns the state of this request's own dial, creating it. r.mu must be held.
+func (r *Recorder) dialed() *dialState {
+	if r.dial == nil {
+		r.dial = new(dialState)
+	}
+	return r.dial
+}
+
 // DNSDone records the lookup that served a dial.
 func (r *Recorder) DNSDone(l Lookup, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.dial.DNS = l.Duration
-	r.dial.DNSBackend = l.Backend
-	r.dial.DNSRcode = l.Rcode
-	r.dial.DNSCache = l.Cache
+	d := &r.dialed().fig
+	d.DNS = l.Duration
+	d.DNSBackend = l.Backend
+	d.DNSRcode = l.Rcode
+	d.DNSCache = l.Cache
 }
 
 // ConnectDone records the end of a connect phase: the address connected to (empty on
@@ -120,29 +150,31 @@ func (r *Recorder) DNSDone(l Lookup, err error) {
 func (r *Recorder) ConnectDone(remote string, attempts int, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.dial.Connect = d
-	r.dial.RemoteAddr = remote
-	r.dial.DialAttempts = attempts
+	f := &r.dialed().fig
+	f.Connect = d
+	f.RemoteAddr = remote
+	f.DialAttempts = attempts
 }
 
 // TLSDone records a TLS handshake: its duration and, when it completed, what it agreed on.
 func (r *Recorder) TLSDone(cs *tls.ConnectionState, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.dial.TLS = d
+	f := &r.dialed().fig
+	f.TLS = d
 	if cs == nil || !cs.HandshakeComplete {
 		return
 	}
-	r.dial.TLSVersion = tls.VersionName(cs.Version)
-	r.dial.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
+	f.TLSVersion = tls.VersionName(cs.Version)
+	f.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 	if cs.CurveID != 0 {
-		r.dial.TLSCurve = GroupName(cs.CurveID)
+		f.TLSCurve = GroupName(cs.CurveID)
 	}
-	r.dial.TLSResumed = cs.DidResume
-	r.dial.TLSHRR = cs.HelloRetryRequest
-	r.dial.ALPN = cs.NegotiatedProtocol
-	r.dial.PeerChainLen = len(cs.PeerCertificates)
-	r.dial.OCSPStapled = len(cs.OCSPResponse) > 0
+	f.TLSResumed = cs.DidResume
+	f.TLSHRR = cs.HelloRetryRequest
+	f.ALPN = cs.NegotiatedProtocol
+	f.PeerChainLen = len(cs.PeerCertificates)
+	f.OCSPStapled = len(cs.OCSPResponse) > 0
 }
 
 // dialFigures are the Sample fields a dial fills, kept apart until the request is known
@@ -159,18 +191,20 @@ type dialFigures struct {
 func (r *Recorder) dialSnapshot() dialFigures {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.dial
+	if r.dial == nil {
+		return dialFigures{}
+	}
+	return r.dial.fig
 }
 
-// commitDial copies the figures of the dial this request started into its Sample.
-// r.mu must be held.
-func (r *Recorder) commitDial() {
-	d := &r.dial
-	r.s.DNS, r.s.DNSBackend, r.s.DNSRcode, r.s.DNSCache = d.DNS, d.DNSBackend, d.DNSRcode, d.DNSCache
-	r.s.Connect, r.s.RemoteAddr, r.s.DialAttempts = d.Connect, d.RemoteAddr, d.DialAttempts
-	r.s.TLS, r.s.TLSVersion, r.s.TLSCipher, r.s.TLSCurve = d.TLS, d.TLSVersion, d.TLSCipher, d.TLSCurve
-	r.s.TLSResumed, r.s.TLSHRR, r.s.ALPN = d.TLSResumed, d.TLSHRR, d.ALPN
-	r.s.PeerChainLen, r.s.OCSPStapled = d.PeerChainLen, d.OCSPStapled
+// ownDial returns a copy of the figures of the dial this request ran, or nil when it ran
+// none. r.mu must be held.
+func (r *Recorder) ownDial() *dialFigures {
+	if r.dial == nil {
+		return nil
+	}
+	f := r.dial.fig
+	return &f
 }
 
 // GotConn records which connection the request got. The figures of a dial reach the
@@ -193,22 +227,21 @@ func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 	if r.dials != nil && info.Conn != nil {
 		fig, first = r.dials.take(info.Conn)
 	}
-	reused := info.Reused && !first
-	r.s.Reused = reused
-	r.s.IdleTime = 0
-	if reused {
-		r.s = Sample{ // clear the dial figures of an earlier attempt, if any
-			Upstream: r.s.Upstream, Kind: r.s.Kind, Method: r.s.Method, URL: r.s.URL, Host: r.s.Host,
-			Start: r.s.Start, Reused: true, IdleTime: info.IdleTime,
-		}
-	} else {
-		if first {
-			r.dial = fig // the connection may come from another request's dial: its own figures
-		}
-		r.commitDial()
+	r.reused = info.Reused && !first
+	r.idle = 0
+	switch {
+	case r.reused:
+		r.used = nil // no dial figures, not even those of an earlier attempt
+		r.idle = info.IdleTime
+	case first:
+		r.dialed().fig = fig // the connection may come from another request's dial: its own figures
+		r.used = r.ownDial()
+	default:
+		r.used = r.ownDial()
 	}
+	r.remote = ""
 	if info.Conn != nil {
-		r.s.RemoteAddr = remoteString(info.Conn)
+		r.remote = remoteString(info.Conn)
 	}
 }
 
@@ -221,8 +254,8 @@ func (r *Recorder) GotFirstResponseByte() { r.firstByteAt.CompareAndSwap(0, r.si
 // GotResponse records the response header.
 func (r *Recorder) GotResponse(resp *http.Response) {
 	r.mu.Lock()
-	r.s.Status = resp.StatusCode
-	r.s.Proto = resp.Proto
+	r.status = resp.StatusCode
+	r.proto = resp.Proto
 	r.mu.Unlock()
 }
 
@@ -237,33 +270,56 @@ func (r *Recorder) Finish(err error) Sample {
 	end := r.since()
 	r.mu.Lock()
 	if r.finished {
-		s := r.s
+		s := r.sample()
 		r.mu.Unlock()
 		return s
 	}
 	r.finished = true
 	if !r.gotConn {
-		r.commitDial() // the request failed before it had a connection: say how the dial went
+		r.used = r.ownDial() // the request failed before it had a connection: say how the dial went
 	}
-	wrote, first := r.wroteAt.Load(), r.firstByteAt.Load()
-	r.s.Wrote = time.Duration(wrote)
-	if first != 0 {
-		r.s.TTFB = time.Duration(first - wrote) // from the request written (or the start)
-		r.s.Transfer = time.Duration(end - first)
+	r.end = finishFigures{
+		end: end, wrote: r.wroteAt.Load(), firstByte: r.firstByteAt.Load(), bytes: r.bytes.Load(),
+		err: err,
 	}
-	r.s.Total = time.Duration(end)
-	r.s.Bytes = r.bytes.Load()
-	if err != nil {
-		r.s.ErrClass = ClassOf(err)
-		r.s.Err = err.Error()
-	}
-	s := r.s
+	s := r.sample()
 	r.mu.Unlock()
 	if r.sink != nil {
 		r.sink.Observe(s)
 	}
 	if r.hook != nil {
 		r.hook(s)
+	}
+	return s
+}
+
+// sample makes the Sample of a finished exchange. r.mu must be held.
+func (r *Recorder) sample() Sample {
+	s := Sample{
+		Upstream: r.upstream, Kind: r.kind, Method: r.method, URL: r.url, Host: r.host,
+		Start: r.start, Reused: r.reused, IdleTime: r.idle, Status: r.status, Proto: r.proto,
+	}
+	if d := r.used; d != nil {
+		s.DNS, s.DNSBackend, s.DNSRcode, s.DNSCache = d.DNS, d.DNSBackend, d.DNSRcode, d.DNSCache
+		s.Connect, s.RemoteAddr, s.DialAttempts = d.Connect, d.RemoteAddr, d.DialAttempts
+		s.TLS, s.TLSVersion, s.TLSCipher, s.TLSCurve = d.TLS, d.TLSVersion, d.TLSCipher, d.TLSCurve
+		s.TLSResumed, s.TLSHRR, s.ALPN = d.TLSResumed, d.TLSHRR, d.ALPN
+		s.PeerChainLen, s.OCSPStapled = d.PeerChainLen, d.OCSPStapled
+	}
+	if r.remote != "" {
+		s.RemoteAddr = r.remote
+	}
+	e := &r.end
+	s.Wrote = time.Duration(e.wrote)
+	if e.firstByte != 0 {
+		s.TTFB = time.Duration(e.firstByte - e.wrote) // from the request written (or the start)
+		s.Transfer = time.Duration(e.end - e.firstByte)
+	}
+	s.Total = time.Duration(e.end)
+	s.Bytes = e.bytes
+	if e.err != nil {
+		s.ErrClass = ClassOf(e.err)
+		s.Err = e.err.Error()
 	}
 	return s
 }
@@ -296,7 +352,7 @@ func GroupName(id tls.CurveID) string {
 func (r *Recorder) setTLSConn(tc *tls.Conn) {
 	r.mu.Lock()
 	if !r.finished {
-		r.tlsConn = tc
+		r.dialed().tlsConn = tc
 	}
 	r.mu.Unlock()
 }
@@ -309,8 +365,12 @@ func (r *Recorder) setTLSConn(tc *tls.Conn) {
 // or in the tls.Conn, which keeps a read error and returns it again to a read that cannot
 // block.
 func (r *Recorder) lateTLSAlert() error {
+	var tc *tls.Conn
+	var alert error
 	r.mu.Lock()
-	tc, alert := r.tlsConn, r.lateAlert
+	if r.dial != nil {
+		tc, alert = r.dial.tlsConn, r.dial.lateAlert
+	}
 	r.mu.Unlock()
 	if alert != nil || tc == nil {
 		return alert
@@ -327,8 +387,8 @@ func (r *Recorder) lateTLSAlert() error {
 
 func (r *Recorder) noteLateAlert(err error) {
 	r.mu.Lock()
-	if !r.finished && r.lateAlert == nil {
-		r.lateAlert = err
+	if d := r.dialed(); !r.finished && d.lateAlert == nil {
+		d.lateAlert = err
 	}
 	r.mu.Unlock()
 }

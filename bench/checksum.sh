@@ -104,6 +104,7 @@ cold() {
 }
 
 echo "rounds: $ROUNDS; tree: $(find "$TREE" -name '*.mod' | wc -l) .mod, $(find "$TREE" -name '*.zip' | wc -l) .zip, $(du -sh "$TREE" | cut -f1)"
+cat "$W/sumdb.log"
 offw=() offc=() onw=() onc=()
 for r in $(seq "$ROUNDS"); do
 	read -r w c < <(cold off); offw+=("$w"); offc+=("$c")

@@ -306,9 +306,9 @@ type body struct {
 	watch    *idleWatch
 	lastTick atomic.Int64 // the watch's tick of the last byte
 	cut      atomic.Bool  // the idle watch closed the body
-	finished atomic.Bool  // the body ended: the watch drops it
 
-	nextPending *body // link in idleWatch.pending; owned by the watch
+	listed     atomic.Bool // on the watch's list; set and cleared under the watch's lock
+	next, prev *body       // the watch's list; guarded by its lock
 }
 
 func (b *body) expire() {

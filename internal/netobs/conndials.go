@@ -3,6 +3,7 @@ package netobs
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,6 +13,7 @@ import (
 // both do when requests start together), so the figures belong to the connection, not to
 // the dialling request: GotConn with Reused false takes them from here.
 type connDials struct {
+	n  atomic.Int32 // len(m), read without the lock: most requests get a reused connection
 	mu sync.Mutex
 	m  map[net.Conn]connDial
 }
@@ -41,15 +43,22 @@ func (c *connDials) put(conn net.Conn, fig dialFigures) {
 		}
 	}
 	c.m[conn] = connDial{fig: fig, at: now}
+	c.n.Store(int32(len(c.m)))
 }
 
 // take returns and forgets the figures of conn's dial.
 func (c *connDials) take(conn net.Conn) (dialFigures, bool) {
+	if c.n.Load() == 0 {
+		// Nothing filed: spare the lock and the map lookup. A put that files conn
+		// happened before net/http handed conn to any request.
+		return dialFigures{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, ok := c.m[conn]
 	if ok {
 		delete(c.m, conn)
+		c.n.Store(int32(len(c.m)))
 	}
 	return d.fig, ok
 }

@@ -215,8 +215,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		WroteRequest:         ex.rec.WroteRequest,
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
 	}
-	ctx := httptrace.WithClientTrace(WithRecorder(req.Context(), &ex.rec), &ex.trace)
-	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
+	resp, err := t.rt.RoundTrip(req.WithContext(ex.context(req.Context())))
 	if err != nil {
 		return nil, ex.fail(err, nil)
 	}
@@ -236,8 +235,59 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 type exchange struct {
 	rec   Recorder
 	trace httptrace.ClientTrace
+	ctx   exchangeContext
 	body  body
 	done  atomic.Bool
+}
+
+// context returns the context the exchange runs under: parent with the Recorder (for the
+// Dialer) and the ClientTrace (for net/http).
+func (ex *exchange) context(parent context.Context) context.Context {
+	if clientTraceKey == nil || httptrace.ContextClientTrace(parent) != nil {
+		// The caller traces too: WithClientTrace composes both traces.
+		return httptrace.WithClientTrace(WithRecorder(parent, &ex.rec), &ex.trace)
+	}
+	ex.ctx = exchangeContext{Context: parent, ex: ex}
+	return &ex.ctx
+}
+
+// exchangeContext answers both the Recorder's and httptrace's context keys, as two
+// context.WithValue layers would, without allocating them: it is part of the exchange.
+// Every request pays for each allocation on its path (docs/benchmarks.md).
+type exchangeContext struct {
+	context.Context
+	ex *exchange
+}
+
+func (c *exchangeContext) Value(key any) any {
+	switch key {
+	case recorderKey{}:
+		return &c.ex.rec
+	case clientTraceKey:
+		return &c.ex.trace
+	}
+	return c.Context.Value(key)
+}
+
+// clientTraceKey is the context key net/http/httptrace keeps a ClientTrace under. The key
+// is unexported, so it is learnt once by asking httptrace for the trace of a context that
+// notes what it is asked (TestExchangeContext checks that httptrace then finds the trace);
+// nil if that does not work, and exchange.context falls back to httptrace.WithClientTrace.
+var clientTraceKey = func() any {
+	var p keyProbe
+	httptrace.ContextClientTrace(&p)
+	return p.key
+}()
+
+// keyProbe is a context that notes the key of the last Value call.
+type keyProbe struct {
+	context.Context // nil: only Value is called
+	key             any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
 }
 
 // finish ends a successful exchange; only the first end counts.

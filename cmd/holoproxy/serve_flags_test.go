@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"testing"
 )
@@ -29,5 +30,22 @@ func TestServeChecksumAndDNSFlags(t *testing.T) {
 		if n := strings.Count(strings.TrimSpace(errb.String()), "\n"); n != 0 {
 			t.Errorf("%s: usage error spans %d lines; want one", tc.name, n+1)
 		}
+	}
+}
+
+// --sumdb off needs nothing from the go command: with no go on PATH, serve gets as far as
+// listening (on a port this test holds, so it stops there).
+func TestServeSumDBOffWithoutGo(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	t.Setenv("PATH", t.TempDir())
+	var out, errb bytes.Buffer
+	code := execute([]string{"serve", "--listen=" + busy.Addr().String(), "--upstream=http://127.0.0.1:2", "--cache-dir=" + t.TempDir(), "--sumdb=off"},
+		func(string) (string, bool) { return "", false }, &out, &errb)
+	if code != exitFailure || !strings.Contains(errb.String(), "listen") {
+		t.Errorf("exit %d, stderr %q; want it to fail only at listen", code, errb.String())
 	}
 }

@@ -159,11 +159,11 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		}
 	}()
 
-	mux := http.NewServeMux()
-	// Others mount here: the dashboard at "/{$}".
+	// Fixed paths first; every other path goes untouched to the GOPROXY server (no path
+	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
+	mux := server.NewRoutes(srv)
 	mux.Handle("/metrics", obs.handler())
 	mux.Handle("/sumdb/", logRequests(log, sums.handler()))
-	mux.Handle("/", srv)
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Routes is holoproxy's HTTP interface: a few fixed paths (/metrics, /sumdb/, the
+// dashboard) go to their handlers, and every other path goes, untouched, to the GOPROXY
+// server. Unlike http.ServeMux it never cleans or redirects a path, so a module path with
+// ".." or "//" reaches the request parser and is answered 400 with a reason, and the hot
+// path of the proxy pays one map lookup.
+type Routes struct {
+	modules  http.Handler
+	exact    map[string]http.Handler
+	prefixes []prefixRoute
+}
+
+type prefixRoute struct {
+	prefix string
+	h      http.Handler
+}
+
+// NewRoutes returns Routes sending every path not handled otherwise to modules.
+func NewRoutes(modules http.Handler) *Routes {
+	return &Routes{modules: modules, exact: map[string]http.Handler{}}
+}
+
+// Handle sends requests for path to h: exactly that path, or every path under it when
+// path ends in "/" ("/sumdb/"). Paths are fixed at start; Handle is not safe to call
+// while serving.
+func (rt *Routes) Handle(path string, h http.Handler) {
+	if strings.HasSuffix(path, "/") && path != "/" {
+		rt.prefixes = append(rt.prefixes, prefixRoute{path, h})
+		return
+	}
+	rt.exact[path] = h
+}
+
+// ServeHTTP implements http.Handler.
+func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if h, ok := rt.exact[p]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	for _, pr := range rt.prefixes {
+		if strings.HasPrefix(p, pr.prefix) {
+			pr.h.ServeHTTP(w, r)
+			return
+		}
+	}
+	rt.modules.ServeHTTP(w, r)
+}

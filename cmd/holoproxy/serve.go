@@ -29,12 +29,9 @@ type serveOptions struct {
 	listTTL         time.Duration
 	negativeTTL     time.Duration
 	logLevel        string
-	connectTimeout  time.Duration
-	tlsTimeout      time.Duration
-	firstByte       time.Duration
-	bodyIdle        time.Duration
 	shutdownTimeout time.Duration
-	observe         observeOptions  // --dns, --ca-file, --dns-min-ttl, --dns-max-ttl (serve_observe.go)
+	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
+	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
 }
 
@@ -53,8 +50,10 @@ func newServeCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkPositive(cmd, "list-ttl", "negative-ttl", "connect-timeout", "tls-timeout",
-				"first-byte-timeout", "body-idle-timeout", "shutdown-timeout"); err != nil {
+			if err := checkPositive(cmd, "list-ttl", "negative-ttl", "shutdown-timeout"); err != nil {
+				return err
+			}
+			if err := o.net.check(cmd); err != nil {
 				return err
 			}
 			var level slog.Level
@@ -77,10 +76,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	f.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second, "upstream TCP connect timeout")
-	f.DurationVar(&o.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
-	f.DurationVar(&o.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
-	f.DurationVar(&o.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
+	o.net.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	addObserveFlags(f, &o.observe)
 	addChecksumFlags(f, &o.checks)
@@ -101,7 +97,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 			return err
 		}
 	}
-	obs, err := newObservability(o.observe, log)
+	obs, err := newObservability(o.observe, o.net, log)
 	if err != nil {
 		return err
 	}
@@ -206,15 +202,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 // trusting --ca-file and handing every Sample to obs's sinks, and a function releasing its
 // idle connections. It is the one place the upstream transport is chosen.
 func upstreamClient(o serveOptions, obs *observability) (*http.Client, func(), error) {
-	t, err := netobs.NewTransport(netobs.TransportConfig{
-		Resolver:         obs.resolver,
-		CAFile:           o.observe.caFile,
-		ConnectTimeout:   o.connectTimeout,
-		TLSTimeout:       o.tlsTimeout,
-		FirstByteTimeout: o.firstByte,
-		BodyIdleTimeout:  o.bodyIdle,
-		Sink:             obs.sinks,
-	})
+	cfg := o.net.transportConfig()
+	cfg.Resolver, cfg.Sink = obs.resolver, obs.sinks
+	t, err := netobs.NewTransport(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream transport: %w", err)
 	}

@@ -18,19 +18,15 @@ import (
 	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
-// observeOptions are the flags of serve's observed networking: the DNS backend and cache,
-// extra trusted roots.
+// observeOptions are the flags of serve's shared DNS cache (the backend and the trusted
+// roots are upstreamFlags, shared with the other subcommands).
 type observeOptions struct {
-	dns       string
-	caFile    string
 	dnsMinTTL time.Duration
 	dnsMaxTTL time.Duration
 }
 
 // addObserveFlags defines the flags of o on f.
 func addObserveFlags(f *pflag.FlagSet, o *observeOptions) {
-	f.StringVar(&o.dns, "dns", "system", "DNS backend of the upstream lookups: system, udp://host:port, tcp://host:port, tls://host[:port] (DNS over TLS) or https://host/path (DNS over HTTPS)")
-	f.StringVar(&o.caFile, "ca-file", "", "PEM file of extra root certificates trusted for upstreams and DNS over TLS/HTTPS, besides the system roots")
 	f.DurationVar(&o.dnsMinTTL, "dns-min-ttl", 5*time.Second, "floor on how long a DNS answer is cached")
 	f.DurationVar(&o.dnsMaxTTL, "dns-max-ttl", time.Hour, "ceiling on how long a DNS answer is cached")
 }
@@ -48,22 +44,23 @@ type observability struct {
 }
 
 // newObservability builds the registry (with the Go and process collectors), the netobs
-// metrics, and the resolver of o's DNS flags. Bad flag values are usage errors.
-func newObservability(o observeOptions, log *slog.Logger) (*observability, error) {
+// metrics, and the resolver of the DNS flags (o's cache bounds, u's backend and roots).
+// Bad flag values are usage errors.
+func newObservability(o observeOptions, u upstreamFlags, log *slog.Logger) (*observability, error) {
 	if o.dnsMinTTL <= 0 || o.dnsMaxTTL <= 0 || o.dnsMinTTL > o.dnsMaxTTL {
 		return nil, usagef("--dns-min-ttl %v and --dns-max-ttl %v: want both above zero and min <= max", o.dnsMinTTL, o.dnsMaxTTL)
 	}
 	var opts netobs.BackendOptions
-	if o.caFile != "" {
-		pool, err := certPool(o.caFile)
+	if u.caFile != "" {
+		pool, err := certPool(u.caFile)
 		if err != nil {
 			return nil, usagef("--ca-file: %v", err)
 		}
 		opts.TLSConfig = &tls.Config{RootCAs: pool}
 	}
-	backend, err := netobs.ParseBackend(o.dns, opts)
+	backend, err := netobs.ParseBackend(u.dns, opts)
 	if err != nil {
-		return nil, usagef("--dns %q: %v", o.dns, err)
+		return nil, usagef("--dns %q: %v", u.dns, err)
 	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {

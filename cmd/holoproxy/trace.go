@@ -12,14 +12,11 @@ import (
 	rtrace "runtime/trace"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
-	"github.com/holoproxy/holoproxy/internal/netobs"
 	"github.com/holoproxy/holoproxy/internal/progress"
 	"github.com/holoproxy/holoproxy/internal/report"
 	"github.com/holoproxy/holoproxy/internal/trace"
@@ -37,56 +34,6 @@ type traceOptions struct {
 	runtimeTrace string
 	progress     string
 	upstream     upstreamFlags
-}
-
-// upstreamFlags are the flags that shape the connections to upstreams: the resolver
-// backend, extra trusted certificates and the timeout of each phase. A subcommand that
-// talks to upstreams registers them with register and builds its transport from them.
-type upstreamFlags struct {
-	dns            string
-	caFile         string
-	connectTimeout time.Duration
-	tlsTimeout     time.Duration
-	firstByte      time.Duration
-	bodyIdle       time.Duration
-}
-
-// register adds the flags to f.
-func (u *upstreamFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&u.dns, "dns", "system", "DNS resolver `BACKEND`: system, udp://HOST:PORT, tcp://HOST:PORT, tls://HOST[:PORT] or https://HOST/PATH")
-	f.StringVar(&u.caFile, "ca-file", "", "PEM `FILE` of extra root certificates to trust for upstreams and DNS backends")
-	f.DurationVar(&u.connectTimeout, "connect-timeout", 5*time.Second, "upstream TCP connect timeout")
-	f.DurationVar(&u.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
-	f.DurationVar(&u.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
-	f.DurationVar(&u.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
-}
-
-// check returns a usage error for a flag value that cannot work.
-func (u *upstreamFlags) check(cmd *cobra.Command) error {
-	if err := checkPositive(cmd, "connect-timeout", "tls-timeout", "first-byte-timeout", "body-idle-timeout"); err != nil {
-		return err
-	}
-	if _, err := netobs.ParseBackend(u.dns, netobs.BackendOptions{}); err != nil {
-		return usagef("--dns %q: %v", u.dns, err)
-	}
-	if u.caFile != "" {
-		if _, err := os.Stat(u.caFile); err != nil {
-			return usagef("--ca-file: %v", err)
-		}
-	}
-	return nil
-}
-
-// transportConfig returns the transport configuration the flags describe (the resolver is
-// left to the caller, which knows whether it shares one).
-func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
-	return netobs.TransportConfig{
-		CAFile:           u.caFile,
-		ConnectTimeout:   u.connectTimeout,
-		TLSTimeout:       u.tlsTimeout,
-		FirstByteTimeout: u.firstByte,
-		BodyIdleTimeout:  u.bodyIdle,
-	}
 }
 
 func newTraceCmd() *cobra.Command {

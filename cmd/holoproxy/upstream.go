@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/holoproxy/holoproxy/internal/netobs"
+)
+
+// upstreamFlags are the flags that shape the connections to upstreams: the resolver
+// backend, extra trusted certificates and the timeout of each phase. A subcommand that
+// talks to upstreams registers them with register and builds its transport from them.
+type upstreamFlags struct {
+	dns            string
+	caFile         string
+	connectTimeout time.Duration
+	tlsTimeout     time.Duration
+	firstByte      time.Duration
+	bodyIdle       time.Duration
+}
+
+// register adds the flags to f.
+func (u *upstreamFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&u.dns, "dns", "system", "DNS `BACKEND` of the upstream lookups: system, udp://HOST:PORT, tcp://HOST:PORT, tls://HOST[:PORT] (DNS over TLS) or https://HOST/PATH (DNS over HTTPS)")
+	f.StringVar(&u.caFile, "ca-file", "", "PEM `FILE` of extra root certificates trusted for upstreams and DNS over TLS/HTTPS, besides the system roots")
+	f.DurationVar(&u.connectTimeout, "connect-timeout", 5*time.Second, "upstream TCP connect timeout")
+	f.DurationVar(&u.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
+	f.DurationVar(&u.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
+	f.DurationVar(&u.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
+}
+
+// check returns a usage error for a flag value that cannot work.
+func (u *upstreamFlags) check(cmd *cobra.Command) error {
+	if err := checkPositive(cmd, "connect-timeout", "tls-timeout", "first-byte-timeout", "body-idle-timeout"); err != nil {
+		return err
+	}
+	if _, err := netobs.ParseBackend(u.dns, netobs.BackendOptions{}); err != nil {
+		return usagef("--dns %q: %v", u.dns, err)
+	}
+	if u.caFile != "" {
+		if _, err := os.Stat(u.caFile); err != nil {
+			return usagef("--ca-file: %v", err)
+		}
+	}
+	return nil
+}
+
+// transportConfig returns the transport configuration the flags describe (the resolver is
+// left to the caller, which knows whether it shares one).
+func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
+	return netobs.TransportConfig{
+		CAFile:           u.caFile,
+		ConnectTimeout:   u.connectTimeout,
+		TLSTimeout:       u.tlsTimeout,
+		FirstByteTimeout: u.firstByte,
+		BodyIdleTimeout:  u.bodyIdle,
+	}
+}

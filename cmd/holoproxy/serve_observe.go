@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -50,17 +49,9 @@ func newObservability(o observeOptions, u upstreamFlags, log *slog.Logger) (*obs
 	if o.dnsMinTTL <= 0 || o.dnsMaxTTL <= 0 || o.dnsMinTTL > o.dnsMaxTTL {
 		return nil, usagef("--dns-min-ttl %v and --dns-max-ttl %v: want both above zero and min <= max", o.dnsMinTTL, o.dnsMaxTTL)
 	}
-	var opts netobs.BackendOptions
-	if u.caFile != "" {
-		pool, err := certPool(u.caFile)
-		if err != nil {
-			return nil, usagef("--ca-file: %v", err)
-		}
-		opts.TLSConfig = &tls.Config{RootCAs: pool}
-	}
-	backend, err := netobs.ParseBackend(u.dns, opts)
+	backend, err := u.backend()
 	if err != nil {
-		return nil, usagef("--dns %q: %v", u.dns, err)
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {

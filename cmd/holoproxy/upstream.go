@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"os"
 	"time"
 
@@ -58,4 +59,22 @@ func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
 		FirstByteTimeout: u.firstByte,
 		BodyIdleTimeout:  u.bodyIdle,
 	}
+}
+
+// backend returns the DNS backend --dns names, trusting --ca-file besides the system roots
+// for DNS over TLS and HTTPS.
+func (u *upstreamFlags) backend() (netobs.Backend, error) {
+	var opts netobs.BackendOptions
+	if u.caFile != "" {
+		pool, err := certPool(u.caFile)
+		if err != nil {
+			return nil, usagef("--ca-file: %v", err)
+		}
+		opts.TLSConfig = &tls.Config{RootCAs: pool}
+	}
+	b, err := netobs.ParseBackend(u.dns, opts)
+	if err != nil {
+		return nil, usagef("--dns %q: %v", u.dns, err)
+	}
+	return b, nil
 }

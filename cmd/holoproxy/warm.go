@@ -33,6 +33,7 @@ type warmOptions struct {
 	toolchain  bool
 	progress   string
 	timeout    time.Duration
+	net        upstreamFlags // --dns, --ca-file and the phase timeouts (upstream.go)
 }
 
 func newWarmCmd() *cobra.Command {
@@ -61,6 +62,9 @@ func newWarmCmd() *cobra.Command {
 				return usagef("--check cannot check a --push destination without filling it")
 			}
 			if err := checkPositive(cmd, "timeout"); err != nil {
+				return err
+			}
+			if err := o.net.check(cmd); err != nil {
 				return err
 			}
 			var bar bool
@@ -102,6 +106,7 @@ func newWarmCmd() *cobra.Command {
 	f.BoolVar(&o.toolchain, "toolchain", false, "also fetch the toolchain module a go.mod or go.work toolchain line names")
 	f.StringVar(&o.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, else a periodic line), bar, plain or off")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on each upstream request")
+	o.net.register(f)
 	return cmd
 }
 
@@ -140,7 +145,13 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	}
 
 	var samples warm.Samples
-	tr, err := netobs.NewTransport(netobs.TransportConfig{Sink: &samples})
+	backend, err := o.net.backend()
+	if err != nil {
+		return err
+	}
+	cfg := o.net.transportConfig()
+	cfg.Resolver, cfg.Sink = &netobs.Resolver{Backend: backend}, &samples
+	tr, err := netobs.NewTransport(cfg)
 	if err != nil {
 		return fmt.Errorf("upstream transport: %w", err)
 	}

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
+	"io"
 	"io/fs"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -214,5 +217,27 @@ func TestWarmExitCodes(t *testing.T) {
 	code, _, stderr := runCLI("warm", "--proxy", f.origin.URL, "--to", t.TempDir(), "--progress", "off", f.app)
 	if code != exitFailure || !strings.Contains(stderr, "FAILED") || !strings.Contains(stderr, "1 of") {
 		t.Errorf("tampered zip: exit %d; want 1 with the module named\n%s", code, stderr)
+	}
+}
+
+// TestWarmTrustsCAFile warms from an HTTPS origin whose certificate comes from a private
+// CA: refused without --ca-file (the certificate is not trusted), done with it.
+func TestWarmTrustsCAFile(t *testing.T) {
+	f := newWarmFixture(t, 4)
+	tlsOrigin := httptest.NewUnstartedServer(f.origin.Config.Handler)
+	tlsOrigin.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the point
+	tlsOrigin.StartTLS()
+	t.Cleanup(tlsOrigin.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsOrigin.Certificate().Raw})
+	if err := os.WriteFile(ca, pemCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"warm", "--proxy=" + tlsOrigin.URL, "--progress=off", "--to=" + t.TempDir(), f.app}
+	if code, _, errOut := runCLI(args...); code != exitFailure || !strings.Contains(errOut, "certificate") {
+		t.Errorf("without --ca-file: exit %d, stderr %q; want 1 naming the certificate", code, errOut)
+	}
+	if code, _, errOut := runCLI(append(args, "--ca-file="+ca)...); code != exitOK {
+		t.Errorf("with --ca-file: exit %d, stderr %q; want 0", code, errOut)
 	}
 }

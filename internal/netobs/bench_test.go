@@ -20,15 +20,16 @@ import (
 type benchSetup struct {
 	url    string
 	plain  *http.Client // an uninstrumented http.Transport
+	plain2 *http.Client // another, alike: plain2/plain shows the benchmark's own noise
 	floor  *http.Client // floorTransport over a transport configured like plain
 	nosink *http.Client // netobs without a Sink
 	obs    *http.Client // netobs with Metrics as its Sink, as holoproxy runs it
 }
 
 // newBenchSetup starts a loopback origin, HTTP/1.1 over TCP or HTTP/2 over TLS when h2 is
-// set, and the clients, sized alike. With sameTimeouts the plain and floor transports also
-// have the first-byte timeout (ResponseHeaderTimeout) that netobs sets, so that the
-// comparison isolates the recording from the cost of having the timeout at all.
+// set, and the clients, sized alike. With sameTimeouts the http.Transports under plain,
+// plain2 and floor have the first-byte timeout (ResponseHeaderTimeout) that netobs sets,
+// so that the comparison isolates the recording from the cost of having the timeout at all.
 func newBenchSetup(b *testing.B, h2, sameTimeouts bool) *benchSetup {
 	b.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,6 +74,7 @@ func newBenchSetup(b *testing.B, h2, sameTimeouts bool) *benchSetup {
 	return &benchSetup{
 		url:    srv.URL + "/example.test/mod/@v/list",
 		plain:  &http.Client{Transport: httpTransport()},
+		plain2: &http.Client{Transport: httpTransport()},
 		floor:  &http.Client{Transport: &floorTransport{rt: httpTransport()}},
 		nosink: netobsTransport(nil).Client(),
 		obs:    netobsTransport(m).Client(),
@@ -111,7 +113,7 @@ func BenchmarkRequest(b *testing.B) {
 	}
 }
 
-// BenchmarkOverhead makes one request through each of four clients in every iteration,
+// BenchmarkOverhead makes one request through each of five clients in every iteration,
 // in an order that rotates (and reverses every other round) so that each client takes
 // each place equally often and all see the same machine load, and reports the median
 // duration per request of each and its ratio to the plain one; 1.05 is 5 % overhead.
@@ -121,7 +123,8 @@ func BenchmarkRequest(b *testing.B) {
 // The clients: plain, an uninstrumented http.Transport; netobs, the Transport with
 // Metrics as its Sink, as holoproxy runs it ("ratio", the figure of issue 3); netobs
 // without a Sink ("nosink-ratio"); and floorTransport ("floor-ratio"), the least any
-// recording through httptrace and a body wrapper costs.
+// recording through httptrace and a body wrapper costs; and a second plain client
+// ("aa-ratio", 1 but for noise: its spread over runs is the resolution of the others).
 //
 // Sub-benchmarks: h1 (HTTP/1.1 over TCP) and h2 (HTTP/2 over TLS), each against a default
 // http.Transport ("vs-default") and against one with the same first-byte timeout
@@ -136,7 +139,7 @@ func BenchmarkOverhead(b *testing.B) {
 	} {
 		b.Run(proto.name, func(b *testing.B) {
 			s := newBenchSetup(b, proto.h2, proto.same)
-			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor}
+			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor, s.plain2}
 			n := len(clients)
 			times := make([][]time.Duration, n)
 			for i, c := range clients {
@@ -167,6 +170,7 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(ratio(1), "ratio")
 			b.ReportMetric(ratio(2), "nosink-ratio")
 			b.ReportMetric(ratio(3), "floor-ratio")
+			b.ReportMetric(ratio(4), "aa-ratio")
 		})
 	}
 }

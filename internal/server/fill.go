@@ -19,6 +19,9 @@ import (
 // errClosed is the answer of a fill asked for after Close.
 var errClosed = errors.New("server closed")
 
+// errHedgeLost is the result of a hedged attempt whose valid answer came second.
+var errHedgeLost = errors.New("another hedged attempt answered first")
+
 // fillCall is one fill in flight: the first request for a key starts it, every request for
 // the same key waits on done and shares res. It runs under the server's context, not any
 // request's, so a waiter that goes away cancels nothing.
@@ -107,7 +110,9 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 
 	ctx = goproxy.WithHeader(ctx, http.Header{HopHeader: {strings.Join(append(hops, s.cfg.InstanceID), ", ")}})
 	var got *fetched
-	err := s.cfg.Chain.Walk(ctx, s.cfg.Order, func(ctx context.Context, c *goproxy.Client) error {
+	var gotMu sync.Mutex // hedged attempts may both succeed: the first one is kept
+	walkCtx := ctx
+	err := s.cfg.Chain.WalkHedged(ctx, s.cfg.Order, s.cfg.Hedge, func(ctx context.Context, c *goproxy.Client) error {
 		// The Sample of the exchange is finished when try closes the body; the last one
 		// wins when the upstream redirected. Other exchanges under ctx (the Verify hook's
 		// checksum database requests) carry another upstream label.
@@ -121,11 +126,22 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 			timing = netobs.ServerTiming(smp)
 			mu.Unlock()
 		}), c, req)
+		if err != nil && errors.Is(err, context.Canceled) && walkCtx.Err() == nil {
+			return err // a hedged attempt the walk cancelled: no failure of the upstream's
+		}
 		s.attemptDone(c.Name(), req, err)
 		if err == nil {
 			mu.Lock()
 			f.timing = timing
 			mu.Unlock()
+			gotMu.Lock()
+			defer gotMu.Unlock()
+			if got != nil {
+				if f.file != nil {
+					s.cfg.Store.Discard(f.file)
+				}
+				return errHedgeLost
+			}
 			got = f
 		}
 		return err

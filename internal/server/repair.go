@@ -54,7 +54,8 @@ type RepairConfig struct {
 //	srv, _ := server.New(serverConfig)
 //	rp.Start(srv, hc)                  // prober and prefetch workers
 //	defer rp.Stop()
-//	rp.Mount(mux, srv)                 // "/" dashboard, "/api/chain", "/assets/", the proxy
+//	rt := server.NewRoutes(rp.CountCache(srv))
+//	rp.Mount(rt)                       // "/" dashboard, "/api/chain", "/assets/"
 type Repair struct {
 	cfg    RepairConfig
 	Scorer *health.Scorer
@@ -107,7 +108,7 @@ func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	}
 	r.Scorer.Track(r.names...)
 	cfg.Order = func(cs []*goproxy.Client) []*goproxy.Client { return health.OrderBy(r.Scorer, cs) }
-	// Hedging: cfg.Hedge = r.HedgePolicy() once Config has the field (see HedgePolicy).
+	cfg.Hedge = r.HedgePolicy()
 	next := cfg.OnFill
 	cfg.OnFill = func(upstream string, req goproxy.Request, err error) {
 		r.onFill(upstream, req, err)
@@ -232,12 +233,15 @@ func (r *Repair) Dashboard() *dashboard.Handler {
 	return dashboard.New(cfg)
 }
 
-// Mount registers on mux the dashboard ("/", "/api/chain", "/assets/") and proxy for every
-// other path, its answers counted for the dashboard's cache figures.
-func (r *Repair) Mount(mux *http.ServeMux, proxy http.Handler) {
+// Mount registers the dashboard on rt: the page at "/", its data at "/api/chain" and its
+// assets under "/assets/" (none of them a module path). Wrap the proxy handler given to
+// NewRoutes with CountCache so that the dashboard shows cache figures.
+func (r *Repair) Mount(rt *Routes) {
 	d := r.Dashboard()
-	mux.Handle("/{$}", d)
-	mux.Handle("/api/chain", d)
-	mux.Handle("/assets/", d)
-	mux.Handle("/", r.cache.Wrap(proxy))
+	rt.Handle("/", d)
+	rt.Handle("/api/chain", d)
+	rt.Handle("/assets/", d)
 }
+
+// CountCache returns proxy with its answers counted by cache state for the dashboard.
+func (r *Repair) CountCache(proxy http.Handler) http.Handler { return r.cache.Wrap(proxy) }

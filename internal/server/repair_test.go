@@ -230,8 +230,8 @@ func TestRepairPrefetch(t *testing.T) {
 func TestRepairMount(t *testing.T) {
 	a, b := newOrigin(t), newOrigin(t)
 	e, rp := newRepairEnv(t, a.URL()+"|"+b.URL(), RepairConfig{}, nil)
-	mux := http.NewServeMux()
-	rp.Mount(mux, e.s)
+	mux := NewRoutes(rp.CountCache(e.s))
+	rp.Mount(mux)
 	get := func(path string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))

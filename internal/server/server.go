@@ -47,6 +47,10 @@ type Config struct {
 	Verify func(ctx context.Context, r goproxy.Request, file *os.File) error
 	// Order, when set, orders interchangeable upstreams (the health scorer's hook).
 	Order func([]*goproxy.Client) []*goproxy.Client
+	// Hedge, when its Delay is set, hedges slow fills: the same request goes to the next
+	// proxy of a '|' run when the one asked has sent no first byte within the delay, and the
+	// first valid answer wins (goproxy.Chain.WalkHedged; the health hedger's hook).
+	Hedge goproxy.HedgePolicy
 	// OnFill, when set, is told the outcome of every attempt at an upstream: nil, or the
 	// error that refused it (health charges checksum failures from it).
 	OnFill func(upstream string, r goproxy.Request, err error)

@@ -285,7 +285,8 @@
       const l2 = el("div", "l2");
       l2.append(el("span", "up", short(r.upstream)));
       if (r.err_class) l2.append(el("span", "err", " · ✕ " + r.err_class));
-      else if (r.status && r.status !== 200) l2.append(el("span", "err", " · " + r.status));
+      else if (r.status >= 500 || r.status === 429) l2.append(el("span", "err", " · " + r.status));
+      else if (r.status && r.status !== 200) l2.append(el("span", "up", " · " + r.status));
       else l2.append(el("span", "up", " · " + (r.reused ? "reused" : "new conn") + (r.bytes ? " · " + fmtBytes(r.bytes) : "")));
       what.append(l1, l2);
       const track = el("div", "track");

@@ -72,8 +72,8 @@ type Config struct {
 	// scores 1, at or above TTFBBad scores 0, log-linear between (defaults 250ms and 5s).
 	TTFBGood, TTFBBad time.Duration
 	// ChecksumBad is the checksum failure rate at which the checksum component reaches 0
-	// (default 0.2); ChecksumSaturation the rate at which the checksum component takes the
-	// whole weight of the score (default 0.05).
+	// (default 0.5); ChecksumSaturation the rate at which the checksum component takes the
+	// whole weight of the score (default 0.2).
 	ChecksumBad, ChecksumSaturation float64
 	// ClassWeights weighs failures by error class (the classes of netobs; "http_5xx" stands
 	// for every 5xx status). A class not listed weighs 1; "canceled" is never counted, since
@@ -138,8 +138,8 @@ func (c *Config) setDefaults() {
 	num(&c.FailureBad, 0.4)
 	dur(&c.TTFBGood, 250*time.Millisecond)
 	dur(&c.TTFBBad, 5*time.Second)
-	num(&c.ChecksumBad, 0.2)
-	num(&c.ChecksumSaturation, 0.05)
+	num(&c.ChecksumBad, 0.5)
+	num(&c.ChecksumSaturation, 0.2)
 	num(&c.SlowWeight, 0.5)
 	integer(&c.ConsecutiveSlow, 5)
 	num(&c.Healthy, 0.8)

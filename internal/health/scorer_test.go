@@ -175,17 +175,14 @@ func TestScorerStates(t *testing.T) {
 			step{verify: boolp(false)},
 			step{verify: boolp(false)},
 			step{verify: boolp(false), want: StateHealthy},
-			step{verify: boolp(true), want: StateDegraded},
+			step{verify: boolp(true), want: StateHealthy}, // one bad file among nine
+			step{verify: boolp(true), want: StateHealthy},
+			step{verify: boolp(true), want: StateDegraded}, // three among eleven
 		)},
-		{"five slow signals in a row open the circuit", warmup(
-			step{slow: true}, step{slow: true}, step{slow: true}, step{slow: true, want: StateHealthy},
-			step{slow: true, want: StateUnhealthy},
-		)},
-		{"a success between slow signals keeps it closed", warmup(
-			step{slow: true}, step{slow: true}, step{slow: true}, step{slow: true},
-			step{sample: smp(ok(upA, 50*time.Millisecond))},
-			step{slow: true}, step{slow: true}, step{slow: true, want: StateHealthy},
-		)},
+		{"a second checksum failure alone degrades", []step{
+			{verify: boolp(true), want: StateHealthy},
+			{verify: boolp(true), want: StateDegraded},
+		}},
 		{"many checksum failures open the circuit", []step{
 			{verify: boolp(true)},
 			{verify: boolp(true)},
@@ -357,9 +354,16 @@ func TestChecksumWeightGrows(t *testing.T) {
 		}
 		prevWeight, prevScore = st.Weights.Checksum, st.Score
 	}
-	// At a 10 % failure rate the checksum component carries the whole score.
-	if prevWeight != 1 {
-		t.Fatalf("checksum weight %v at a 10%% failure rate, want 1", prevWeight)
+	if prevWeight >= 1 {
+		t.Fatalf("checksum weight %v at a 10%% failure rate, want below 1", prevWeight)
+	}
+	// At a 20 % failure rate (prior included) the checksum component carries the whole score.
+	s2, _, _ := newTestScorer(t, Config{})
+	s2.ReportVerify(upA, true)
+	s2.ReportVerify(upA, true) // 2 / (2 + 8)
+	if st := s2.Statuses()[0]; st.Weights.Checksum != 1 || st.Score != st.Components.Checksum {
+		t.Fatalf("at a 20%% failure rate: weights %+v, score %v, component %v; want the checksum component alone",
+			st.Weights, st.Score, st.Components.Checksum)
 	}
 }
 

@@ -47,8 +47,8 @@ func newRepairEnv(t *testing.T, list string, rc RepairConfig, mutate func(*Confi
 }
 
 // TestRepairTamperedUpstream: A serves tampered go.mod files. Verification refuses them, B's
-// answer is served and stored, A is charged a checksum failure, degraded, and moved behind
-// B, so the next requests do not reach it.
+// answer is served and stored, A is charged checksum failures, degraded after the second, and
+// moved behind B, so the next requests do not reach it.
 func TestRepairTamperedUpstream(t *testing.T) {
 	a, b := newOrigin(t), newOrigin(t)
 	a.setFault(func(w http.ResponseWriter, r *http.Request) bool {
@@ -86,12 +86,13 @@ func TestRepairTamperedUpstream(t *testing.T) {
 		if got := w.Header().Get(UpstreamHeader); got != b.URL() {
 			t.Fatalf("%s served by %q, want B", p, got)
 		}
-		if i == 0 {
-			if st := rp.Scorer.State(a.URL()); st != health.StateDegraded && st != health.StateUnhealthy {
-				t.Fatalf("A is %s after a checksum failure, want degraded or worse", st)
-			}
-		} else if n := a.count(p); n != 0 {
-			t.Fatalf("%s: A asked %d times after it was degraded, want 0 (B first)", p, n)
+		switch st := rp.Scorer.State(a.URL()); {
+		case i == 0 && st != health.StateHealthy:
+			t.Fatalf("A is %s after one checksum failure, want still healthy (one bad file is not yet a pattern)", st)
+		case i == 1 && st != health.StateDegraded && st != health.StateUnhealthy:
+			t.Fatalf("A is %s after two checksum failures, want degraded or worse", st)
+		case i >= 2 && a.count(p) != 0:
+			t.Fatalf("%s: A asked %d times after it was degraded, want 0 (B first)", p, a.count(p))
 		}
 	}
 	for _, p := range paths {
@@ -107,8 +108,8 @@ func TestRepairTamperedUpstream(t *testing.T) {
 		}
 	}
 	st := rp.Scorer.Statuses()
-	if st[0].Upstream != a.URL() || st[0].ChecksumFailures != 1 || st[1].Verified != 4 {
-		t.Fatalf("statuses %+v, want A with 1 checksum failure and B with 4 verified files", st)
+	if st[0].Upstream != a.URL() || st[0].ChecksumFailures != 2 || st[1].Verified != 4 {
+		t.Fatalf("statuses %+v, want A with 2 checksum failures and B with 4 verified files", st)
 	}
 }
 

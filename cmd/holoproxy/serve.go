@@ -33,6 +33,7 @@ type serveOptions struct {
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
+	repair          repairOptions   // --hedge*, --prefetch, --probe-*, --dashboard (serve_repair.go)
 }
 
 func newServeCmd() *cobra.Command {
@@ -80,6 +81,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	addObserveFlags(f, &o.observe)
 	addChecksumFlags(f, &o.checks)
+	addRepairFlags(f, &o.repair)
 	return cmd
 }
 
@@ -101,11 +103,24 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	// Upstream health, hedging, prefetch and the dashboard: every Sample feeds its scorer.
+	rp, err := newRepair(o.repair, obs, log)
+	if err != nil {
+		return err
+	}
+	obs.sinks = append(obs.sinks, rp.Sink())
 	hc, closeIdle, err := upstreamClient(o, obs)
 	if err != nil {
 		return err
 	}
 	defer closeIdle()
+	// The prober's own transport, emptied before each round so that probes dial.
+	probe, closeProbe, err := upstreamClient(o, obs)
+	if err != nil {
+		return err
+	}
+	defer closeProbe()
+	rp.SetProbeClient(probe, closeProbe)
 	chain, err := goproxy.ParseChain(list, hc)
 	if err != nil {
 		return fmt.Errorf("upstream chain %q: %w", list, err)
@@ -129,12 +144,12 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	// Every upstream attempt's outcome, in order: checksum failures to their metric (and
-	// the health scorer, when it hooks in here).
+	// Every upstream attempt's outcome, in order: checksum failures to their metric (the
+	// health scorer and the prefetcher hook in through rp.Configure).
 	fills := fillHooks{
 		func(upstream string, _ goproxy.Request, err error) { sums.metrics.ObserveFill(upstream, err) },
 	}
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		Store:       disk,
 		Chain:       chain,
 		ListTTL:     o.listTTL,
@@ -143,7 +158,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		OnFill:      fills.onFill,
 		Registerer:  obs.reg,
 		Logger:      log,
-	})
+	}
+	rp.Configure(&cfg, chain) // Order, Hedge, OnFill
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -155,9 +172,17 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		}
 	}()
 
+	if err := rp.Start(srv, hc); err != nil {
+		return err
+	}
+	defer rp.Stop() // before srv.Close: prefetch workers and the prober end first
+
 	// Fixed paths first; every other path goes untouched to the GOPROXY server (no path
 	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
-	mux := server.NewRoutes(srv)
+	mux := server.NewRoutes(rp.CountCache(srv))
+	if o.repair.dashboard {
+		rp.Mount(mux)
+	}
 	mux.Handle("/metrics", obs.handler())
 	mux.Handle("/sumdb/", logRequests(log, sums.handler()))
 

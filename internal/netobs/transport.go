@@ -207,7 +207,7 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 // cost every request more than all the rest of the instrumentation (see
 // docs/benchmarks.md).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := &exchange{} // one allocation for the Recorder, the trace and the body wrapper
+	ex := &exchange{} // one allocation for the Recorder, the trace, the context and the body wrapper
 	ex.rec.init(req, t.cfg.Sink)
 	ex.rec.dials = &t.dials
 	ex.trace = httptrace.ClientTrace{

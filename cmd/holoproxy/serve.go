@@ -184,7 +184,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		rp.Mount(mux)
 	}
 	mux.Handle("/metrics", obs.handler())
-	mux.Handle("/sumdb/", logRequests(log, sums.handler()))
+	mux.Handle("/sumdb/", server.LogRequests(log, sums.handler()))
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,22 +85,6 @@ func sampleLogger(log *slog.Logger) netobs.Sink {
 	})
 }
 
-// certPool returns the system roots plus the certificates of the PEM file name.
-func certPool(name string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no PEM certificate found", name)
-	}
-	return pool, nil
-}
-
 // userAgentTransport sets holoproxy's User-Agent on upstream requests that carry none, so
 // that upstreams and the checksum database can tell holoproxy from the go command.
 type userAgentTransport struct {
@@ -122,47 +104,3 @@ func (t userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	r.Header.Set("User-Agent", t.ua)
 	return t.rt.RoundTrip(&r)
 }
-
-// logRequests logs one line per request answered by h at info level, as the GOPROXY server
-// does for its own: for the handlers mounted beside it (/sumdb/).
-func logRequests(log *slog.Logger, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		h.ServeHTTP(sw, r)
-		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", sw.status),
-			slog.String("cache", w.Header().Get("X-Holoproxy-Cache")),
-			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)),
-		)
-	})
-}
-
-// statusWriter records the status and body bytes of an answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

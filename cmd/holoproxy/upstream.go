@@ -66,7 +66,7 @@ func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
 func (u *upstreamFlags) backend() (netobs.Backend, error) {
 	var opts netobs.BackendOptions
 	if u.caFile != "" {
-		pool, err := certPool(u.caFile)
+		pool, err := netobs.AddCAFile(nil, u.caFile)
 		if err != nil {
 			return nil, usagef("--ca-file: %v", err)
 		}

@@ -3,14 +3,12 @@ package netobs
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
 	rtrace "runtime/trace"
 	"strings"
 	"sync/atomic"
@@ -71,20 +69,9 @@ type Transport struct {
 func NewTransport(cfg TransportConfig) (*Transport, error) {
 	base := cloneTLS(cfg.TLSConfig)
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := AddCAFile(base.RootCAs, cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("netobs: CA file: %w", err)
-		}
-		pool := base.RootCAs
-		if pool == nil {
-			if pool, err = x509.SystemCertPool(); err != nil {
-				pool = x509.NewCertPool()
-			}
-		} else {
-			pool = pool.Clone()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("netobs: CA file %s: no PEM certificate found", cfg.CAFile)
+			return nil, fmt.Errorf("netobs: %w", err)
 		}
 		base.RootCAs = pool
 	}

@@ -2,8 +2,10 @@ package server
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 )
@@ -72,6 +74,24 @@ func describe(req goproxy.Request) string {
 		return req.Module + "@latest"
 	}
 	return moduleAt(req) + " ." + string(req.Kind)
+}
+
+// LogRequests logs one line per request h answers, at info level and in the GOPROXY
+// server's own format, for the handlers mounted beside it (/sumdb/).
+func LogRequests(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		lw := &logWriter{ResponseWriter: w}
+		h.ServeHTTP(lw, r)
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", lw.statusCode()),
+			slog.String("cache", w.Header().Get(CacheHeader)),
+			slog.Int64("bytes", lw.bytes),
+			slog.Duration("duration", time.Since(start)),
+		)
+	})
 }
 
 // logWriter records the status and body bytes of an answer. It keeps io.ReaderFrom so that

@@ -3,14 +3,12 @@ package trace
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	rtrace "runtime/trace"
 	"strings"
 	"sync"
@@ -138,24 +136,13 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 // certificates of file besides its roots (the system roots when it has none), so that the
 // DNS backends trust them as the upstream transport does.
 func withCAFile(base *tls.Config, file string) (*tls.Config, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
-	}
 	conf := &tls.Config{}
 	if base != nil {
 		conf = base.Clone()
 	}
-	pool := conf.RootCAs
-	if pool == nil {
-		if pool, err = x509.SystemCertPool(); err != nil {
-			pool = x509.NewCertPool()
-		}
-	} else {
-		pool = pool.Clone()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s: no PEM certificate found", file)
+	pool, err := netobs.AddCAFile(conf.RootCAs, file)
+	if err != nil {
+		return nil, err
 	}
 	conf.RootCAs = pool
 	return conf, nil

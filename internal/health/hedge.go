@@ -7,12 +7,16 @@ import (
 
 // HedgeConfig configures a Hedger. Zero fields take the documented defaults.
 type HedgeConfig struct {
-	// Min and Max bound the hedge delay (defaults 50ms and 2s). An upstream with fewer than
+	// Min and Max bound the hedge delay (defaults 20ms and 2s). An upstream with fewer than
 	// MinSamples TTFB observations in the window (default 10) gets Max.
 	Min, Max   time.Duration
 	MinSamples int
-	// Quantile is the TTFB quantile the delay is taken from (default 0.95).
-	Quantile float64
+	// Quantile is the TTFB quantile the delay is taken from (default 0.95), unless
+	// MedianMultiple times the median is shorter (default 4): an upstream slow on more than
+	// 1 − Quantile of its requests has its quantile inside the slow mode, and hedging after it
+	// would rescue nothing; its median still tells how long a normal answer takes.
+	Quantile       float64
+	MedianMultiple float64
 	// Share caps hedges at this share of attempts (default 0.1), with Burst hedges allowed
 	// at once after a quiet spell (default 5): a token bucket credited Share per attempt.
 	Share float64
@@ -20,8 +24,9 @@ type HedgeConfig struct {
 }
 
 // Hedger decides when a request to a slow upstream is hedged to the next one: after the
-// upstream's recent p95 TTFB, clamped to [Min, Max], and only while the hedge budget
-// (Share of attempts) lasts. Its two methods fit goproxy.HedgePolicy.
+// upstream's recent p95 TTFB or four times its median TTFB, whichever is shorter, clamped
+// to [Min, Max], and only while the hedge budget (Share of attempts) lasts. Its two methods
+// fit goproxy.HedgePolicy.
 type Hedger struct {
 	cfg    HedgeConfig
 	scorer *Scorer
@@ -35,7 +40,7 @@ type Hedger struct {
 // NewHedger returns a Hedger that reads TTFB quantiles from s and charges hedge losses to it.
 func NewHedger(s *Scorer, cfg HedgeConfig) *Hedger {
 	if cfg.Min <= 0 {
-		cfg.Min = 50 * time.Millisecond
+		cfg.Min = 20 * time.Millisecond
 	}
 	if cfg.Max <= 0 {
 		cfg.Max = 2 * time.Second
@@ -49,6 +54,9 @@ func NewHedger(s *Scorer, cfg HedgeConfig) *Hedger {
 	if cfg.Quantile <= 0 || cfg.Quantile >= 1 {
 		cfg.Quantile = 0.95
 	}
+	if cfg.MedianMultiple <= 0 {
+		cfg.MedianMultiple = 4
+	}
 	if cfg.Share <= 0 {
 		cfg.Share = 0.1
 	}
@@ -59,7 +67,8 @@ func NewHedger(s *Scorer, cfg HedgeConfig) *Hedger {
 }
 
 // Delay returns how long to wait for upstream's first byte before hedging: its recent
-// TTFB quantile clamped to [Min, Max]. Each call is one attempt and credits the budget.
+// TTFB quantile or MedianMultiple times its median, whichever is shorter, clamped to
+// [Min, Max]. Each call is one attempt and credits the budget.
 func (h *Hedger) Delay(upstream string) (time.Duration, bool) {
 	h.mu.Lock()
 	h.attempts++
@@ -69,6 +78,8 @@ func (h *Hedger) Delay(upstream string) (time.Duration, bool) {
 	if n < h.cfg.MinSamples {
 		return h.cfg.Max, true
 	}
+	med, _ := h.scorer.TTFBQuantile(upstream, 0.5)
+	d = min(d, time.Duration(h.cfg.MedianMultiple*float64(med)))
 	return min(max(d, h.cfg.Min), h.cfg.Max), true
 }
 

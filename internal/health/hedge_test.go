@@ -36,19 +36,39 @@ func TestHedgerDelay(t *testing.T) {
 	}
 }
 
-func TestHedgerP95FollowsTail(t *testing.T) {
-	s, _, _ := newTestScorer(t, Config{})
-	h := NewHedger(s, HedgeConfig{Min: 10 * time.Millisecond, Max: 5 * time.Second})
-	for i := range 100 { // 10 % of first bytes take 800ms: the p95 is in the tail
-		d := 40 * time.Millisecond
-		if i%10 == 0 {
-			d = 800 * time.Millisecond
-		}
-		s.Observe(ok(upA, d))
+func TestHedgerDelayTracksTail(t *testing.T) {
+	tests := []struct {
+		name     string
+		fast     time.Duration // the answers of most requests
+		slow     time.Duration // the answers of every tenth, or fifth, request
+		every    int
+		min, max time.Duration // the delay wanted
+	}{
+		// A spread whose p95 is within four medians: the delay is the p95.
+		{"smooth spread: the p95", 40 * time.Millisecond, 120 * time.Millisecond, 10, 120 * time.Millisecond, 150 * time.Millisecond},
+		// 10 % of first bytes take 800ms: the p95 is in the slow mode, four medians are not.
+		{"slow mode past the p95: four medians", 40 * time.Millisecond, 800 * time.Millisecond, 10, 160 * time.Millisecond, 200 * time.Millisecond},
+		// 20 % take 500ms more (the lab's TestHedgingKeepsTailLatency): a few medians.
+		{"near upstream slow on a fifth: four medians", 5 * time.Millisecond, 505 * time.Millisecond, 5, 20 * time.Millisecond, 30 * time.Millisecond},
+		// Below Min, Min.
+		{"four medians below Min: Min", 2 * time.Millisecond, 505 * time.Millisecond, 5, 20 * time.Millisecond, 20 * time.Millisecond},
 	}
-	got, _ := h.Delay(upA)
-	if got < 800*time.Millisecond || got > time.Second {
-		t.Fatalf("delay %v, want the 800ms tail", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _, _ := newTestScorer(t, Config{})
+			h := NewHedger(s, HedgeConfig{})
+			for i := range 100 {
+				d := tt.fast
+				if i%tt.every == 0 {
+					d = tt.slow
+				}
+				s.Observe(ok(upA, d))
+			}
+			got, _ := h.Delay(upA)
+			if got < tt.min || got > tt.max {
+				t.Fatalf("delay %v, want %v to %v", got, tt.min, tt.max)
+			}
+		})
 	}
 }
 

@@ -82,6 +82,12 @@ type Config struct {
 	// SlowWeight is the failure weight charged when an upstream sent no first byte within its
 	// hedge delay (Slow; default 0.5).
 	SlowWeight float64
+	// SlowShare is the share of an upstream's exchanges in the window (Prior included) that
+	// may miss their hedge delay (Slow) before a healthy upstream is degraded, whatever its
+	// score (default 0.1, the hedge budget's default share: serve passes --hedge-share). Past
+	// it the hedge budget cannot cover the upstream's tail, so it goes behind its peers; it is
+	// healthy again once the share is at most half of SlowShare and the score is healthy.
+	SlowShare float64
 	// Healthy and Unhealthy are the score thresholds (defaults 0.8 and 0.5): at or above
 	// Healthy an upstream is healthy, below Unhealthy its circuit opens.
 	Healthy, Unhealthy float64
@@ -141,6 +147,7 @@ func (c *Config) setDefaults() {
 	num(&c.ChecksumBad, 0.5)
 	num(&c.ChecksumSaturation, 0.2)
 	num(&c.SlowWeight, 0.5)
+	num(&c.SlowShare, 0.1)
 	integer(&c.ConsecutiveSlow, 5)
 	num(&c.Healthy, 0.8)
 	num(&c.Unhealthy, 0.5)
@@ -374,6 +381,7 @@ func (s *Scorer) Slow(upstreamName string) {
 	b := u.win.at(now)
 	b.requests++
 	b.failures += s.cfg.SlowWeight
+	b.slow++
 	b.addClass("slow_first_byte")
 	u.slow++
 	trs := s.evaluate(u, now, "no first byte within the hedge delay", nil)
@@ -425,6 +433,7 @@ func (s *Scorer) evaluate(u *upstream, now time.Time, why string, trs []Transiti
 	st := u.win.sum(now)
 	u.score, u.comp, u.eff = s.score(&st)
 	s.metrics.score.WithLabelValues(u.name).Set(u.score)
+	tail := st.slow / (st.requests + s.cfg.Prior) // share of exchanges that missed the hedge delay
 	switch u.state {
 	case StateUnhealthy:
 		if !now.Before(u.openedAt.Add(u.backoff)) {
@@ -441,7 +450,9 @@ func (s *Scorer) evaluate(u *upstream, now time.Time, why string, trs []Transiti
 			trs = s.open(u, now, "score below "+ftoa(s.cfg.Unhealthy)+reasonSuffix(why), trs)
 		case u.score < s.cfg.Healthy && u.state == StateHealthy:
 			trs = s.move(u, now, StateDegraded, "score below "+ftoa(s.cfg.Healthy)+reasonSuffix(why), trs)
-		case u.score >= s.cfg.Healthy && u.state == StateDegraded:
+		case tail > s.cfg.SlowShare && u.state == StateHealthy:
+			trs = s.move(u, now, StateDegraded, pct(tail)+" of requests without a first byte within the hedge delay, more than the hedge budget's "+pct(s.cfg.SlowShare), trs)
+		case u.score >= s.cfg.Healthy && tail <= s.cfg.SlowShare/2 && u.state == StateDegraded:
 			trs = s.move(u, now, StateHealthy, "score recovered", trs)
 		}
 	}

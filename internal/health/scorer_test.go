@@ -125,6 +125,14 @@ func TestScorerStates(t *testing.T) {
 			{sample: smp(ok(upA, 3*time.Second))},
 			{sample: smp(ok(upA, 3*time.Second)), want: StateDegraded},
 		}},
+		{"missing the hedge delay more often than the budget degrades; healthy again later", warmup(
+			step{slow: true}, step{sample: smp(ok(upA, 50*time.Millisecond))},
+			step{slow: true}, step{sample: smp(ok(upA, 50*time.Millisecond))},
+			step{slow: true, want: StateHealthy}, // 3 of 33: within SlowShare (10 %)
+			step{sample: smp(ok(upA, 50*time.Millisecond))},
+			step{slow: true, want: StateDegraded}, // 4 of 35, though the score is 0.93
+			step{advance: 31 * time.Second, sample: smp(ok(upA, 50*time.Millisecond)), want: StateHealthy},
+		)},
 		{"failures leave the window", func() []step {
 			var steps []step
 			for range 12 { // 12 failures among 44 exchanges: 27 %

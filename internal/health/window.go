@@ -49,6 +49,7 @@ func histIndex(d time.Duration) int {
 type stats struct {
 	requests  float64 // exchanges that got an answer or failed (cancelled ones excluded)
 	failures  float64 // weighted by class
+	slow      float64 // slow signals (no first byte within the hedge delay), also in requests
 	dials     float64 // new connections attempted
 	dialFails float64 // of which the TCP or TLS handshake failed
 	verified  float64 // .mod and .zip files checksum-verified
@@ -61,6 +62,7 @@ type stats struct {
 func (s *stats) add(o *stats) {
 	s.requests += o.requests
 	s.failures += o.failures
+	s.slow += o.slow
 	s.dials += o.dials
 	s.dialFails += o.dialFails
 	s.verified += o.verified

@@ -25,11 +25,11 @@ type repairOptions struct {
 
 // addRepairFlags defines the flags of o on f.
 func addRepairFlags(f *pflag.FlagSet, o *repairOptions) {
-	f.BoolVar(&o.hedge, "hedge", true, "when an upstream has sent no first byte within its recent p95 time to first byte (bounded by --hedge-min and --hedge-max), ask the next proxy of its '|' run too; the first valid answer wins")
-	f.DurationVar(&o.hedgeMin, "hedge-min", 50*time.Millisecond, "shortest wait for an upstream's first byte before hedging")
+	f.BoolVar(&o.hedge, "hedge", true, "when an upstream has sent no first byte within its recent p95 time to first byte or four times its median, whichever is shorter (bounded by --hedge-min and --hedge-max), ask the next proxy of its '|' run too; the first valid answer wins")
+	f.DurationVar(&o.hedgeMin, "hedge-min", 20*time.Millisecond, "shortest wait for an upstream's first byte before hedging")
 	f.DurationVar(&o.hedgeMax, "hedge-max", 2*time.Second, "longest wait for an upstream's first byte before hedging")
-	f.Float64Var(&o.hedgeShare, "hedge-share", 0.1, "at most this share of upstream requests is hedged")
-	f.IntVar(&o.prefetch, "prefetch", 4, "background workers prefetching the module graph: after a .mod, its requirements' .info and .mod; after an .info, its .mod and .zip (0 turns prefetch off)")
+	f.Float64Var(&o.hedgeShare, "hedge-share", 0.1, "at most this share of upstream requests is hedged; an upstream missing its hedge delay on more than this share of its requests is degraded (moved behind its peers)")
+	f.IntVar(&o.prefetch, "prefetch", 16, "background workers prefetching the module graph: after a .mod, its requirements' .mod and .info; after a client's .mod, its .info; after a client's .info, its .mod and .zip (0 turns prefetch off)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 5*time.Second, "active health probe period of each upstream (0 turns probing off)")
 	f.StringVar(&o.probePath, "probe-path", "/", "path probed below each upstream's base URL; any answer below 500 is alive")
 	f.BoolVar(&o.dashboard, "dashboard", true, "serve the live dashboard at / and its data at /api/chain")

@@ -20,8 +20,11 @@ import (
 //   - After a version's .mod was filled from an upstream, the .info and .mod of every module
 //     it requires (the next layer of the graph; prefetched .mod files expand in turn, so
 //     the walk follows the graph, each key once).
-//   - After a version's .info was filled on a client's request, its .mod and .zip (the
-//     order of go mod download). A prefetched .info does not pull its .zip.
+//   - When a client asks for a version's .mod, its .info (tiny; go mod download asks for it
+//     next, and nothing else names the modules the client's own go.mod requires).
+//   - When a client asks for a version's .info, its .mod and .zip (the order of go mod
+//     download), whether the .info was in the cache or not: the graph's .info files are
+//     prefetched, so most of them are hits. A prefetched .info does not pull its .zip.
 //
 // Prefetches are ordinary fills (one per key, validated, verified, stored), run by a fixed
 // number of workers from a bounded queue: when the queue is full a prefetch is dropped,
@@ -147,6 +150,21 @@ func (p *prefetcher) prefetched(key string) bool {
 	return p.seen[key]
 }
 
+// requested is told of a client's request (Config.OnRequest), hit or miss: a .mod pulls its
+// .info, an .info its .mod and .zip. It never blocks.
+func (p *prefetcher) requested(r goproxy.Request) {
+	if p == nil || !r.Canonical() {
+		return
+	}
+	switch r.Kind {
+	case goproxy.KindMod:
+		p.enqueue(goproxy.Request{Kind: goproxy.KindInfo, Module: r.Module, Version: r.Version})
+	case goproxy.KindInfo:
+		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
+		p.enqueue(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
+	}
+}
+
 // filled is told that an upstream's answer to r was accepted (Config.OnFill with a nil
 // error). It never blocks: a .mod is read back and parsed by a worker.
 func (p *prefetcher) filled(r goproxy.Request) {
@@ -154,12 +172,6 @@ func (p *prefetcher) filled(r goproxy.Request) {
 		return
 	}
 	switch r.Kind {
-	case goproxy.KindInfo:
-		if p.prefetched(r.Path()) {
-			return
-		}
-		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
-		p.enqueue(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
 	case goproxy.KindMod:
 		// Each .mod is expanded once: the graph is walked, not looped.
 		if !p.mark("expand " + r.Path()) {
@@ -189,9 +201,12 @@ func (p *prefetcher) expand(r goproxy.Request) {
 	if err != nil {
 		return
 	}
+	// The .mod files first: the go command asks for every .mod of the graph before any .info.
+	for _, req := range mf.Require {
+		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: req.Mod.Path, Version: req.Mod.Version})
+	}
 	for _, req := range mf.Require {
 		p.enqueue(goproxy.Request{Kind: goproxy.KindInfo, Module: req.Mod.Path, Version: req.Mod.Version})
-		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: req.Mod.Path, Version: req.Mod.Version})
 	}
 }
 

@@ -133,13 +133,28 @@ func TestPrefetchFollowsTheGraph(t *testing.T) {
 
 func TestPrefetchAfterInfo(t *testing.T) {
 	rig := newPrefetchRig(t, 1)
-	rig.userFill(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/b", Version: "v1.1.0"})
+	// A client's .info, in the cache already (a hit: no fill) or not, pulls .mod and .zip.
+	rig.stored["example.com/b/@v/v1.1.0.info"] = true
+	rig.p.requested(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/b", Version: "v1.1.0"})
 	rig.settle(t)
 	if got, want := rig.got(), "mod example.com/b@v1.1.0, zip example.com/b@v1.1.0"; got != want {
 		t.Fatalf("prefetched %s, want %s", got, want)
 	}
+	// A client's .zip pulls nothing; the fill of an .info (a prefetch's) neither.
+	rig.p.requested(goproxy.Request{Kind: goproxy.KindZip, Module: "example.com/c", Version: "v1.0.0"})
+	rig.userFill(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "v1.0.0"})
+	rig.settle(t)
+	if got := rig.got(); strings.Contains(got, "example.com/c") {
+		t.Fatalf("prefetched after a .zip or an .info fill: %s", got)
+	}
+	// A client's .mod pulls its .info.
+	rig.p.requested(goproxy.Request{Kind: goproxy.KindMod, Module: "example.com/a", Version: "v1.0.0"})
+	rig.settle(t)
+	if got := rig.got(); !strings.Contains(got, "info example.com/a@v1.0.0") || strings.Contains(got, "zip example.com/a@v1.0.0") {
+		t.Fatalf("after a client's .mod prefetched %s, want its .info and no .zip", got)
+	}
 	// A version query is never prefetched from.
-	rig.userFill(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "master"})
+	rig.p.requested(goproxy.Request{Kind: goproxy.KindInfo, Module: "example.com/c", Version: "master"})
 	rig.settle(t)
 	if got := rig.got(); strings.Contains(got, "example.com/c") {
 		t.Fatalf("prefetched after a version query: %s", got)

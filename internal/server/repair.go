@@ -82,6 +82,11 @@ func NewRepair(cfg RepairConfig) (*Repair, error) {
 	if cfg.Scorer.Logger == nil {
 		cfg.Scorer.Logger = cfg.Logger
 	}
+	if cfg.Scorer.SlowShare == 0 && !cfg.NoHedge && cfg.Hedge.Share > 0 {
+		// An upstream that misses its hedge delay more often than the budget can hedge is
+		// degraded (moved behind its peers) rather than left to blow the tail.
+		cfg.Scorer.SlowShare = cfg.Hedge.Share
+	}
 	sc, err := health.New(cfg.Scorer)
 	if err != nil {
 		return nil, err
@@ -97,8 +102,9 @@ func NewRepair(cfg RepairConfig) (*Repair, error) {
 // dashboard's ring.
 func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
 
-// Configure sets cfg's Order (health), Hedge (the hedger) and OnFill (verification results
-// to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) for
+// Configure sets cfg's Order (health), Hedge (the hedger), OnFill (verification results
+// to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) and
+// OnRequest (client requests to the prefetcher, then any OnRequest cfg already had) for
 // chain.
 func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.chain = chain.String()
@@ -109,6 +115,16 @@ func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.Scorer.Track(r.names...)
 	cfg.Order = func(cs []*goproxy.Client) []*goproxy.Client { return health.OrderBy(r.Scorer, cs) }
 	cfg.Hedge = r.HedgePolicy()
+	nextReq := cfg.OnRequest
+	cfg.OnRequest = func(req goproxy.Request) {
+		r.mu.Lock()
+		p := r.prefetch
+		r.mu.Unlock()
+		p.requested(req)
+		if nextReq != nil {
+			nextReq(req)
+		}
+	}
 	next := cfg.OnFill
 	cfg.OnFill = func(upstream string, req goproxy.Request, err error) {
 		r.onFill(upstream, req, err)

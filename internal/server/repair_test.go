@@ -165,8 +165,9 @@ func waitPrefetch(t *testing.T, rp *Repair) dashboard.PrefetchStats {
 	return last
 }
 
-// TestRepairPrefetch: a client's .mod pulls the .info and .mod of the whole graph below it
-// into the store, so the client's next requests are hits; a client's .info pulls its .zip.
+// TestRepairPrefetch: a client's .mod pulls its .info and the .info and .mod of the whole
+// graph below it into the store, so the client's next requests are hits; a client's .info
+// (a hit here) pulls its .zip.
 func TestRepairPrefetch(t *testing.T) {
 	mods, roots := modtree.Graph("mods.test/g", 12, 3, 2)
 	up, asked := graphOrigin(t, mods)
@@ -197,6 +198,16 @@ func TestRepairPrefetch(t *testing.T) {
 	if len(below) < 2 {
 		t.Fatalf("the test graph has only %d modules below the root", len(below))
 	}
+	for _, p := range asked() {
+		if strings.HasSuffix(p, ".zip") {
+			t.Errorf("prefetch fetched %s without a client asking its .info", p)
+		}
+	}
+	// Every module below the root: its .info and .mod; and the root's .info, pulled by the
+	// client's .mod.
+	if st.Queued != int64(2*len(below)+1) || st.Failed != 0 {
+		t.Errorf("prefetch stats %+v, want %d queued and none failed", st, 2*len(below)+1)
+	}
 	for id := range below {
 		path, version, _ := strings.Cut(id, "@")
 		for _, kind := range []goproxy.Kind{goproxy.KindInfo, goproxy.KindMod} {
@@ -206,14 +217,6 @@ func TestRepairPrefetch(t *testing.T) {
 				t.Errorf("%s answered %q, want a hit (prefetched)", r.Path(), c)
 			}
 		}
-	}
-	for _, p := range asked() {
-		if strings.HasSuffix(p, ".zip") {
-			t.Errorf("prefetch fetched %s without a client asking its .info", p)
-		}
-	}
-	if st.Queued != int64(2*len(below)) || st.Failed != 0 {
-		t.Errorf("prefetch stats %+v, want %d queued and none failed", st, 2*len(below))
 	}
 
 	// A client's .info of the root pulls its .zip.

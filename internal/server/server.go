@@ -54,6 +54,9 @@ type Config struct {
 	// OnFill, when set, is told the outcome of every attempt at an upstream: nil, or the
 	// error that refused it (health charges checksum failures from it).
 	OnFill func(upstream string, r goproxy.Request, err error)
+	// OnRequest, when set, is told of every valid client request before it is answered,
+	// whether the cache holds it or not (the prefetcher's hook). It must not block.
+	OnRequest func(r goproxy.Request)
 	// InstanceID names this server in the hop header of the loop guard (default: random).
 	InstanceID string
 	// Registerer receives the server's metrics (default: none registered).
@@ -288,6 +291,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	// accepted path is its own key (FuzzParseRequest checks it), so a hit needs no parse.
 	if h, ok := s.hotGet(path); ok {
 		a.kind = string(h.req.Kind)
+		if s.cfg.OnRequest != nil {
+			s.cfg.OnRequest(h.req)
+		}
 		s.serveBytes(w, r, h.req, h.body, a, CacheHit, "")
 		return
 	}
@@ -301,6 +307,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		return
 	}
 	a.kind = string(req.Kind)
+	if s.cfg.OnRequest != nil {
+		s.cfg.OnRequest(req)
+	}
 	ctx := r.Context()
 	key := path // an accepted path is its own key (FuzzParseRequest checks it)
 

@@ -30,6 +30,8 @@ import (
 //
 //	go test -run '^$' -bench LabColdFill -benchtime 5x ./internal/server/repairlab/
 
+var hpBin = flag.String("hp.bin", "", "run this holoproxy binary in the cold-fill benchmarks instead of building ./cmd/holoproxy (to compare with another version)")
+
 var hpLog = flag.String("hp.log", "", "append the log of every holoproxy the cold-fill benchmarks start (at info level: a line per request) to this file")
 
 // coldFillWork builds the holoproxy binary and the bench workload once per benchmark.
@@ -40,10 +42,13 @@ type coldFillWork struct {
 func newColdFillWork(b *testing.B) coldFillWork {
 	work := b.TempDir()
 	w := coldFillWork{bin: filepath.Join(work, "holoproxy"), tree: filepath.Join(work, "tree"), app: filepath.Join(work, "app")}
-	for _, args := range [][]string{
-		{"build", "-o", w.bin, "../../../cmd/holoproxy"},
-		{"run", "../../../bench/mktree", "-n", "300", "-out", work},
-	} {
+	steps := [][]string{{"run", "../../../bench/mktree", "-n", "300", "-out", work}}
+	if *hpBin != "" {
+		w.bin = *hpBin
+	} else {
+		steps = append(steps, []string{"build", "-o", w.bin, "../../../cmd/holoproxy"})
+	}
+	for _, args := range steps {
 		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 			b.Fatalf("go %v: %v\n%s", args, err, out)
 		}

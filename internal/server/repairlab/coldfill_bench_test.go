@@ -226,8 +226,10 @@ func BenchmarkLabColdFill(b *testing.B) {
 		direct = append(direct, downloadAll(b, l, client, w.app, origin.URL()))
 		hpr := startHoloproxy(b, l, hp, client, w.bin, origin.URL())
 		via = append(via, downloadAll(b, l, client, w.app, hpr.url))
-		b.Logf("round %d: direct %.2fs, via holoproxy %.2fs; prefetch fetched %.0f dropped %.0f",
-			i+1, direct[i].Seconds(), via[i].Seconds(),
+		// On stdout, not b.Logf: the testing package keeps only the first lines of a
+		// benchmark's log, and the rounds of every b.N are worth keeping.
+		fmt.Printf("coldfill N=%d round %d: direct %.2fs, via holoproxy %.2fs; prefetch fetched %.0f dropped %.0f\n",
+			b.N, i+1, direct[i].Seconds(), via[i].Seconds(),
 			hpr.metric(b, "holoproxy_prefetch_total", `result="fetched"`), hpr.metric(b, "holoproxy_prefetch_total", `result="dropped"`))
 		hpr.stop(b)
 	}
@@ -283,8 +285,8 @@ func BenchmarkLabSeedChain(b *testing.B) {
 		dB = append(dB, downloadAll(b, l, client, w.app, originB.URL()))
 		hpr := startHoloproxy(b, l, hp, client, w.bin, ab)
 		via = append(via, downloadAll(b, l, client, w.app, hpr.url))
-		b.Logf("round %d: go→A,B %.2fs (A answered %d 404s), go→B %.2fs, go→holoproxy(A,B) %.2fs; prefetch fetched %.0f dropped %.0f",
-			i+1, dAB[i].Seconds(), a404, dB[i].Seconds(), via[i].Seconds(),
+		fmt.Printf("seedchain N=%d round %d: go→A,B %.2fs (A answered %d 404s), go→B %.2fs, go→holoproxy(A,B) %.2fs; prefetch fetched %.0f dropped %.0f\n",
+			b.N, i+1, dAB[i].Seconds(), a404, dB[i].Seconds(), via[i].Seconds(),
 			hpr.metric(b, "holoproxy_prefetch_total", `result="fetched"`), hpr.metric(b, "holoproxy_prefetch_total", `result="dropped"`))
 		hpr.stop(b)
 	}

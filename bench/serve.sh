@@ -109,6 +109,9 @@ ratio() { echo "scale=3; $1 / $2" | bc -l; }
 
 echo "rounds: $ROUNDS; tree: $(find "$TREE" -name '*.mod' | wc -l) .mod, $(find "$TREE" -name '*.zip' | wc -l) .zip, $(du -sh "$TREE" | cut -f1)"
 
+# One download first, not measured: the first go command of a run pays for the page cache
+# and its own build cache, which would land on whichever side went first.
+download "$NGINX" >/dev/null
 direct=() cold=() warm=() cpu=() rss=()
 for r in $(seq "$ROUNDS"); do
 	direct+=("$(download "$NGINX")")
@@ -161,3 +164,4 @@ printf '| holoproxy peak RSS, cold fill (MB) | | %s | | <= 40 |\n' "$rs"
 [ -n "${huge_growth:-}" ] && printf '| RSS growth, 8 clients x %s MB zip (MB) | | %s | | a few MB |\n' "$HUGE" "$huge_growth"
 echo
 echo "rounds (s): direct ${direct[*]}; cold ${cold[*]}; warm ${warm[*]}"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

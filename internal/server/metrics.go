@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec // by kind, cache
 	cache    *prometheus.CounterVec   // answers by kind, cache
 	bytes    *prometheus.CounterVec   // body bytes served by kind, cache
+	answers  sync.Map                 // kind+"/"+cache -> *answerMetrics, resolved once
 	fills    *prometheus.CounterVec   // upstream attempts by upstream, outcome
 	refused  *prometheus.CounterVec   // refused upstream answers by upstream, reason
 	inflight prometheus.Gauge
@@ -58,11 +60,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// answerMetrics are the children of one kind and cache state. Looking them up by label
+// values hashes and locks on every request; there are a few dozen pairs, so each is looked
+// up once.
+type answerMetrics struct {
+	duration prometheus.Observer
+	count    prometheus.Counter
+	bytes    prometheus.Counter
+}
+
 // observeRequest records one answered request.
 func (m *metrics) observeRequest(kind, cache string, bytes int64, d time.Duration) {
-	m.duration.WithLabelValues(kind, cache).Observe(d.Seconds())
-	m.cache.WithLabelValues(kind, cache).Inc()
+	key := kind + "/" + cache
+	v, ok := m.answers.Load(key)
+	if !ok {
+		v, _ = m.answers.LoadOrStore(key, &answerMetrics{
+			duration: m.duration.WithLabelValues(kind, cache),
+			count:    m.cache.WithLabelValues(kind, cache),
+			bytes:    m.bytes.WithLabelValues(kind, cache),
+		})
+	}
+	am := v.(*answerMetrics)
+	am.duration.Observe(d.Seconds())
+	am.count.Inc()
 	if bytes > 0 {
-		m.bytes.WithLabelValues(kind, cache).Add(float64(bytes))
+		am.bytes.Add(float64(bytes))
 	}
 }

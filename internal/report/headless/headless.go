@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -84,13 +85,26 @@ var flags = []string{
 	"disable-dev-shm-usage", "hide-scrollbars", "mute-audio",
 }
 
-// Load opens rawURL in a fresh headless Chromium, waits until the Selector's element is
-// visible and returns what it saw. ctx bounds the whole run, browser start included.
-func Load(ctx context.Context, rawURL string, opt Options) (res Result, err error) {
+// Session is a page open in a headless Chromium, for callers that act on it over time
+// (a live dashboard that must change without a reload). Make it with Open and Close it.
+type Session struct {
+	ctx     context.Context // the page's tab: hand it to chromedp.Run
+	cleanup []func()        // run in reverse by Close
+
+	stopConsole context.CancelFunc
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	errs        []string
+}
+
+// Open starts a fresh headless Chromium, opens rawURL in it and waits until the
+// Selector's element is visible. Console errors are collected from before the page loads
+// until Close. ctx bounds the whole session, browser start included.
+func Open(ctx context.Context, rawURL string, opt Options) (_ *Session, err error) {
 	path := opt.ExecPath
 	if path == "" {
 		if path, err = Find(); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	w, h := opt.Width, opt.Height
@@ -103,9 +117,15 @@ func Load(ctx context.Context, rawURL string, opt Options) (res Result, err erro
 	}
 	profile, err := os.MkdirTemp("", "holoproxy-chromium-")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer os.RemoveAll(profile)
+	s := &Session{}
+	s.cleanup = append(s.cleanup, func() { removeProfile(profile) })
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 
 	allocOpts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -116,31 +136,27 @@ func Load(ctx context.Context, rawURL string, opt Options) (res Result, err erro
 		allocOpts = append(allocOpts, chromedp.Flag(f, true))
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, allocOpts...)
-	defer cancelAlloc()
+	s.cleanup = append(s.cleanup, cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	s.cleanup = append(s.cleanup, cancelBrowser)
+	s.ctx = bctx
 
 	// Subscribe to the console before navigating so that no message is lost; the
 	// subscription ends when sctx is cancelled.
 	sctx, stopConsole := context.WithCancel(bctx)
-	defer stopConsole()
-	var (
-		mu   sync.Mutex
-		errs []string
-		wg   sync.WaitGroup
-	)
+	s.stopConsole = stopConsole
 	messages := chromedp.Console(sctx)
-	wg.Add(1)
+	s.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer s.wg.Done()
 		for m, err := range messages {
 			if err != nil {
 				return
 			}
 			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				errs = append(errs, m.String())
-				mu.Unlock()
+				s.mu.Lock()
+				s.errs = append(s.errs, m.String())
+				s.mu.Unlock()
 			}
 		}
 	}()
@@ -155,26 +171,74 @@ func Load(ctx context.Context, rawURL string, opt Options) (res Result, err erro
 		chromedp.Navigate(rawURL),
 		chromedp.WaitVisible(chromedp.CSS(sel)),
 	); err != nil {
-		return res, fmt.Errorf("headless: loading %s: %w", rawURL, err)
+		return nil, fmt.Errorf("headless: loading %s: %w", rawURL, err)
 	}
-	box, err := chromedp.Run(bctx, chromedp.Dimensions(chromedp.CSS(sel)))
+	return s, nil
+}
+
+// Context returns the page's tab, for chromedp.Run and chromedp.Do.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// ConsoleErrors returns the page's console.error calls and uncaught exceptions so far, as
+// "type: text".
+func (s *Session) ConsoleErrors() ([]string, error) {
+	// A round trip through the page makes sure console events sent before it arrived.
+	if _, err := chromedp.Run(s.ctx, chromedp.Evaluate[bool]("true")); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.errs...), nil
+}
+
+// Close stops the browser and removes its profile directory.
+func (s *Session) Close() {
+	if s.stopConsole != nil {
+		s.stopConsole()
+		s.stopConsole = nil
+	}
+	s.wg.Wait()
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	s.cleanup = nil
+}
+
+// removeProfile removes a profile directory, retrying briefly: the browser's children may
+// still write into it for a moment after it stops.
+func removeProfile(dir string) {
+	for range 50 {
+		if err := os.RemoveAll(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Load opens rawURL in a fresh headless Chromium, waits until the Selector's element is
+// visible and returns what it saw. ctx bounds the whole run, browser start included.
+func Load(ctx context.Context, rawURL string, opt Options) (res Result, err error) {
+	s, err := Open(ctx, rawURL, opt)
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	sel := opt.Selector
+	if sel == "" {
+		sel = "body"
+	}
+	box, err := chromedp.Run(s.ctx, chromedp.Dimensions(chromedp.CSS(sel)))
 	if err != nil {
 		return res, fmt.Errorf("headless: measuring %s: %w", sel, err)
 	}
 	res.Width, res.Height = box.Width, box.Height
 	if opt.Screenshot {
-		if res.PNG, err = chromedp.Run(bctx, chromedp.FullScreenshot(100)); err != nil {
+		if res.PNG, err = chromedp.Run(s.ctx, chromedp.FullScreenshot(100)); err != nil {
 			return res, fmt.Errorf("headless: screenshot: %w", err)
 		}
 	}
-	// A round trip through the page makes sure console events sent before it arrived.
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
-		return res, err
-	}
-	stopConsole()
-	wg.Wait()
-	res.ConsoleErrors = errs
-	return res, nil
+	res.ConsoleErrors, err = s.ConsoleErrors()
+	return res, err
 }
 
 // FileURL returns the file:// URL of a local file.

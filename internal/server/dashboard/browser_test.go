@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/health"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/report/headless"
 )
 
 var screenshot = flag.String("dashboard.png", "", "write a PNG screenshot of the dashboard in the browser test to this file")
@@ -23,34 +22,15 @@ var screenshot = flag.String("dashboard.png", "", "write a PNG screenshot of the
 // chromium returns the browser to drive, or skips the test (fails it under CI=true).
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	p, err := headless.Find()
+	if err == nil {
+		return p
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed; CI must run the dashboard browser test")
+		t.Fatalf("%v; CI must run the dashboard browser test", err)
 	}
-	t.Skip("chromium is not installed (apt-get install chromium): skipping the dashboard browser test")
+	t.Skipf("%v: skipping the dashboard browser test", err)
 	return ""
-}
-
-// userDataDir returns a fresh profile directory, removed after the test with retries:
-// the browser's children may still write into it for a moment after it stops.
-func userDataDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "holoproxy-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if err := os.RemoveAll(dir); err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	return dir
 }
 
 const (
@@ -168,51 +148,12 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(exe),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(userDataDir(t)),
-		chromedp.WindowSize(1440, 1200),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-
-	// Collect console errors and exceptions for the whole visit.
-	consoleCtx, stopConsole := context.WithCancel(bctx)
-	var (
-		mu       sync.Mutex
-		problems []string
-		wg       sync.WaitGroup
-	)
-	messages := chromedp.Console(consoleCtx)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-
-	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL)); err != nil {
-		t.Fatalf("navigate: %v", err)
+	page, err := headless.Open(ctx, srv.URL, headless.Options{ExecPath: exe, Width: 1440, Height: 1200})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer page.Close()
+	bctx := page.Context()
 	poll := func(what, expr string) {
 		t.Helper()
 		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond),
@@ -258,10 +199,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
-	stopConsole()
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	problems, err := page.ConsoleErrors()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(problems) > 0 {
 		t.Fatalf("console errors:\n%v", problems)
 	}

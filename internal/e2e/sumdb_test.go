@@ -174,7 +174,7 @@ func TestTamperedUpstream(t *testing.T) {
 			m   modtree.Module
 			ext string
 		}{{zipMod, ".zip"}, {modMod, ".mod"}} {
-			stored, err := os.ReadFile(treeFile(t, cache, f.m, f.ext))
+			stored, err := os.ReadFile(waitStored(t, treeFile(t, cache, f.m, f.ext)))
 			if err != nil {
 				t.Fatalf("not stored: %v", err)
 			}
@@ -262,7 +262,7 @@ func TestVerifyPurge(t *testing.T) {
 			}
 		}
 	}
-	bad := treeFile(t, cache, mods[1], ".zip")
+	bad := waitStored(t, treeFile(t, cache, mods[1], ".zip"))
 	tamperZipFile(t, bad)
 
 	verify := func(args ...string) (int, string) {
@@ -298,4 +298,18 @@ func TestVerifyPurge(t *testing.T) {
 	if status, body, _ := get(t, "http://"+p.addr+"/"+key); status != http.StatusOK {
 		t.Errorf("GET %s after purge: %d %s", key, status, body)
 	}
+}
+
+// waitStored returns path once the file exists, waiting a bounded time: holoproxy answers a
+// fill from the verified temporary file and commits it (fsync, rename) right after, so the
+// file may appear a moment after the client has its answer.
+func waitStored(t *testing.T, path string) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return path
+		}
+	}
+	t.Fatalf("%s was not stored within 10s of its answer", path)
+	return ""
 }

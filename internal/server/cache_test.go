@@ -243,6 +243,7 @@ func TestWaiterLeaves(t *testing.T) {
 		r := httptest.NewRequest("GET", "/"+path, nil).WithContext(ctx)
 		w := httptest.NewRecorder()
 		e.s.ServeHTTP(w, r)
+		e.settle()
 		first <- w.Code
 	}()
 	g.wait(t)

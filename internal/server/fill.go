@@ -28,6 +28,9 @@ var errHedgeLost = errors.New("another hedged attempt answered first")
 type fillCall struct {
 	done chan struct{} // closed when res is set
 	res  fillResult
+	// readers counts the callers that got this call and have not released it: res.file
+	// stays open until the last of them is done.
+	readers sync.WaitGroup
 }
 
 // fillResult is what a fill found.
@@ -44,16 +47,22 @@ type fillResult struct {
 	// timing is the Server-Timing header value of the upstream exchange that produced the
 	// answer (netobs.ServerTiming), set with upstream.
 	timing string
+	// file is the verified answer, read with ReadAt while the fill commits it to the store,
+	// so that waiters do not wait for the fsync; size is its length. Nil when the answer is
+	// only in the store (open it by key) or in body.
+	file *os.File
+	size int64
 }
 
 // fill returns the answer to req from the chain, sharing one fill per key among all
 // concurrent callers. It returns early with ctx's error when ctx ends first; the fill goes on.
-func (s *Server) fill(ctx context.Context, req goproxy.Request, hops []string) fillResult {
+// The caller calls release once it is done with the result (its file).
+func (s *Server) fill(ctx context.Context, req goproxy.Request, hops []string) (res fillResult, release func()) {
 	key := req.Path()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fillResult{err: errClosed, status: http.StatusServiceUnavailable}
+		return fillResult{err: errClosed, status: http.StatusServiceUnavailable}, func() {}
 	}
 	c, ok := s.calls[key]
 	if !ok {
@@ -62,28 +71,122 @@ func (s *Server) fill(ctx context.Context, req goproxy.Request, hops []string) f
 		s.fills.Add(1)
 		go s.runFill(c, req, hops)
 	}
+	c.readers.Add(1) // under s.mu: runFill waits for readers only after the call left s.calls
 	s.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(c.readers.Done) }
 	select {
 	case <-c.done:
-		return c.res
+		return c.res, release
 	case <-ctx.Done():
-		return fillResult{err: ctx.Err(), status: http.StatusGatewayTimeout}
+		release()
+		return fillResult{err: ctx.Err(), status: http.StatusGatewayTimeout}, func() {}
 	}
 }
 
 // runFill runs one fill under the server's lifetime and FillTimeout and publishes its result.
+// A verified answer is published before it is committed: the waiters read it from a second
+// descriptor of the temporary file while the fsync and rename go on, and the call stays in
+// s.calls until the commit is done, so no second fetch of the key starts meanwhile. A crash
+// before the rename leaves no trace but a temporary file, removed at the next start.
 func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 	defer s.fills.Done()
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.FillTimeout)
 	defer cancel()
 	s.metrics.inflight.Inc()
-	res := s.doFill(ctx, req, hops)
+	res, pending := s.doFill(ctx, req, hops)
 	s.metrics.inflight.Dec()
+	if pending != nil {
+		if rd, err := os.Open(pending.Name()); err == nil {
+			if st, err := rd.Stat(); err == nil {
+				res.file, res.size = rd, st.Size()
+			} else {
+				rd.Close()
+			}
+		}
+		if res.file != nil {
+			s.commits.add(1)
+			c.res = res
+			close(c.done) // answer the waiters now
+			s.commit(ctx, req, res.upstream, pending)
+		} else if err := s.commit(ctx, req, res.upstream, pending); err != nil {
+			res = fillResult{err: err, status: http.StatusInternalServerError}
+		}
+	}
 	s.mu.Lock()
 	delete(s.calls, req.Path())
 	s.mu.Unlock()
-	c.res = res
-	close(c.done)
+	if res.file == nil {
+		c.res = res
+		close(c.done)
+		return
+	}
+	s.commits.add(-1) // committed, and a new request for the key finds the store, not this call
+	c.readers.Wait()  // every caller that got this call has released it
+	res.file.Close()
+}
+
+// pendingCount counts work in progress and lets a caller wait until there is none. Unlike
+// a sync.WaitGroup, the count may rise from zero again while someone waits.
+type pendingCount struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond // broadcast when n returns to zero; made on first use
+}
+
+func (p *pendingCount) add(d int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n += d
+	if p.n == 0 && p.zero != nil {
+		p.zero.Broadcast()
+	}
+}
+
+// wait returns once nothing is in progress.
+func (p *pendingCount) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.zero == nil {
+		p.zero = sync.NewCond(&p.mu)
+	}
+	for p.n > 0 {
+		p.zero.Wait()
+	}
+}
+
+// readAnswer returns the first max bytes of the answer to req, filling it when the store
+// does not hold it: from the fill's file while it is being committed, from memory for a
+// version query, else from the store.
+func (s *Server) readAnswer(ctx context.Context, req goproxy.Request, max int64) ([]byte, error) {
+	res, release := s.fill(ctx, req, nil)
+	defer release()
+	switch {
+	case res.err != nil:
+		return nil, res.err
+	case res.body != nil:
+		return res.body, nil
+	case res.file != nil:
+		return io.ReadAll(io.NewSectionReader(res.file, 0, min(res.size, max)))
+	}
+	e, err := s.cfg.Store.Open(ctx, req.Path())
+	if err != nil {
+		return nil, err
+	}
+	defer e.Body.Close()
+	return io.ReadAll(io.LimitReader(e.Body, max))
+}
+
+// commit stores a verified answer under its key.
+func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream string, tmp *os.File) error {
+	if err := s.cfg.Store.Commit(ctx, req.Path(), tmp); err != nil {
+		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", upstream, "err", err)
+		return fmt.Errorf("%s: storing the answer of %s: %v", describe(req), upstream, err)
+	}
+	if !req.Immutable() {
+		s.filled(req.Path())
+	}
+	return nil
 }
 
 // fetched is an upstream answer that passed validation, not yet committed.
@@ -94,18 +197,20 @@ type fetched struct {
 	timing   string   // Server-Timing of the exchange
 }
 
-func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string) fillResult {
+// doFill fetches req through the chain. A verified answer to store comes back as pending,
+// a temporary file of the store for the caller to commit.
+func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string) (res fillResult, pending *os.File) {
 	key := req.Path()
 	// A fill that finished just before this one started may have stored the answer (or the
 	// not-found) already: look again, so that a key costs one upstream fetch.
 	if req.Kind != goproxy.KindInfo || req.Immutable() {
 		if info, err := s.cfg.Store.Stat(ctx, key); err == nil &&
 			(req.Immutable() || s.fresh(key, info.ModTime)) {
-			return fillResult{}
+			return fillResult{}, nil
 		}
 	}
 	if msg, ok := s.neg.get(key, s.cfg.Now()); ok {
-		return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}
+		return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}, nil
 	}
 
 	ctx = goproxy.WithHeader(ctx, http.Header{HopHeader: {strings.Join(append(hops, s.cfg.InstanceID), ", ")}})
@@ -151,22 +256,15 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 			msg := notFoundMessage(req, err)
 			now := s.cfg.Now()
 			s.neg.put(key, msg, now, now.Add(s.cfg.NegativeTTL))
-			return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}
+			return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}, nil
 		}
-		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway}
+		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway}, nil
 	}
 	if got.file == nil {
 		s.storeResolved(ctx, req, got.body)
-		return fillResult{upstream: got.upstream, body: got.body, timing: got.timing}
+		return fillResult{upstream: got.upstream, body: got.body, timing: got.timing}, nil
 	}
-	if err := s.cfg.Store.Commit(ctx, key, got.file); err != nil {
-		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", got.upstream, "err", err)
-		return fillResult{err: fmt.Errorf("%s: storing the answer of %s: %v", describe(req), got.upstream, err), status: http.StatusInternalServerError}
-	}
-	if !req.Immutable() {
-		s.filled(key)
-	}
-	return fillResult{upstream: got.upstream, timing: got.timing}
+	return fillResult{upstream: got.upstream, timing: got.timing}, got.file
 }
 
 // try fetches req from one upstream and validates the answer. A failure is a *RefusedError

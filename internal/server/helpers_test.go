@@ -196,8 +196,14 @@ func (e *env) do(method, path string) *httptest.ResponseRecorder {
 	r.URL.Path = path
 	w := httptest.NewRecorder()
 	e.s.ServeHTTP(w, r)
+	e.settle()
 	return w
 }
+
+// settle waits until the answers the server gave have been committed to the store: a fill
+// answers its waiters from the verified temporary file and commits it right after, so tests
+// that look at the store next must wait for that (it waits only on the disk).
+func (e *env) settle() { e.s.commits.wait() }
 
 // get is do with GET, failing the test on a status other than want.
 func (e *env) get(t *testing.T, path string, want int) *httptest.ResponseRecorder {

@@ -30,8 +30,8 @@ import (
 // number of workers from a bounded queue: when the queue is full a prefetch is dropped,
 // never waited for. Close stops the workers.
 type prefetcher struct {
-	fetch func(ctx context.Context, r goproxy.Request) error    // fills r
-	read  func(ctx context.Context, key string) ([]byte, error) // reads a stored file
+	fetch func(ctx context.Context, r goproxy.Request) error           // fills r
+	read  func(ctx context.Context, r goproxy.Request) ([]byte, error) // fills r and reads its answer
 	queue chan prefetchTask
 
 	ctx    context.Context
@@ -59,7 +59,7 @@ const maxPrefetchSeen = 100000
 // newPrefetcher starts workers workers under parent. It returns nil when workers < 1: every
 // method of a nil prefetcher does nothing.
 func newPrefetcher(parent context.Context, workers int, reg prometheus.Registerer,
-	fetch func(context.Context, goproxy.Request) error, read func(context.Context, string) ([]byte, error)) (*prefetcher, error) {
+	fetch func(context.Context, goproxy.Request) error, read func(context.Context, goproxy.Request) ([]byte, error)) (*prefetcher, error) {
 	if workers < 1 {
 		return nil, nil
 	}
@@ -197,10 +197,7 @@ func (p *prefetcher) filled(r goproxy.Request) {
 // filled may be told of an answer before it is stored, and a fill of a stored key is a store
 // lookup (or joins the fill in flight).
 func (p *prefetcher) expand(r goproxy.Request) {
-	if err := p.fetch(p.ctx, r); err != nil {
-		return
-	}
-	data, err := p.read(p.ctx, r.Path())
+	data, err := p.read(p.ctx, r)
 	if err != nil {
 		return
 	}

@@ -42,17 +42,6 @@ func (rig *prefetchRig) userFill(r goproxy.Request) {
 
 func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
 	rig := &prefetchRig{stored: map[string]bool{}}
-	read := func(_ context.Context, key string) ([]byte, error) {
-		r, err := goproxy.ParseRequest(key)
-		if err != nil {
-			return nil, err
-		}
-		mod, ok := prefetchGraph[r.Module+"@"+r.Version]
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		return []byte(mod), nil
-	}
 	fetch := func(ctx context.Context, r goproxy.Request) error {
 		if rig.block != nil {
 			select {
@@ -74,6 +63,17 @@ func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
 		}
 		rig.p.filled(r)
 		return nil
+	}
+	// read fills r as the server's readAnswer does, then returns its go.mod.
+	read := func(ctx context.Context, r goproxy.Request) ([]byte, error) {
+		if err := fetch(ctx, r); err != nil {
+			return nil, err
+		}
+		mod, ok := prefetchGraph[r.Module+"@"+r.Version]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return []byte(mod), nil
 	}
 	p, err := newPrefetcher(context.Background(), workers, nil, fetch, read)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -186,18 +185,15 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := newPrefetcher(ctx, r.cfg.Prefetch, r.cfg.Registerer,
 		func(ctx context.Context, req goproxy.Request) error {
-			if res := srv.fill(ctx, req, nil); res.err != nil {
+			res, release := srv.fill(ctx, req, nil)
+			release()
+			if res.err != nil {
 				return res.err
 			}
 			return nil
 		},
-		func(ctx context.Context, key string) ([]byte, error) {
-			e, err := srv.cfg.Store.Open(ctx, key)
-			if err != nil {
-				return nil, err
-			}
-			defer e.Body.Close()
-			return io.ReadAll(io.LimitReader(e.Body, goproxy.MaxModSize))
+		func(ctx context.Context, req goproxy.Request) ([]byte, error) {
+			return srv.readAnswer(ctx, req, goproxy.MaxModSize)
 		})
 	if err != nil {
 		cancel()

@@ -143,6 +143,9 @@ type Server struct {
 	calls  map[string]*fillCall // in-flight fills by request key
 	closed bool
 	fills  sync.WaitGroup // one count per fill goroutine
+	// commits counts the verified answers being committed after their waiters were
+	// answered (runFill); a commit waits on the disk only, never on a client or upstream.
+	commits pendingCount
 
 	// filledAt records, on Config.Now, when this process stored each list and @latest
 	// answer, so that ListTTL follows the injectable clock. Entries stored before the
@@ -345,7 +348,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		waitCtx, cancel = context.WithTimeout(ctx, s.cfg.StaleWait)
 		defer cancel()
 	}
-	res := s.fill(waitCtx, req, hops)
+	res, release := s.fill(waitCtx, req, hops)
+	defer release()
 	switch {
 	case res.err == nil:
 	case ctx.Err() != nil:
@@ -381,6 +385,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(res.body))
 		return
 	}
+	if res.file != nil {
+		// The verified answer, read from the fill's file while it is being committed.
+		e := store.Entry{Body: sectionBody{io.NewSectionReader(res.file, 0, res.size)}, Info: store.Info{Size: res.size}}
+		s.serveEntry(w, r, req, e, a, CacheMiss, res.upstream)
+		return
+	}
 	e, err := s.cfg.Store.Open(ctx, key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer: %v", req, err))
@@ -392,6 +402,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 	}
 	s.serveEntry(w, r, req, e, a, cache, res.upstream)
 }
+
+// sectionBody reads a fill's shared file through a section of its own: closing it must not
+// close the file the other waiters read.
+type sectionBody struct{ *io.SectionReader }
+
+func (sectionBody) Close() error { return nil }
 
 // hotAnswer is a small immutable answer kept in memory, with the request it answers.
 type hotAnswer struct {

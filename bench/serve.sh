@@ -23,60 +23,10 @@ for tool in go nginx wrk; do
 done
 ROUNDS=${ROUNDS:-3}
 N=${N:-300}
-W=$(mktemp -d /tmp/holobench.XXXXXX)
-chmod 755 "$W"
-SHM=$(mktemp -d /dev/shm/holobench.XXXXXX 2>/dev/null || mktemp -d "$W/modcache.XXXXXX")
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$W" "$SHM"
-}
-trap cleanup EXIT
-
-go build -o "$W/holoproxy" ./cmd/holoproxy
-if [ -n "${BENCH_TREE:-}" ]; then
-	TREE=$BENCH_TREE APP=${BENCH_APP:?BENCH_APP must name the app of BENCH_TREE}
-else
-	go run ./bench/mktree -n "$N" -out "$W/work" ${HUGE:+-huge "$HUGE"}
-	TREE=$W/work/tree APP=$W/work/app
-fi
-chmod -R a+rX "$W"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NGINX_PORT=$(free_port)
-mkdir -p "$W/nginx"
-cat >"$W/nginx/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	client_body_temp_path $W/nginx/body;
-	proxy_temp_path $W/nginx/proxy;
-	fastcgi_temp_path $W/nginx/fastcgi;
-	uwsgi_temp_path $W/nginx/uwsgi;
-	scgi_temp_path $W/nginx/scgi;
-	types { application/zip zip; application/json info; text/plain mod; }
-	default_type text/plain;
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $TREE;
-		location / { try_files \$uri =404; }
-	}
-}
-CONF
-nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" &
-pids+=($!)
-NGINX=http://127.0.0.1:$NGINX_PORT
-
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
-wait_http "$NGINX/"
+. bench/lib.sh
+bench_init holobench
+bench_workload ${HUGE:+-huge "$HUGE"}
+start_nginx "$TREE"
 
 HOLO_PORT=$(free_port)
 HOLO=http://127.0.0.1:$HOLO_PORT
@@ -90,36 +40,21 @@ start_holo() { # fresh cache when $1 = cold
 	wait_http "$HOLO/bench.test/none/@v/list" || true
 }
 stop_holo() { kill "$holo_pid" 2>/dev/null || true; wait "$holo_pid" 2>/dev/null || true; }
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# download PROXY: wall seconds of `go mod download all` with a fresh client cache.
-download() {
-	rm -rf "$SHM/mod" "$W/gocache"
-	local t0 t1
-	t0=$(date +%s.%N)
-	(cd "$APP" && GOPROXY=$1 GOMODCACHE=$SHM/mod GOCACHE=$W/gocache GOSUMDB=off GOFLAGS=-mod=mod \
-		GOTOOLCHAIN=local GOWORK=off GONOSUMDB= GOPRIVATE= GONOPROXY= go mod download all)
-	t1=$(date +%s.%N)
-	chmod -R u+w "$SHM/mod" 2>/dev/null || true
-	echo "$t1 - $t0" | bc -l
-}
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { echo "scale=3; $1 / $2" | bc -l; }
 
 echo "rounds: $ROUNDS; tree: $(find "$TREE" -name '*.mod' | wc -l) .mod, $(find "$TREE" -name '*.zip' | wc -l) .zip, $(du -sh "$TREE" | cut -f1)"
 
 # One download first, not measured: the first go command of a run pays for the page cache
 # and its own build cache, which would land on whichever side went first.
-download "$NGINX" >/dev/null
+go_download "$NGINX" >/dev/null
 direct=() cold=() warm=() cpu=() rss=()
 for r in $(seq "$ROUNDS"); do
-	direct+=("$(download "$NGINX")")
+	direct+=("$(go_download "$NGINX")")
 	start_holo cold
-	cold+=("$(download "$HOLO")")
+	cold+=("$(go_download "$HOLO")")
 	cpu+=("$(cpu_seconds "$holo_pid")")
 	rss+=("$(peak_rss_mb "$holo_pid")")
-	warm+=("$(download "$HOLO")")
+	warm+=("$(go_download "$HOLO")")
 	stop_holo
 done
 d=$(printf '%s\n' "${direct[@]}" | median)
@@ -142,14 +77,19 @@ if [ -n "${HUGE:-}" ]; then
 	HUGEZIP=bench.test/huge/@v/v1.0.0.zip
 	curl -sf -o /dev/null "$HOLO/$HUGEZIP" # fill once
 	before=$(awk '/VmRSS/ {print $2}' "/proc/$holo_pid/status")
-	for _ in $(seq 8); do curl -sf -o /dev/null "$HOLO/$HUGEZIP" & done
+	clients=()
+	for _ in $(seq 8); do
+		curl -sf -o /dev/null "$HOLO/$HUGEZIP" &
+		clients+=($!)
+	done
 	peak=$before
-	while [ "$(jobs -r | wc -l)" -gt 0 ]; do
+	# nginx and holoproxy are background jobs too: watch the eight clients only.
+	while for c in "${clients[@]}"; do kill -0 "$c" 2>/dev/null && break; done; do
 		now=$(awk '/VmRSS/ {print $2}' "/proc/$holo_pid/status")
 		[ "$now" -gt "$peak" ] && peak=$now
 		sleep 0.05
 	done
-	wait
+	wait "${clients[@]}" 2>/dev/null || true
 	huge_growth=$(echo "scale=1; ($peak - $before) / 1024" | bc -l)
 fi
 stop_holo

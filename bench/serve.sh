@@ -78,19 +78,20 @@ if [ -n "${HUGE:-}" ]; then
 	curl -sf -o /dev/null "$HOLO/$HUGEZIP" # fill once
 	before=$(awk '/VmRSS/ {print $2}' "/proc/$holo_pid/status")
 	clients=()
-	for _ in $(seq 8); do
-		curl -sf -o /dev/null "$HOLO/$HUGEZIP" &
+	for i in $(seq 8); do
+		curl -s -o /dev/null -w '%{http_code} %{size_download}\n' "$HOLO/$HUGEZIP" >"$W/client$i" &
 		clients+=($!)
 	done
 	peak=$before
 	# nginx and holoproxy are background jobs too: watch the eight clients only.
-	while for c in "${clients[@]}"; do kill -0 "$c" 2>/dev/null && break; done; do
+	while for pid in "${clients[@]}"; do kill -0 "$pid" 2>/dev/null && break; done; do
 		now=$(awk '/VmRSS/ {print $2}' "/proc/$holo_pid/status")
 		[ "$now" -gt "$peak" ] && peak=$now
 		sleep 0.05
 	done
 	wait "${clients[@]}" 2>/dev/null || true
 	huge_growth=$(echo "scale=1; ($peak - $before) / 1024" | bc -l)
+	huge_clients=$(cat "$W"/client* | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 fi
 stop_holo
 
@@ -101,7 +102,8 @@ printf '| cached .info (req/s, wrk -c16) | %.0f | %.0f | %s | >= 0.8 |\n' "$ni" 
 printf '| cached 1 MB .zip (MB/s, wrk -c8) | %.0f | %.0f | %s | >= 0.9 |\n' "$nz" "$hz" "$(ratio "$hz" "$nz")"
 printf '| holoproxy CPU for the cold fill (s) | | %s | | <= 2.5 |\n' "$cp"
 printf '| holoproxy peak RSS, cold fill (MB) | | %s | | <= 40 |\n' "$rs"
-[ -n "${huge_growth:-}" ] && printf '| RSS growth, 8 clients x %s MB zip (MB) | | %s | | a few MB |\n' "$HUGE" "$huge_growth"
+[ -n "${huge_growth:-}" ] && printf '| RSS growth, 8 clients x %s MB zip (MB) | | %s | | a few MB |\n' "$HUGE" "$huge_growth" &&
+	echo "the 8 clients got (count, status, bytes): $huge_clients"
 echo
 echo "rounds (s): direct ${direct[*]}; cold ${cold[*]}; warm ${warm[*]}"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

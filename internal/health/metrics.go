@@ -8,12 +8,11 @@ import (
 
 // metrics are the health metrics, documented in docs/health.md.
 type metrics struct {
-	score            *prometheus.GaugeVec
-	state            *prometheus.GaugeVec
-	transitions      *prometheus.CounterVec
-	checksumFailures *prometheus.CounterVec
-	probes           *prometheus.CounterVec
-	hedges           *prometheus.CounterVec
+	score       *prometheus.GaugeVec
+	state       *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+	probes      *prometheus.CounterVec
+	hedges      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,10 +29,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "holoproxy_upstream_health_transitions_total",
 			Help: "Changes of upstream health state.",
 		}, []string{"upstream", "from", "to"}),
-		checksumFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "holoproxy_upstream_checksum_failures_total",
-			Help: "Files served by an upstream that failed checksum verification.",
-		}, []string{"upstream"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holoproxy_upstream_probes_total",
 			Help: "Active health probes by result (ok, error).",
@@ -44,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"upstream", "result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.score, m.state, m.transitions, m.checksumFailures, m.probes, m.hedges} {
+		for _, c := range []prometheus.Collector{m.score, m.state, m.transitions, m.probes, m.hedges} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("health metrics: %w", err)
 			}

@@ -360,7 +360,6 @@ func (s *Scorer) ReportVerify(upstreamName string, failed bool) {
 		b.ckFails++
 		reason = netobs.ClassChecksumMismatch
 		b.addClass(reason)
-		s.metrics.checksumFailures.WithLabelValues(upstreamName).Inc()
 	}
 	trs := s.evaluate(u, now, reason, nil)
 	s.mu.Unlock()

@@ -96,6 +96,14 @@ func buildVersion() string {
 	return "(devel)"
 }
 
+// noArgs is the Args check of a subcommand that takes no arguments: any is bad usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.Name(), args[0])
+	}
+	return nil
+}
+
 // usageError marks an error as bad usage (exit code 2).
 type usageError struct{ err error }
 

@@ -44,12 +44,7 @@ func newServeCmd() *cobra.Command {
 		Long: "serve runs a caching GOPROXY server. Point the go command at it with\n" +
 			"GOPROXY=http://<listen address>. The upstream chain, in GOPROXY syntax, is taken\n" +
 			"from `go env GOPROXY` at start unless --upstream is given.",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("serve takes no arguments, got %q", args[0])
-			}
-			return nil
-		},
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkPositive(cmd, "list-ttl", "negative-ttl", "shutdown-timeout"); err != nil {
 				return err

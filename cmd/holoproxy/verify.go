@@ -40,12 +40,7 @@ func newVerifyCmd() *cobra.Command {
 			"the same cache directory.\n\n" +
 			"Exit status: 0 when every file matched (or is exempt), 1 when a file failed or could\n" +
 			"not be checked (database unreachable, version unknown to it), 2 for bad usage.",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("verify takes no arguments, got %q", args[0])
-			}
-			return nil
-		},
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkPositive(cmd, "timeout"); err != nil {
 				return err

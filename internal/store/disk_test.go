@@ -10,6 +10,26 @@ import (
 	"testing"
 )
 
+// put commits data under key through a temporary file, as a fill does, and checks that
+// Commit left no temporary file behind.
+func put(t *testing.T, d *Disk, key, data string) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := d.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx, key, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.Name()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temp file %s still there after Commit", f.Name())
+	}
+}
+
 func TestDiskCommitOpenWalk(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -17,25 +37,9 @@ func TestDiskCommitOpenWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(key, data string) {
-		t.Helper()
-		f, err := d.CreateTemp(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteString(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Commit(ctx, key, f); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(f.Name()); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("temp file %s still there after Commit", f.Name())
-		}
-	}
-	put("example.com/m/@v/v1.0.0.mod", "module example.com/m\n")
-	put("example.com/m/@v/list", "v1.0.0\n")
-	put("example.com/!upper/@v/list", "v0.1.0\n")
+	put(t, d, "example.com/m/@v/v1.0.0.mod", "module example.com/m\n")
+	put(t, d, "example.com/m/@v/list", "v1.0.0\n")
+	put(t, d, "example.com/!upper/@v/list", "v0.1.0\n")
 
 	e, err := d.Open(ctx, "example.com/m/@v/v1.0.0.mod")
 	if err != nil {

@@ -16,14 +16,7 @@ func TestDiskWalkSkipsDotDirectories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := d.CreateTemp(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("module example.com/m\n")
-	if err := d.Commit(ctx, "example.com/m/@v/v1.0.0.mod", f); err != nil {
-		t.Fatal(err)
-	}
+	put(t, d, "example.com/m/@v/v1.0.0.mod", "module example.com/m\n")
 	state := filepath.Join(dir, ".sumdb-state", "cache", "lookup")
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 
 // writeBenchZip writes a module-like zip of about size bytes: Go-like text files of 4-32 KiB,
 // deflated as module zips are.
-func writeBenchZip(b *testing.B, size int) (path string, inflated int) {
+func writeBenchZip(b testing.TB, size int) (path string, inflated int) {
 	b.Helper()
 	p := filepath.Join(b.TempDir(), "bench.zip")
 	f, err := os.Create(p)

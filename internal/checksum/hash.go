@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/mod/sumdb/dirhash"
+
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // HashMod returns the h1: hash the go command records (as "<module> <version>/go.mod")
@@ -43,6 +45,7 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hashing zip: %w", err)
 	}
+	fastInflate(z)
 	names := make([]string, 0, len(z.File))
 	byName := make(map[string]*zip.File, len(z.File))
 	for _, f := range z.File {
@@ -54,10 +57,20 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 		byName[f.Name] = f
 	}
 	h, err := dirhash.Hash1(names, func(name string) (io.ReadCloser, error) {
-		return byName[name].Open()
+		rc, err := byName[name].Open()
+		if err != nil {
+			return nil, err
+		}
+		return pooledCopy{rc}, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("hashing zip: %w", err)
 	}
 	return h, nil
 }
+
+// pooledCopy lets dirhash's io.Copy of a zip entry into its hash use store.Copy's pooled
+// buffer instead of allocating 32 KiB per file.
+type pooledCopy struct{ io.ReadCloser }
+
+func (p pooledCopy) WriteTo(w io.Writer) (int64, error) { return store.Copy(w, p.ReadCloser) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // errClosed is the answer of a fill asked for after Close.
@@ -306,7 +307,7 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 			s.cfg.Store.Discard(tmp)
 		}
 	}()
-	n, err := io.Copy(tmp, body)
+	n, err := store.Copy(tmp, body)
 	if err != nil {
 		if isWriteError(err) {
 			return nil, fmt.Errorf("%s: writing a temporary file: %w", c.Name(), err)
@@ -331,7 +332,7 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 	return &fetched{upstream: c.Name(), file: tmp}, nil
 }
 
-// isWriteError reports whether an io.Copy into a file failed on the file's side.
+// isWriteError reports whether a copy into a file failed on the file's side.
 func isWriteError(err error) bool {
 	var pe *fs.PathError
 	return errors.As(err, &pe)

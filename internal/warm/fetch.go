@@ -18,6 +18,7 @@ import (
 	"github.com/holoproxy/holoproxy/internal/checksum"
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // DefaultJobs is the default number of module versions fetched at once: far above the go
@@ -390,7 +391,7 @@ func (w *warmer) download(ctx context.Context, c *goproxy.Client, r goproxy.Requ
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(tmp, io.LimitReader(resp.Body, r.MaxSize()+1))
+	n, err := store.Copy(tmp, io.LimitReader(resp.Body, r.MaxSize()+1))
 	if err != nil {
 		return n, fmt.Errorf("%s: %s: reading body: %w", c.Name(), r, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,23 +24,36 @@ type Metrics struct {
 	// byUpstream caches the children of one upstream (string -> *upstreamMetrics), so that
 	// observing a Sample does not hash label values for every metric it touches.
 	byUpstream sync.Map
+	// last is the upstream observed last: a Transport mostly talks to one upstream at a
+	// time, and checking it first skips the map's hashing (~35 ns of ~1 µs, BenchmarkOwnCost).
+	last atomic.Pointer[upstreamMetrics]
 }
 
 // upstreamMetrics holds the label-bound children of one upstream.
 type upstreamMetrics struct {
+	name           string
 	phase          [len(phaseOrder)]prometheus.Observer // indexed like Phases
 	reused, opened prometheus.Counter
-	codes          sync.Map // status code int -> prometheus.Counter
+	// codes holds the request counter of each status code (index 0: no answer), made on
+	// first use; an array, not a map, so that no lookup boxes the code.
+	codes [600]atomic.Pointer[codeCounter]
 }
+
+type codeCounter struct{ prometheus.Counter }
 
 // phaseOrder fixes the array size of upstreamMetrics.phase; it must match Phases.
 var phaseOrder = [...]Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer}
 
 func (m *Metrics) upstream(up string) *upstreamMetrics {
+	if u := m.last.Load(); u != nil && u.name == up {
+		return u
+	}
 	if u, ok := m.byUpstream.Load(up); ok {
+		m.last.Store(u.(*upstreamMetrics))
 		return u.(*upstreamMetrics)
 	}
 	u := &upstreamMetrics{
+		name:   up,
 		reused: m.conns.WithLabelValues(up, "reused"),
 		opened: m.conns.WithLabelValues(up, "new"),
 	}
@@ -51,15 +65,21 @@ func (m *Metrics) upstream(up string) *upstreamMetrics {
 }
 
 func (u *upstreamMetrics) code(m *Metrics, up string, status int) prometheus.Counter {
-	if c, ok := u.codes.Load(status); ok {
-		return c.(prometheus.Counter)
+	if status < 0 || status >= len(u.codes) {
+		return m.requests.WithLabelValues(up, strconv.Itoa(status))
+	}
+	if c := u.codes[status].Load(); c != nil {
+		return c.Counter
 	}
 	code := "error"
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	c, _ := u.codes.LoadOrStore(status, m.requests.WithLabelValues(up, code))
-	return c.(prometheus.Counter)
+	c := &codeCounter{m.requests.WithLabelValues(up, code)}
+	if !u.codes[status].CompareAndSwap(nil, c) {
+		c = u.codes[status].Load()
+	}
+	return c.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.

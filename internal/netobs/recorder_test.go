@@ -1,11 +1,15 @@
 package netobs
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,7 +35,10 @@ func TestRecorderSample(t *testing.T) {
 		r.ConnectDone("", 2, 3*time.Millisecond, errors.New("refused"))
 		dialErr := &Error{Class: ClassTCPRefused, Phase: PhaseConnect, Err: errors.New("refused")}
 		s := r.Finish(dialErr)
-		want := Sample{Upstream: "up", Kind: "mod", Method: "GET", URL: "https://proxy.test/example.test/m/@v/v1.0.0.mod",
+		if u := s.URLString(); u != "https://proxy.test/example.test/m/@v/v1.0.0.mod" {
+			t.Errorf("URLString() = %q", u)
+		}
+		want := Sample{Upstream: "up", Kind: "mod", Method: "GET", url: s.url,
 			Host: "proxy.test:443", DNS: time.Millisecond, DNSBackend: "udp", DNSRcode: RcodeNoError, DNSCache: CacheMiss,
 			Connect: 3 * time.Millisecond, DialAttempts: 2, ErrClass: ClassTCPRefused, Err: dialErr.Error()}
 		want.Start, want.Total = s.Start, s.Total
@@ -74,4 +81,41 @@ func TestRecorderSample(t *testing.T) {
 			t.Errorf("sink got %d Samples, want 1", len(got))
 		}
 	})
+}
+
+// TestSampleURL: a Recorder's Sample formats its URL only when asked, and JSON and log
+// output carry it as a Sample with URL set would.
+func TestSampleURL(t *testing.T) {
+	req, err := http.NewRequest(http.MethodGet, "https://proxy.test/example.test/!m/@v/v1.0.0.info", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewRecorder(req, nil).Finish(nil)
+	const want = "https://proxy.test/example.test/!m/@v/v1.0.0.info"
+	if s.URL != "" {
+		t.Errorf("URL = %q, want it left to URLString", s.URL)
+	}
+	if got := s.URLString(); got != want {
+		t.Errorf("URLString() = %q, want %q", got, want)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Sample
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.URL != want || back.Method != http.MethodGet || back.Host != "proxy.test:443" {
+		t.Errorf("JSON round trip: url %q method %q host %q; JSON %s", back.URL, back.Method, back.Host, b)
+	}
+	// A Sample made by hand (the prober's) keeps its URL.
+	if got := (&Sample{URL: "http://x.test/y"}).URLString(); got != "http://x.test/y" {
+		t.Errorf("URLString of a set URL = %q", got)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "sample", s)
+	if !strings.Contains(buf.String(), "sample.url="+want) {
+		t.Errorf("log line %q lacks sample.url=%s", buf.String(), want)
+	}
 }

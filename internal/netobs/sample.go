@@ -2,6 +2,8 @@ package netobs
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -51,8 +53,13 @@ type Sample struct {
 	Upstream string `json:"upstream"`       // upstream label (its base URL)
 	Kind     string `json:"kind,omitempty"` // list, info, mod, zip, latest, sumdb, probe
 	Method   string `json:"method"`
-	URL      string `json:"url"`
-	Host     string `json:"host"` // host:port dialled
+	// URL is the URL asked. A Sample made by a Recorder leaves it empty and keeps the
+	// request's URL, formatted only when asked for: read it with URLString (JSON and log
+	// output do). The Recorder keeps the request's *url.URL, which callers must not change
+	// once the exchange is done.
+	URL  string   `json:"url"`
+	url  *url.URL // the request's URL, when URL is empty
+	Host string   `json:"host"` // host:port dialled
 
 	Start time.Time `json:"start"` // when the request was handed to the transport
 
@@ -92,6 +99,22 @@ type Sample struct {
 	Bytes    int64  `json:"bytes"`
 	ErrClass string `json:"err_class,omitempty"`
 	Err      string `json:"err,omitempty"`
+}
+
+// URLString returns the URL asked: URL when set, else the request's URL formatted.
+func (s *Sample) URLString() string {
+	if s.URL == "" && s.url != nil {
+		return s.url.String()
+	}
+	return s.URL
+}
+
+// MarshalJSON writes s with its URL formatted (see URL).
+func (s Sample) MarshalJSON() ([]byte, error) {
+	type plain Sample // the same fields without this method
+	p := plain(s)
+	p.URL = s.URLString()
+	return json.Marshal(p)
 }
 
 // PhaseDuration returns the duration of phase p in s.

@@ -69,7 +69,7 @@ func TestWithSampleHook(t *testing.T) {
 		t.Fatalf("hook got %d samples; want 1 (only the request that carried it)", len(hooked))
 	}
 	h := hooked[0]
-	if h.URL != srv.URL+"/hooked" || h.Upstream != "proxy-a.test" || h.Bytes != 5 || h.Status != http.StatusOK {
+	if h.URLString() != srv.URL+"/hooked" || h.Upstream != "proxy-a.test" || h.Bytes != 5 || h.Status != http.StatusOK {
 		t.Errorf("hooked sample = %+v; want the /hooked exchange, upstream proxy-a.test, 5 bytes, 200", h)
 	}
 	if h != sunk[0] {

@@ -68,7 +68,7 @@ func (s Sample) LogValue() slog.Value {
 	str("upstream", s.Upstream)
 	str("kind", s.Kind)
 	str("method", s.Method)
-	str("url", s.URL)
+	str("url", s.URLString())
 	str("host", s.Host)
 	if s.Status != 0 {
 		add(slog.Int("status", s.Status))

@@ -59,6 +59,7 @@ type Transport struct {
 	dialer *Dialer
 	tls    *tls.Config // base config with roots and the shared session cache
 	rt     *http.Transport
+	next   http.RoundTripper // rt, but for benchmarks of the recording alone
 	client *http.Client
 	idle   *idleWatch // cuts stalled bodies
 	dials  connDials  // dial figures of new connections, until a request uses them
@@ -103,6 +104,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			PingTimeout:     15 * time.Second,
 		},
 	}
+	t.next = t.rt
 	t.client = &http.Client{Transport: t}
 	if cfg.Resolver != nil {
 		if doh, ok := cfg.Resolver.Backend.(*DoHBackend); ok && doh.Client == nil {
@@ -202,7 +204,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		WroteRequest:         ex.rec.WroteRequest,
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
 	}
-	resp, err := t.rt.RoundTrip(req.WithContext(ex.context(req.Context())))
+	resp, err := t.next.RoundTrip(req.WithContext(ex.context(req.Context())))
 	if err != nil {
 		return nil, ex.fail(err, nil)
 	}

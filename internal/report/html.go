@@ -317,7 +317,7 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 		it := htmlWaterfallItem{
 			Y: y, Rank: fmt.Sprintf("#%d", k+1), Total: fmtDur(length(s)),
 			Label:  clipMiddle(shortName(s.Upstream)+"/"+requestPath(s), 52),
-			URL:    s.URL,
+			URL:    s.URLString(),
 			Detail: fmt.Sprintf("%s · %s · +%s", status, conn, fmtDur(s.Start.Sub(first))),
 		}
 		it.Outline = htmlRect{X: x(0), Y: float64(y + 18), W: x(length(s)) - x(0), H: 12, Fill: phaseRGB[CostOther],

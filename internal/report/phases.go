@@ -65,13 +65,14 @@ func shortName(upstream string) string {
 // requestPath is the part of a Sample's URL below its upstream's base URL, used to find the
 // same request made at another upstream.
 func requestPath(s *netobs.Sample) string {
-	if s.Upstream != "" && strings.HasPrefix(s.URL, s.Upstream) {
-		return strings.TrimPrefix(strings.TrimPrefix(s.URL, s.Upstream), "/")
+	u := s.URLString()
+	if s.Upstream != "" && strings.HasPrefix(u, s.Upstream) {
+		return strings.TrimPrefix(strings.TrimPrefix(u, s.Upstream), "/")
 	}
-	if u, err := url.Parse(s.URL); err == nil {
-		return strings.TrimPrefix(u.EscapedPath(), "/")
+	if pu, err := url.Parse(u); err == nil {
+		return strings.TrimPrefix(pu.EscapedPath(), "/")
 	}
-	return s.URL
+	return u
 }
 
 // hostOf returns the host name (no port) a Sample dialled, or that its upstream names.

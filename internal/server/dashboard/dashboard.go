@@ -330,7 +330,7 @@ func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
 		return b.Start.Compare(a.Start)
 	})
 	for _, s := range recent[:min(len(recent), h.cfg.Slowest)] {
-		path := strings.TrimPrefix(s.URL, s.Upstream)
+		path := strings.TrimPrefix(s.URLString(), s.Upstream)
 		doc.Slowest = append(doc.Slowest, Request{Upstream: s.Upstream, Kind: s.Kind, Path: path, Start: s.Start,
 			Status: s.Status, ErrClass: s.ErrClass, Reused: s.Reused, Proto: s.Proto, Bytes: s.Bytes,
 			DNSms: ms(s.DNS), Connectms: ms(s.Connect), TLSms: ms(s.TLS), TTFBms: ms(s.TTFB),

@@ -123,8 +123,12 @@ func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
 // itself survive a power cut, and for a cache losing a just-committed name costs one fetch
 // again, never a wrong answer; it cost every fill a second fsync (a fifth of a cold
 // `go mod download all` through holoproxy on this project's machines, docs/benchmarks.md).
-func (d *Disk) Commit(ctx context.Context, key string, tmp *os.File) error {
-	defer d.Discard(tmp)
+func (d *Disk) Commit(ctx context.Context, key string, tmp *os.File) (err error) {
+	defer func() {
+		if err != nil { // once renamed, the temporary name is gone: no unlink to try
+			d.Discard(tmp)
+		}
+	}()
 	name, err := d.file(key)
 	if err != nil {
 		return err
@@ -132,20 +136,27 @@ func (d *Disk) Commit(ctx context.Context, key string, tmp *os.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Readable by others whatever the umask (other tools read a GOPROXY tree); on the open
+	// file, which spares a path lookup.
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("store: sync %s: %w", key, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", key, err)
 	}
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("store: %w", err)
+	// Rename first: the directory mostly exists (a version's other files, other versions),
+	// and MkdirAll would stat it on every commit.
+	err = os.Rename(tmp.Name(), name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		err = os.Rename(tmp.Name(), name)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
+	if err != nil {
 		return fmt.Errorf("store: commit %s: %w", key, err)
 	}
 	return nil

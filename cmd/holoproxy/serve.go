@@ -154,7 +154,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		Registerer:  obs.reg,
 		Logger:      log,
 	}
-	rp.Configure(&cfg, chain) // Order, Hedge, OnFill
+	rp.Configure(&cfg, chain) // Order, Hedge, OnFill, OnRequest, OnAnswer
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -174,7 +174,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 
 	// Fixed paths first; every other path goes untouched to the GOPROXY server (no path
 	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
-	mux := server.NewRoutes(rp.CountCache(srv))
+	mux := server.NewRoutes(srv)
 	if o.repair.dashboard {
 		rp.Mount(mux)
 	}

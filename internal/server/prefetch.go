@@ -39,7 +39,7 @@ type prefetcher struct {
 	wg     sync.WaitGroup
 
 	mu   sync.Mutex
-	seen map[string]bool // guarded by mu; keys queued by the prefetcher (bounded by maxPrefetchSeen)
+	seen map[seenKey]struct{} // guarded by mu; keys queued by the prefetcher (bounded by maxPrefetchSeen)
 
 	queued, fetched, dropped, failed atomic.Int64
 	metric                           *prometheus.CounterVec
@@ -74,7 +74,7 @@ func newPrefetcher(parent context.Context, workers int, reg prometheus.Registere
 	}
 	ctx, cancel := context.WithCancel(parent)
 	p := &prefetcher{fetch: fetch, read: read, queue: make(chan prefetchTask, 64*workers),
-		ctx: ctx, cancel: cancel, seen: map[string]bool{}, metric: m}
+		ctx: ctx, cancel: cancel, seen: map[seenKey]struct{}{}, metric: m}
 	for range workers {
 		p.wg.Add(1)
 		go p.work()
@@ -109,10 +109,14 @@ func (p *prefetcher) work() {
 
 // enqueue queues r unless it was queued before; a full queue drops it.
 func (p *prefetcher) enqueue(r goproxy.Request) {
-	if !r.Canonical() {
-		return
+	if r.Canonical() {
+		p.enqueueCanonical(r)
 	}
-	key := seenKey(r)
+}
+
+// enqueueCanonical is enqueue for a request known to name a canonical version.
+func (p *prefetcher) enqueueCanonical(r goproxy.Request) {
+	key := keyOf(r)
 	if !p.mark(key) {
 		return
 	}
@@ -129,32 +133,33 @@ func (p *prefetcher) enqueue(r goproxy.Request) {
 	}
 }
 
-// seenKey names r in the seen set. The request is validated already, so its unescaped
-// fields identify it: escaping it again (Path re-checks the module path) cost 7 % of every
-// cached answer in a profile, since each client request asks to prefetch its neighbours.
-func seenKey(r goproxy.Request) string {
-	return string(r.Kind) + " " + r.Module + "@" + r.Version
+// seenKey names a request in the seen set (expand: the expansion of a .mod, not its
+// fill). The request is validated already, so its unescaped fields identify it. A struct,
+// not a string: every client request asks to prefetch its neighbours, and building a
+// string key allocated on each (escaping the path again, earlier, cost 7 % of a cached
+// answer in a profile).
+type seenKey struct {
+	kind            goproxy.Kind
+	module, version string
+	expand          bool
+}
+
+func keyOf(r goproxy.Request) seenKey {
+	return seenKey{kind: r.Kind, module: r.Module, version: r.Version}
 }
 
 // mark records key as seen and reports whether it was new.
-func (p *prefetcher) mark(key string) bool {
+func (p *prefetcher) mark(key seenKey) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.seen[key] {
+	if _, ok := p.seen[key]; ok {
 		return false
 	}
 	if len(p.seen) >= maxPrefetchSeen {
-		p.seen = map[string]bool{}
+		p.seen = map[seenKey]struct{}{}
 	}
-	p.seen[key] = true
+	p.seen[key] = struct{}{}
 	return true
-}
-
-// prefetched reports whether key was queued by the prefetcher.
-func (p *prefetcher) prefetched(key string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.seen[key]
 }
 
 // requested is told of a client's request (Config.OnRequest), hit or miss: a .mod pulls its
@@ -165,10 +170,10 @@ func (p *prefetcher) requested(r goproxy.Request) {
 	}
 	switch r.Kind {
 	case goproxy.KindMod:
-		p.enqueue(goproxy.Request{Kind: goproxy.KindInfo, Module: r.Module, Version: r.Version})
+		p.enqueueCanonical(goproxy.Request{Kind: goproxy.KindInfo, Module: r.Module, Version: r.Version})
 	case goproxy.KindInfo:
-		p.enqueue(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
-		p.enqueue(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
+		p.enqueueCanonical(goproxy.Request{Kind: goproxy.KindMod, Module: r.Module, Version: r.Version})
+		p.enqueueCanonical(goproxy.Request{Kind: goproxy.KindZip, Module: r.Module, Version: r.Version})
 	}
 }
 
@@ -181,7 +186,9 @@ func (p *prefetcher) filled(r goproxy.Request) {
 	switch r.Kind {
 	case goproxy.KindMod:
 		// Each .mod is expanded once: the graph is walked, not looped.
-		if !p.mark("expand " + seenKey(r)) {
+		k := keyOf(r)
+		k.expand = true
+		if !p.mark(k) {
 			return
 		}
 		select {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,11 +50,11 @@ type RepairConfig struct {
 //	rp, _ := server.NewRepair(cfg)
 //	sinks = append(sinks, rp.Sink())   // before the upstream transport is built
 //	chain, _ := goproxy.ParseChain(list, hc)
-//	rp.Configure(&serverConfig, chain) // Order, Hedge, OnFill
+//	rp.Configure(&serverConfig, chain) // Order, Hedge, OnFill, OnRequest, OnAnswer
 //	srv, _ := server.New(serverConfig)
 //	rp.Start(srv, hc)                  // prober and prefetch workers
 //	defer rp.Stop()
-//	rt := server.NewRoutes(rp.CountCache(srv))
+//	rt := server.NewRoutes(srv)
 //	rp.Mount(rt)                       // "/" dashboard, "/api/chain", "/assets/"
 type Repair struct {
 	cfg    RepairConfig
@@ -68,7 +69,7 @@ type Repair struct {
 	probeCloseIdle func()
 
 	mu       sync.Mutex
-	prefetch *prefetcher // guarded by mu; set by Start
+	prefetch atomic.Pointer[prefetcher] // set by Start; read on every request, so not under mu
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -103,8 +104,8 @@ func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
 
 // Configure sets cfg's Order (health), Hedge (the hedger), OnFill (verification results
 // to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) and
-// OnRequest (client requests to the prefetcher, then any OnRequest cfg already had) for
-// chain.
+// OnRequest (client requests to the prefetcher, then any OnRequest cfg already had) and
+// OnAnswer (the dashboard's cache figures, then any OnAnswer cfg already had) for chain.
 func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.chain = chain.String()
 	r.names = nil
@@ -116,10 +117,7 @@ func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	cfg.Hedge = r.HedgePolicy()
 	nextReq := cfg.OnRequest
 	cfg.OnRequest = func(req goproxy.Request) {
-		r.mu.Lock()
-		p := r.prefetch
-		r.mu.Unlock()
-		p.requested(req)
+		r.prefetch.Load().requested(req)
 		if nextReq != nil {
 			nextReq(req)
 		}
@@ -129,6 +127,15 @@ func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 		r.onFill(upstream, req, err)
 		if next != nil {
 			next(upstream, req, err)
+		}
+	}
+	// The dashboard's cache figures, from the server's own accounting: wrapping the handler
+	// to read its response headers cost every answer a second ResponseWriter wrapper.
+	nextAnswer := cfg.OnAnswer
+	cfg.OnAnswer = func(cache string, bytes int64) {
+		r.cache.Count(cache, bytes)
+		if nextAnswer != nil {
+			nextAnswer(cache, bytes)
 		}
 	}
 }
@@ -164,10 +171,7 @@ func (r *Repair) onFill(upstream string, req goproxy.Request, err error) {
 		}
 	}
 	if err == nil {
-		r.mu.Lock()
-		p := r.prefetch
-		r.mu.Unlock()
-		p.filled(req)
+		r.prefetch.Load().filled(req)
 	}
 }
 
@@ -200,8 +204,9 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 		return fmt.Errorf("repair: %w", err)
 	}
 	r.mu.Lock()
-	r.prefetch, r.cancel = p, cancel
+	r.cancel = cancel
 	r.mu.Unlock()
+	r.prefetch.Store(p)
 	if r.cfg.ProbeInterval >= 0 && len(r.names) > 0 {
 		pc := hc
 		if r.probeClient != nil {
@@ -221,8 +226,9 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 // Stop stops the prober and the prefetch workers and waits for them.
 func (r *Repair) Stop() {
 	r.mu.Lock()
-	p, cancel := r.prefetch, r.cancel
+	cancel := r.cancel
 	r.mu.Unlock()
+	p := r.prefetch.Load()
 	if cancel != nil {
 		cancel()
 	}
@@ -233,12 +239,7 @@ func (r *Repair) Stop() {
 // Dashboard returns the dashboard handler.
 func (r *Repair) Dashboard() *dashboard.Handler {
 	cfg := dashboard.Config{Health: r.Scorer, Samples: r.ring, Cache: r.cache.Stats, Chain: r.chain,
-		Prefetch: func() dashboard.PrefetchStats {
-			r.mu.Lock()
-			p := r.prefetch
-			r.mu.Unlock()
-			return p.stats()
-		}}
+		Prefetch: func() dashboard.PrefetchStats { return r.prefetch.Load().stats() }}
 	if r.Hedger != nil {
 		cfg.Hedges = r.Hedger.Stats
 	}
@@ -246,14 +247,11 @@ func (r *Repair) Dashboard() *dashboard.Handler {
 }
 
 // Mount registers the dashboard on rt: the page at "/", its data at "/api/chain" and its
-// assets under "/assets/" (none of them a module path). Wrap the proxy handler given to
-// NewRoutes with CountCache so that the dashboard shows cache figures.
+// assets under "/assets/" (none of them a module path). Its cache figures come from the
+// server's OnAnswer hook, set by Configure.
 func (r *Repair) Mount(rt *Routes) {
 	d := r.Dashboard()
 	rt.Handle("/", d)
 	rt.Handle("/api/chain", d)
 	rt.Handle("/assets/", d)
 }
-
-// CountCache returns proxy with its answers counted by cache state for the dashboard.
-func (r *Repair) CountCache(proxy http.Handler) http.Handler { return r.cache.Wrap(proxy) }

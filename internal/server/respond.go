@@ -39,8 +39,14 @@ func contentType(k goproxy.Kind) []string {
 
 // setAnswerHeaders sets the headers of a successful answer.
 func setAnswerHeaders(w http.ResponseWriter, req goproxy.Request, cache, upstream string) {
+	setHeaders(w, req.Kind, cache, upstream, req.Immutable())
+}
+
+// setHeaders is setAnswerHeaders for a caller that knows whether the answer is immutable
+// (deciding it parses the version three times; an in-memory answer always is).
+func setHeaders(w http.ResponseWriter, kind goproxy.Kind, cache, upstream string, immutable bool) {
 	h := w.Header()
-	h["Content-Type"] = contentType(req.Kind)
+	h["Content-Type"] = contentType(kind)
 	if v, ok := hdrCache[cache]; ok {
 		h[CacheHeader] = v
 	} else {
@@ -49,7 +55,7 @@ func setAnswerHeaders(w http.ResponseWriter, req goproxy.Request, cache, upstrea
 	if upstream != "" {
 		h.Set(UpstreamHeader, upstream)
 	}
-	if req.Immutable() {
+	if immutable {
 		h["Cache-Control"] = hdrImmutable
 	}
 }

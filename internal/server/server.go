@@ -57,6 +57,10 @@ type Config struct {
 	// OnRequest, when set, is told of every valid client request before it is answered,
 	// whether the cache holds it or not (the prefetcher's hook). It must not block.
 	OnRequest func(r goproxy.Request)
+	// OnAnswer, when set, is told of every answer once it is sent: its cache state (the
+	// CacheHeader value) and the bytes of body written (the dashboard's cache counter). It
+	// must not block.
+	OnAnswer func(cache string, bytes int64)
 	// InstanceID names this server in the hop header of the loop guard (default: random).
 	InstanceID string
 	// Registerer receives the server's metrics (default: none registered).
@@ -252,22 +256,33 @@ func (s *Server) InstanceID() string { return s.cfg.InstanceID }
 // .mod, .zip and <module>/@latest. Anything else is 404 or 400 with a one-line reason.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	lw := &logWriter{ResponseWriter: w}
-	a := &answer{kind: "invalid", cache: CacheMiss}
+	st := &requestState{lw: logWriter{ResponseWriter: w}, a: answer{kind: "invalid", cache: CacheMiss}}
+	lw, a := &st.lw, &st.a
 	defer func() {
 		d := time.Since(start)
 		s.metrics.observeRequest(a.kind, a.cache, lw.bytes, d)
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", lw.statusCode()),
-			slog.String("cache", a.cache),
-			slog.String("upstream", a.upstream),
-			slog.Int64("bytes", lw.bytes),
-			slog.Duration("duration", d),
-		)
+		if s.cfg.OnAnswer != nil {
+			s.cfg.OnAnswer(a.cache, lw.bytes)
+		}
+		if s.log.Enabled(r.Context(), slog.LevelInfo) { // spares building the attributes
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", lw.statusCode()),
+				slog.String("cache", a.cache),
+				slog.String("upstream", a.upstream),
+				slog.Int64("bytes", lw.bytes),
+				slog.Duration("duration", d),
+			)
+		}
 	}()
 	s.serve(lw, r, a)
+}
+
+// requestState is the per-request state of ServeHTTP, in one allocation.
+type requestState struct {
+	lw logWriter
+	a  answer
 }
 
 // answer is what ServeHTTP learns while answering, for its log line and metrics.
@@ -278,7 +293,7 @@ type answer struct {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
-	w.Header().Set(CacheHeader, CacheMiss)
+	w.Header()[CacheHeader] = hdrCache[CacheMiss]
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET or HEAD", r.Method))
@@ -297,7 +312,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		if s.cfg.OnRequest != nil {
 			s.cfg.OnRequest(h.req)
 		}
-		s.serveBytes(w, r, h.req, h.body, a, CacheHit, "")
+		s.serveBytes(w, r, h, a, CacheHit, "")
 		return
 	}
 	req, err := goproxy.ParseRequest(path)
@@ -411,8 +426,9 @@ func (sectionBody) Close() error { return nil }
 
 // hotAnswer is a small immutable answer kept in memory, with the request it answers.
 type hotAnswer struct {
-	req  goproxy.Request
-	body []byte
+	req    goproxy.Request
+	body   []byte
+	length []string // the Content-Length header value, made once
 }
 
 // hotGet returns the in-memory copy of the answer stored under key.
@@ -429,15 +445,16 @@ func hotKind(req goproxy.Request) bool {
 	return (req.Kind == goproxy.KindInfo || req.Kind == goproxy.KindMod) && req.Immutable()
 }
 
-// serveBytes answers with body held in memory. The go command sends no conditional or
-// range requests, and these bodies are a few hundred bytes: no ServeContent needed.
-func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, req goproxy.Request, body []byte, a *answer, cache, upstream string) {
+// serveBytes answers with body held in memory: an immutable answer of the hot cache. The
+// go command sends no conditional or range requests, and these bodies are a few hundred
+// bytes: no ServeContent needed.
+func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, h hotAnswer, a *answer, cache, upstream string) {
 	a.cache, a.upstream = cache, upstream
-	setAnswerHeaders(w, req, cache, upstream)
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	setHeaders(w, h.req.Kind, cache, upstream, true)
+	w.Header()["Content-Length"] = h.length // shared, never changed: Set would replace it
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		w.Write(body)
+		w.Write(h.body)
 	}
 }
 
@@ -448,8 +465,9 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.
 	if s.hot != nil && hotKind(req) && e.Size <= HotMaxSize {
 		body := make([]byte, e.Size)
 		if _, err := io.ReadFull(e.Body, body); err == nil {
-			s.hot.Add(req.Path(), hotAnswer{req: req, body: body})
-			s.serveBytes(w, r, req, body, a, cache, upstream)
+			h := hotAnswer{req: req, body: body, length: []string{strconv.Itoa(len(body))}}
+			s.hot.Add(req.Path(), h)
+			s.serveBytes(w, r, h, a, cache, upstream)
 			return
 		}
 		if _, err := e.Body.Seek(0, io.SeekStart); err != nil {

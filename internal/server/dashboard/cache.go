@@ -37,6 +37,27 @@ func (c *CacheCounter) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// Count counts one answer in cache state state with bytes of body: for a handler that
+// reports its answers itself (server.Config.OnAnswer) instead of being wrapped.
+func (c *CacheCounter) Count(state string, bytes int64) {
+	c.state(state).Add(1)
+	c.bytes.Add(bytes)
+}
+
+func (c *CacheCounter) state(state string) *atomic.Int64 {
+	switch state {
+	case "hit":
+		return &c.hits
+	case "miss":
+		return &c.misses
+	case "stale":
+		return &c.stale
+	case "negative":
+		return &c.negative
+	}
+	return &c.other
+}
+
 // Stats returns the counts so far.
 func (c *CacheCounter) Stats() CacheStats {
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(),
@@ -53,18 +74,7 @@ type countingWriter struct {
 
 func (w *countingWriter) count() {
 	w.counted = true
-	switch w.Header().Get(w.c.Header) {
-	case "hit":
-		w.c.hits.Add(1)
-	case "miss":
-		w.c.misses.Add(1)
-	case "stale":
-		w.c.stale.Add(1)
-	case "negative":
-		w.c.negative.Add(1)
-	default:
-		w.c.other.Add(1)
-	}
+	w.c.state(w.Header().Get(w.c.Header)).Add(1)
 }
 
 func (w *countingWriter) WriteHeader(code int) {

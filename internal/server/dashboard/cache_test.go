@@ -47,3 +47,19 @@ func TestCounterKeepsReaderFrom(t *testing.T) {
 		t.Errorf("ReaderFrom %v, %d bytes received, stats %+v; want a counted hit of %d bytes", sawReaderFrom, n, st, 1<<20)
 	}
 }
+
+// TestCacheCounterCount: answers reported by the handler itself (server.Config.OnAnswer)
+// land in the same figures as wrapped ones.
+func TestCacheCounterCount(t *testing.T) {
+	c := &CacheCounter{Header: "X-Holoproxy-Cache"}
+	for _, a := range []struct {
+		state string
+		n     int64
+	}{{"hit", 10}, {"hit", 5}, {"miss", 100}, {"stale", 1}, {"negative", 0}, {"", 7}} {
+		c.Count(a.state, a.n)
+	}
+	want := CacheStats{Hits: 2, Misses: 1, Stale: 1, Negative: 1, Other: 1, BytesServed: 123}
+	if st := c.Stats(); st != want {
+		t.Fatalf("Stats() = %+v, want %+v", st, want)
+	}
+}

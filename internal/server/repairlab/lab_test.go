@@ -121,7 +121,7 @@ func serveHelper(args []string) int {
 	if err := rp.Start(srv, hc); err != nil {
 		return fail(err)
 	}
-	mux := server.NewRoutes(rp.CountCache(srv))
+	mux := server.NewRoutes(srv)
 	rp.Mount(mux)
 	ln, err := net.Listen("tcp", ":80")
 	if err != nil {

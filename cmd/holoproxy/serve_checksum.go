@@ -111,13 +111,15 @@ func newChecksums(db checksum.SumDB, nosumdb, cacheDir string, chain *goproxy.Ch
 		upstreams = append(upstreams, c.Name())
 	}
 	base := checksum.ResolveBaseURL(db, upstreams, hc, 0, 0)
+	c := &checksums{db: db, base: base}
 	v, err := checksum.NewVerifier(checksum.VerifierConfig{
-		DB:      db,
-		NoSumDB: nosumdb,
-		Dir:     filepath.Join(cacheDir, sumdbStateDir),
-		BaseURL: base,
-		Client:  hc,
-		Logger:  log,
+		DB:             db,
+		NoSumDB:        nosumdb,
+		Dir:            filepath.Join(cacheDir, sumdbStateDir),
+		BaseURL:        base,
+		Client:         hc,
+		RequestContext: c.labelled,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -146,12 +148,13 @@ func newChecksums(db checksum.SumDB, nosumdb, cacheDir string, chain *goproxy.Ch
 	default:
 		log.Info("checksum database", "sumdb", db.String(), "nosumdb", nosumdb)
 	}
-	return &checksums{verifier: v, proxy: p, metrics: m, db: db, base: base}, nil
+	c.verifier, c.proxy, c.metrics = v, p, m
+	return c, nil
 }
 
 // verify is the server's Verify hook: path@version's .mod or .zip in f against the database.
 func (c *checksums) verify(ctx context.Context, r goproxy.Request, f *os.File) error {
-	return c.verifier.VerifyFile(c.labelled(ctx), r.Module, r.Version, r.Kind == goproxy.KindMod, f)
+	return c.verifier.VerifyFile(ctx, r.Module, r.Version, r.Kind == goproxy.KindMod, f) // its requests are labelled by RequestContext
 }
 
 // labelled returns ctx with the netobs Labels of requests to the checksum database: its URL

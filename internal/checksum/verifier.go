@@ -80,6 +80,10 @@ type VerifierConfig struct {
 	Client *http.Client
 	// Timeout bounds each request to the database; 0 means 30s.
 	Timeout time.Duration
+	// RequestContext, if set, derives the context of each request to the database from a
+	// background one (serve labels them for its metrics). Requests do not run under the
+	// context of a verification: one sumdb client serves every caller.
+	RequestContext func(context.Context) context.Context
 	// Logger receives the loud lines (mismatches, security errors); nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -105,7 +109,46 @@ type Verifier struct {
 
 	misbehaviorMu sync.Mutex
 	misbehavior   string // first security report; non-empty latches the Verifier shut
+
+	// client is the sumdb client lookups share, made on first use. One client keeps the
+	// verified latest tree and the tiles in memory: a client per lookup started from the
+	// stored tree each time (its signature checked again, its state files read again), a
+	// third of a verified cold fill's CPU in a profile (docs/benchmarks.md). A client
+	// remembers failures for good (sumdb caches a failed lookup, tile or init), so one that
+	// failed is dropped and the next lookup makes a new one; it is also renewed every
+	// clientLookups lookups, which bounds its in-memory record cache.
+	client atomic.Pointer[sharedClient]
 }
+
+// sharedClient is a sumdb client and its operations, with its count of lookups.
+type sharedClient struct {
+	c       *sumdb.Client
+	ops     *clientOps
+	lookups atomic.Int64
+}
+
+// clientLookups is how many lookups one sumdb client serves before it is renewed.
+const clientLookups = 20000
+
+// sumdbClient returns the shared client, making one when there is none or the current one
+// has served its lookups.
+func (v *Verifier) sumdbClient() *sharedClient {
+	for {
+		sc := v.client.Load()
+		if sc != nil && sc.lookups.Add(1) <= clientLookups {
+			return sc
+		}
+		ops := &clientOps{v: v}
+		n := &sharedClient{c: sumdb.NewClient(ops), ops: ops}
+		n.lookups.Store(1)
+		if v.client.CompareAndSwap(sc, n) {
+			return n
+		}
+	}
+}
+
+// dropClient makes the next lookup use a new client unless sc was replaced already.
+func (v *Verifier) dropClient(sc *sharedClient) { v.client.CompareAndSwap(sc, nil) }
 
 // NewVerifier returns a Verifier for cfg.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
@@ -212,10 +255,9 @@ func (v *Verifier) VerifyHash(ctx context.Context, path, version, hash string) e
 		v.errs.Add(1)
 		return fmt.Errorf("%s: %w (verification stopped; see the log)", id, ErrSumDBMisbehavior)
 	}
-	ops := &clientOps{v: v, ctx: ctx}
-	lines, err := sumdb.NewClient(ops).Lookup(path, version)
+	lines, err := v.lookup(ctx, id)
 	if err != nil {
-		return v.lookupError(id, ops, err)
+		return err
 	}
 	prefix := path + " " + version + " "
 	var want string
@@ -244,24 +286,71 @@ func (v *Verifier) VerifyHash(ctx context.Context, path, version, hash string) e
 	return err
 }
 
-// lookupError turns a failed sumdb lookup into one of the package's named errors. The
-// sumdb client formats its errors with %v, so the cause is read from what ops saw.
-func (v *Verifier) lookupError(id module.Version, ops *clientOps, err error) error {
-	ops.mu.Lock()
-	defer ops.mu.Unlock()
-	switch {
-	case ops.securityMsg != "":
+// lookup asks the shared client for id's records. The client's requests are not tied to
+// ctx (it serves every caller; each request is bounded by the configured timeout), so the
+// lookup runs apart and ctx ends the wait for it.
+func (v *Verifier) lookup(ctx context.Context, id module.Version) ([]string, error) {
+	if ctx.Err() != nil {
 		v.errs.Add(1)
-		return fmt.Errorf("%s: %w: %v", id, ErrSumDBMisbehavior, err)
-	case ops.lookupStatus == http.StatusNotFound || ops.lookupStatus == http.StatusGone:
-		v.errs.Add(1)
-		return fmt.Errorf("%s: %w %s", id, ErrNotInDatabase, v.cfg.DB.Name)
-	case ops.remoteErr != nil:
-		v.errs.Add(1)
-		return fmt.Errorf("%s: %w: %w", id, ErrSumDBUnavailable, ops.remoteErr)
+		return nil, fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, context.Cause(ctx))
 	}
+	sc := v.sumdbClient()
+	remoteErrs := sc.ops.remoteErrs.Load()
+	type result struct {
+		lines []string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		lines, err := sc.c.Lookup(id.Path, id.Version)
+		done <- result{lines, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		v.errs.Add(1)
+		return nil, fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, context.Cause(ctx))
+	}
+	if r.err != nil {
+		v.dropClient(sc)
+		return nil, v.lookupError(id, sc.ops, remoteErrs, r.err)
+	}
+	return r.lines, nil
+}
+
+// lookupError turns a failed sumdb lookup into one of the package's named errors. The
+// sumdb client formats its errors with %v, so the cause is read from what ops saw: the
+// status of this version's /lookup/ request, and whether any request to the database
+// failed since the lookup began (remoteErrs was the count then).
+func (v *Verifier) lookupError(id module.Version, ops *clientOps, remoteErrs int64, err error) error {
 	v.errs.Add(1)
+	if v.Misbehavior() != "" {
+		return fmt.Errorf("%s: %w: %v", id, ErrSumDBMisbehavior, err)
+	}
+	if st := ops.status(lookupPath(id)); st == http.StatusNotFound || st == http.StatusGone {
+		return fmt.Errorf("%s: %w %s", id, ErrNotInDatabase, v.cfg.DB.Name)
+	}
+	if ops.remoteErrs.Load() != remoteErrs {
+		if rerr := ops.lastRemoteErr(); rerr != nil {
+			return fmt.Errorf("%s: %w: %w", id, ErrSumDBUnavailable, rerr)
+		}
+	}
 	return fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, err)
+}
+
+// lookupPath is the database path sumdb.Client.Lookup asks for id (a go.mod lookup asks for
+// the version's record).
+func lookupPath(id module.Version) string {
+	epath, err := module.EscapePath(id.Path)
+	if err != nil {
+		return ""
+	}
+	evers, err := module.EscapeVersion(strings.TrimSuffix(id.Version, "/go.mod"))
+	if err != nil {
+		return ""
+	}
+	return "/lookup/" + epath + "@" + evers
 }
 
 func (v *Verifier) latch(msg string) {
@@ -279,27 +368,55 @@ const maxRemote = 4 << 20
 
 // clientOps is the sumdb.ClientOps of one verification: its requests carry the caller's
 // context, and it remembers what went wrong so that the Verifier can name the error.
+// clientOps are the operations of a shared sumdb client. Lookups of many callers run
+// through them at once, so what a failed lookup needs to explain itself is kept per
+// lookup path (the status) or counted (remote failures).
 type clientOps struct {
-	v   *Verifier
-	ctx context.Context
+	v *Verifier
 
-	mu           sync.Mutex
-	lookupStatus int
-	remoteErr    error
-	securityMsg  string
+	remoteErrs atomic.Int64 // requests to the database that failed
+
+	mu       sync.Mutex
+	statuses map[string]int // guarded by mu; the status of each /lookup/ path asked
+	lastErr  error          // guarded by mu; the last failed request's error
 }
 
+// maxStatuses bounds clientOps.statuses; past it the map starts over.
+const maxStatuses = 4096
+
 func (o *clientOps) ReadRemote(path string) ([]byte, error) {
-	data, status, err := fetch(o.ctx, o.v.cfg.Client, o.v.cfg.BaseURL, path, o.v.cfg.Timeout, "")
+	// Not the caller's context: the client serves every caller (see Verifier.lookup).
+	ctx := context.Background()
+	if o.v.cfg.RequestContext != nil {
+		ctx = o.v.cfg.RequestContext(ctx)
+	}
+	data, status, err := fetch(ctx, o.v.cfg.Client, o.v.cfg.BaseURL, path, o.v.cfg.Timeout, "")
 	o.mu.Lock()
 	if strings.HasPrefix(path, "/lookup/") {
-		o.lookupStatus = status
+		if o.statuses == nil || len(o.statuses) >= maxStatuses {
+			o.statuses = map[string]int{}
+		}
+		o.statuses[path] = status
 	}
-	if err != nil && o.remoteErr == nil {
-		o.remoteErr = err
+	if err != nil {
+		o.lastErr = err
+		o.remoteErrs.Add(1)
 	}
 	o.mu.Unlock()
 	return data, err
+}
+
+// status returns the status the database answered for the /lookup/ path, 0 if none.
+func (o *clientOps) status(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.statuses[path]
+}
+
+func (o *clientOps) lastRemoteErr() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lastErr
 }
 
 // fetch GETs base+path and returns the body of a 200 answer; any other status is an error.
@@ -382,9 +499,6 @@ func (o *clientOps) WriteCache(file string, data []byte) {
 func (o *clientOps) Log(msg string) { o.v.log.Debug("sumdb client", "msg", msg) }
 
 func (o *clientOps) SecurityError(msg string) {
-	o.mu.Lock()
-	o.securityMsg = msg
-	o.mu.Unlock()
 	o.v.security.Add(1)
 	o.v.latch(msg)
 }

@@ -225,6 +225,16 @@ func TestVerifierDatabaseDown(t *testing.T) {
 	if err := v.VerifyMod(ctx, modA.Path, modA.Version, modA.GoMod()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: err = %v, want context.Canceled", err)
 	}
+	// The database is back: the failure is not remembered (the sumdb client caches failed
+	// lookups, so the Verifier must not keep using the one that failed).
+	if err := v.VerifyMod(context.Background(), modA.Path, modA.Version, modA.GoMod()); err != nil {
+		t.Fatalf("database back up: %v", err)
+	}
+	// And a database that goes down after lookups succeeded: the next unknown lookup says so.
+	db.SetDown(true)
+	if err := v.VerifyMod(context.Background(), "mods.test/other", "v1.0.0", modA.GoMod()); !errors.Is(err, ErrSumDBUnavailable) {
+		t.Fatalf("down again: err = %v, want ErrSumDBUnavailable", err)
+	}
 }
 
 // TestVerifierStatePersists: the tree seen by one Verifier is remembered in its directory,

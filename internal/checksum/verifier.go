@@ -127,8 +127,9 @@ type sharedClient struct {
 	lookups atomic.Int64
 }
 
-// clientLookups is how many lookups one sumdb client serves before it is renewed.
-const clientLookups = 20000
+// clientLookups is how many lookups one sumdb client serves before it is renewed (a
+// variable for tests).
+var clientLookups int64 = 20000
 
 // sumdbClient returns the shared client, making one when there is none or the current one
 // has served its lookups.

@@ -346,3 +346,31 @@ func TestVerifierConcurrent(t *testing.T) {
 		t.Errorf("stored latest tree = %q, %v; want size %d", latest, err, len(mods))
 	}
 }
+
+// TestVerifierRenewsClient: lookups go on across renewals of the shared sumdb client, each
+// new client starting from the stored tree.
+func TestVerifierRenewsClient(t *testing.T) {
+	old := clientLookups
+	clientLookups = 3
+	t.Cleanup(func() { clientLookups = old })
+	mods, _ := modtree.Graph("mods.test/r", 10, 1, 0)
+	db := sumdbtest.New(t, mods)
+	v := newVerifier(t, db, t.TempDir(), "")
+	var clients []*sharedClient
+	for round := 0; round < 2; round++ {
+		for _, m := range mods {
+			if err := v.VerifyMod(context.Background(), m.Path, m.Version, m.GoMod()); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if c := v.client.Load(); len(clients) == 0 || clients[len(clients)-1] != c {
+				clients = append(clients, c)
+			}
+		}
+	}
+	if want := 2 * len(mods) / 3; len(clients) < want {
+		t.Errorf("%d lookups used %d clients, want at least %d (renewed every 3)", 2*len(mods), len(clients), want)
+	}
+	if st := v.Stats(); st.Verified != int64(2*len(mods)) || st.Errors != 0 {
+		t.Errorf("stats %+v, want %d verified", st, 2*len(mods))
+	}
+}

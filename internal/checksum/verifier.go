@@ -291,9 +291,12 @@ func (v *Verifier) VerifyHash(ctx context.Context, path, version, hash string) e
 // ctx (it serves every caller; each request is bounded by the configured timeout), so the
 // lookup runs apart and ctx ends the wait for it.
 func (v *Verifier) lookup(ctx context.Context, id module.Version) ([]string, error) {
-	if ctx.Err() != nil {
+	ended := func() error {
 		v.errs.Add(1)
-		return nil, fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, context.Cause(ctx))
+		return fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, context.Cause(ctx))
+	}
+	if ctx.Err() != nil {
+		return nil, ended()
 	}
 	sc := v.sumdbClient()
 	remoteErrs := sc.ops.remoteErrs.Load()
@@ -310,8 +313,7 @@ func (v *Verifier) lookup(ctx context.Context, id module.Version) ([]string, err
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		v.errs.Add(1)
-		return nil, fmt.Errorf("%s: verifying with checksum database %s: %w", id, v.cfg.DB.Name, context.Cause(ctx))
+		return nil, ended()
 	}
 	if r.err != nil {
 		v.dropClient(sc)
@@ -367,8 +369,6 @@ func (v *Verifier) latch(msg string) {
 // maxRemote bounds one answer of the database (a lookup, a tile).
 const maxRemote = 4 << 20
 
-// clientOps is the sumdb.ClientOps of one verification: its requests carry the caller's
-// context, and it remembers what went wrong so that the Verifier can name the error.
 // clientOps are the operations of a shared sumdb client. Lookups of many callers run
 // through them at once, so what a failed lookup needs to explain itself is kept per
 // lookup path (the status) or counted (remote failures).

@@ -16,9 +16,10 @@ type CacheStats struct {
 	BytesServed int64 `json:"bytes_served"`
 }
 
-// CacheCounter counts a GOPROXY handler's answers by the cache state its response header
-// names (hit, miss, stale, negative) and the bytes it writes. Wrap the proxy handler with it;
-// Stats feeds Config.Cache.
+// CacheCounter counts a GOPROXY handler's answers by cache state (hit, miss, stale,
+// negative) and the bytes written: told by the handler itself through Count (holoproxy's
+// server does), or read from the response header of a handler wrapped with Wrap. Stats
+// feeds Config.Cache.
 type CacheCounter struct {
 	// Header is the response header that carries the cache state (the server's CacheHeader).
 	Header string

@@ -67,6 +67,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	c, attempts, err := d.race(cctx, network, addrs, uint16(port))
 	region.End()
 	if err != nil {
+		rtrace.Log(ctx, string(PhaseConnect), "failed: "+err.Error()) // the region stands for no connection
 		if context.Cause(cctx) == errConnectTimeout && ctx.Err() == nil {
 			err = &Error{Class: ClassTCPTimeout, Phase: PhaseConnect, Err: fmt.Errorf("%w: %w", errConnectTimeout, err)}
 		} else {

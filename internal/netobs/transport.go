@@ -167,6 +167,7 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 	region.End()
 	cs := tc.ConnectionState()
 	if err != nil {
+		rtrace.Log(ctx, string(PhaseTLS), "failed: "+err.Error()) // the region stands for no handshake
 		raw.Close()
 		if context.Cause(hctx) == errTLSTimeout && ctx.Err() == nil {
 			err = &Error{Class: ClassTimeout, Phase: PhaseTLS, Err: fmt.Errorf("%w: %w", errTLSTimeout, err)}

@@ -30,9 +30,12 @@ func goEnv(ctx context.Context, names ...string) ([]string, error) {
 	return vals, nil
 }
 
-// goEnvGOPROXY returns the GOPROXY the go command would use; flag names the option that
-// replaces it, for the error.
-func goEnvGOPROXY(ctx context.Context, flag string) (string, error) {
+// proxyList returns value, the GOPROXY list a command's --flag was given, or, when it is
+// empty, the GOPROXY the go command would use (go env at run time).
+func proxyList(ctx context.Context, value, flag string) (string, error) {
+	if value != "" {
+		return value, nil
+	}
 	vals, err := goEnv(ctx, "GOPROXY")
 	if err != nil {
 		return "", fmt.Errorf("%w; pass --%s (GOPROXY syntax) instead", err, flag)

@@ -88,11 +88,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	list := o.upstream
-	if list == "" {
-		if list, err = goEnvGOPROXY(ctx, "upstream"); err != nil {
-			return err
-		}
+	list, err := proxyList(ctx, o.upstream, "upstream")
+	if err != nil {
+		return err
 	}
 	obs, err := newObservability(o.observe, o.net, log)
 	if err != nil {

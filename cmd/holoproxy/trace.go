@@ -159,12 +159,9 @@ func traceTargets(o traceOptions, args []string) ([]trace.Target, string, error)
 // runTrace runs the trace, writes the reports and turns failures through the chain into
 // the exit status.
 func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets []trace.Target, what string) error {
-	list := o.proxy
-	if list == "" {
-		var err error
-		if list, err = goEnvGOPROXY(ctx, "proxy"); err != nil {
-			return err
-		}
+	list, err := proxyList(ctx, o.proxy, "proxy")
+	if err != nil {
+		return err
 	}
 	chain, err := goproxy.ParseChain(list, nil)
 	if err == nil && len(chain.Clients()) == 0 {

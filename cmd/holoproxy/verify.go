@@ -91,11 +91,9 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 	var upstreams []string
 	if db.URL == "" {
 		// The go command's rule: the first upstream proxy that serves the database.
-		list := o.upstream
-		if list == "" {
-			if list, err = goEnvGOPROXY(ctx, "upstream"); err != nil {
-				return err
-			}
+		list, err := proxyList(ctx, o.upstream, "upstream")
+		if err != nil {
+			return err
 		}
 		chain, err := goproxy.ParseChain(list, hc)
 		if err != nil {

@@ -169,11 +169,9 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		}
 		dests = append(dests, &warm.PushDest{URL: u, Client: hc, Timeout: o.timeout})
 	}
-	list := o.proxy
-	if list == "" {
-		if list, err = goEnvGOPROXY(ctx, "proxy"); err != nil {
-			return err
-		}
+	list, err := proxyList(ctx, o.proxy, "proxy")
+	if err != nil {
+		return err
 	}
 	chain, err := goproxy.ParseChain(list, hc)
 	if err != nil {

@@ -1,7 +1,6 @@
 package checksum
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -48,34 +47,11 @@ func tamperZip(t *testing.T, m modtree.Module) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	bad, err := modtree.TamperZip(z)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	zw := zip.NewWriter(&out)
-	changed := false
-	for _, f := range zr.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(r)
-		r.Close()
-		if !changed && !strings.HasSuffix(f.Name, "/go.mod") {
-			data = append(data, []byte("\n// tampered\n")...)
-			changed = true
-		}
-		w, err := zw.Create(f.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(data)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+	return bad
 }
 
 func writeTemp(t *testing.T, data []byte) string {

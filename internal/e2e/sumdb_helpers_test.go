@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -119,42 +118,11 @@ func tamperZipFile(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	bad, err := modtree.TamperZip(data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", name, err)
 	}
-	var out bytes.Buffer
-	zw := zip.NewWriter(&out)
-	changed := false
-	for _, f := range zr.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(r)
-		r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !changed && !strings.HasSuffix(f.Name, "/go.mod") {
-			b = append(b, "\n// tampered\n"...)
-			changed = true
-		}
-		w, err := zw.Create(f.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !changed {
-		t.Fatalf("%s: no file to tamper with", name)
-	}
-	if err := os.WriteFile(name, out.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(name, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@
 package modtree
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -458,4 +459,46 @@ func WriteApp(dir, modPath string, mods []Module, roots []module.Version, sum []
 		return os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644)
 	}
 	return nil
+}
+
+// TamperZip returns the module zip z with the content of one file (not go.mod) changed:
+// the same module@version and file list, other bytes, so another h1: hash. Tests use it to
+// play an upstream that serves a tampered module.
+func TamperZip(z []byte) ([]byte, error) {
+	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	changed := false
+	for _, f := range zr.File {
+		r, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+		if !changed && !strings.HasSuffix(f.Name, "/go.mod") {
+			b = append(b, "\n// tampered\n"...)
+			changed = true
+		}
+		w, err := zw.Create(f.Name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if !changed {
+		return nil, fmt.Errorf("modtree: no file besides go.mod to tamper with")
+	}
+	return out.Bytes(), nil
 }

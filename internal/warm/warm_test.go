@@ -482,6 +482,12 @@ func TestPushFillsProxy(t *testing.T) {
 			t.Errorf("round %d: origin asked %d times; want %d (once per file, by the proxy)", round, n, plan.Files())
 		}
 	}
+	// The server answers a fill from its verified temporary file and commits it (fsync,
+	// rename) right after, so the last answers of a push may still be committing: Close
+	// waits for them, as a server shutting down does.
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	held, err := NewTreeDest(cacheDir, true)
 	if err != nil {
 		t.Fatal(err)

@@ -86,8 +86,7 @@ func (c *Client) FetchPath(ctx context.Context, path, kind string, maxSize int64
 }
 
 func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.Response, error) {
-	ctx = netobs.WithLabels(ctx, netobs.Labels{Upstream: c.Name(), Kind: kind})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := netobs.NewRequest(ctx, http.MethodGet, u, nil, netobs.Labels{Upstream: c.Name(), Kind: kind})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name(), err)
 	}

@@ -83,13 +83,41 @@ func newBenchSetup(b *testing.B, h2, sameTimeouts bool) *benchSetup {
 	}
 }
 
+// How benchGet makes its request.
+type reqMode int
+
+const (
+	plainReq  reqMode = iota // http.NewRequestWithContext, as a caller without netobs would
+	netobsReq                // NewRequest with Labels, as goproxy.Client does
+	copiedReq                // http.NewRequestWithContext under WithLabels: the Transport copies it
+)
+
 // benchGet makes one request the way holoproxy's callers do: under a deadline (every wait
-// in the project takes one) and with Labels.
-func benchGet(b *testing.B, c *http.Client, url string) {
+// in the project takes one), made as mode says.
+func benchGet(b *testing.B, c *http.Client, url string, mode reqMode) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ctx = WithLabels(ctx, Labels{Upstream: "bench", Kind: "list"})
-	if err := get(ctx, c, url, false); err != nil {
+	labels := Labels{Upstream: "bench", Kind: "list"}
+	var req *http.Request
+	var err error
+	switch mode {
+	case netobsReq:
+		req, err = NewRequest(ctx, http.MethodGet, url, nil, labels)
+	case copiedReq:
+		req, err = http.NewRequestWithContext(WithLabels(ctx, labels), http.MethodGet, url, nil)
+	default:
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
 		b.Fatal(err)
 	}
 }
@@ -104,18 +132,18 @@ func BenchmarkRequest(b *testing.B) {
 		s := newBenchSetup(b, proto.h2, false)
 		b.Run(proto.name+"/plain", func(b *testing.B) {
 			for b.Loop() {
-				benchGet(b, s.plain, s.url)
+				benchGet(b, s.plain, s.url, plainReq)
 			}
 		})
 		b.Run(proto.name+"/netobs", func(b *testing.B) {
 			for b.Loop() {
-				benchGet(b, s.obs, s.url)
+				benchGet(b, s.obs, s.url, netobsReq)
 			}
 		})
 	}
 }
 
-// BenchmarkOverhead makes one request through each of five clients in every iteration,
+// BenchmarkOverhead makes one request through each of six clients in every iteration,
 // in an order that rotates (and reverses every other round) so that each client takes
 // each place equally often and all see the same machine load, and reports the median
 // duration per request of each and its ratio to the plain one; 1.05 is 5 % overhead.
@@ -125,8 +153,11 @@ func BenchmarkRequest(b *testing.B) {
 // The clients: plain, an uninstrumented http.Transport; netobs, the Transport with
 // Metrics as its Sink, as holoproxy runs it ("ratio", the figure of issue 3); netobs
 // without a Sink ("nosink-ratio"); and floorTransport ("floor-ratio"), the least any
-// recording through httptrace and a body wrapper costs; and a second plain client
-// ("aa-ratio", 1 but for noise: its spread over runs is the resolution of the others).
+// recording through httptrace and a body wrapper costs; a second plain client ("aa-ratio",
+// 1 but for noise: its spread over runs is the resolution of the others); and netobs with
+// Metrics again, sent requests made by http.NewRequestWithContext under WithLabels, which
+// the Transport copies ("copied-ratio"). The plain clients' requests carry no Labels: a
+// caller without netobs has none. netobs's are made by NewRequest, as goproxy.Client does.
 //
 // Sub-benchmarks: h1 (HTTP/1.1 over TCP) and h2 (HTTP/2 over TLS), each against a default
 // http.Transport ("vs-default") and against one with the same first-byte timeout
@@ -141,11 +172,12 @@ func BenchmarkOverhead(b *testing.B) {
 	} {
 		b.Run(proto.name, func(b *testing.B) {
 			s := newBenchSetup(b, proto.h2, proto.same)
-			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor, s.plain2}
+			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor, s.plain2, s.obs}
+			modes := []reqMode{plainReq, netobsReq, netobsReq, plainReq, plainReq, copiedReq}
 			n := len(clients)
 			times := make([][]time.Duration, n)
 			for i, c := range clients {
-				benchGet(b, c, s.url) // open every connection outside the measurement
+				benchGet(b, c, s.url, modes[i]) // open every connection outside the measurement
 				times[i] = make([]time.Duration, 0, b.N)
 			}
 			b.ResetTimer()
@@ -156,7 +188,7 @@ func BenchmarkOverhead(b *testing.B) {
 						j = (i + n - k) % n
 					}
 					t0 := time.Now()
-					benchGet(b, clients[j], s.url)
+					benchGet(b, clients[j], s.url, modes[j])
 					times[j] = append(times[j], time.Since(t0))
 				}
 			}
@@ -173,6 +205,7 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(ratio(2), "nosink-ratio")
 			b.ReportMetric(ratio(3), "floor-ratio")
 			b.ReportMetric(ratio(4), "aa-ratio")
+			b.ReportMetric(ratio(5), "copied-ratio")
 		})
 	}
 }

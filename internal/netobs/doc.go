@@ -2,7 +2,7 @@
 // backends, one Dialer that resolves through it and races addresses, one shared
 // http.Transport for every upstream, and a Recorder that turns each upstream exchange into a
 // Sample with every phase timed (dns, connect, tls, ttfb, transfer) and every failure
-// classified. It knows nothing of Go modules: callers attach Labels to a request's context.
+// classified. It knows nothing of Go modules: callers attach Labels to a request.
 //
 // Wiring, as cmd/ does it:
 //
@@ -12,9 +12,12 @@
 //	tr, _ := netobs.NewTransport(netobs.TransportConfig{Resolver: res, CAFile: caFlag, Sink: netobs.Sinks{m, health, ring}})
 //	client := tr.Client()
 //
-//	ctx = netobs.WithLabels(ctx, netobs.Labels{Upstream: base, Kind: "mod"})
-//	resp, err := client.Do(req.WithContext(ctx)) // the Sample goes to the Sink when the body ends
-//	class := netobs.ClassOf(err)                 // dns_nxdomain, tcp_refused, tls_alert:…, timeout, …
+//	req, _ := netobs.NewRequest(ctx, "GET", u, nil, netobs.Labels{Upstream: base, Kind: "mod"})
+//	resp, err := client.Do(req)  // the Sample goes to the Sink when the body ends
+//	class := netobs.ClassOf(err) // dns_nxdomain, tcp_refused, tls_alert:…, timeout, …
+//
+// A request made otherwise is recorded too, under the Labels of netobs.WithLabels(ctx, …)
+// if its context has them, but RoundTrip has to copy it to attach the exchange's state.
 //
 // What is timed where: httptrace does not fire for a failed dial, for the end of a body,
 // for DNS of IP literals, nor (on a reused connection) for anything but GotConn,

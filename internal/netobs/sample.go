@@ -176,8 +176,11 @@ func WithLabels(ctx context.Context, l Labels) context.Context {
 	return context.WithValue(ctx, labelsKey{}, l)
 }
 
-// LabelsFrom returns the Labels set by WithLabels, or zero Labels.
+// LabelsFrom returns the Labels set by WithLabels or NewRequest, or zero Labels.
 func LabelsFrom(ctx context.Context) Labels {
+	if ec, ok := ctx.(*exchangeContext); ok && ec.ex.prepared {
+		return ec.ex.labels // without boxing them for Value
+	}
 	l, _ := ctx.Value(labelsKey{}).(Labels)
 	return l
 }

@@ -192,12 +192,18 @@ func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn
 // response body is read to its end or closed, or at once when RoundTrip fails. Failures
 // are *Error carrying their class.
 //
+// A request made by NewRequest carries its exchange in its context and is sent as it is;
+// any other request is sent as a copy under a context that carries a new exchange.
+//
 // The first-byte timeout is http.Transport's ResponseHeaderTimeout and the body idle
 // timeout closes the body: neither needs a cancellable context of its own, which would
 // cost every request more than all the rest of the instrumentation (see
 // docs/benchmarks.md).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := &exchange{} // one allocation for the Recorder, the trace, the context and the body wrapper
+	ex := prepared(req)
+	if ex == nil {
+		ex = &exchange{}
+	}
 	ex.rec.init(req, t.cfg.Sink)
 	ex.rec.dials = &t.dials
 	ex.trace = httptrace.ClientTrace{
@@ -205,7 +211,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		WroteRequest:         ex.rec.WroteRequest,
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
 	}
-	resp, err := t.next.RoundTrip(req.WithContext(ex.context(req.Context())))
+	if req.Context() != &ex.ctx {
+		req = req.WithContext(ex.context(req.Context()))
+	}
+	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		return nil, ex.fail(err, nil)
 	}
@@ -221,6 +230,33 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// NewRequest is http.NewRequestWithContext for a request recorded under l, as
+// WithLabels(ctx, l) would. The request's context carries the state of its exchange already,
+// so that RoundTrip sends it as it is instead of copying it to attach that state: the copy
+// and the context value of WithLabels were ~1 % of a loopback exchange (docs/benchmarks.md).
+// The request is recorded by the first RoundTrip of a Transport that sends it; a second
+// send (a retry by the caller, a redirect) is recorded as an exchange of its own.
+func NewRequest(ctx context.Context, method, url string, body io.Reader, l Labels) (*http.Request, error) {
+	ex := &exchange{labels: l, prepared: true}
+	ex.unsent.Store(true)
+	ex.ctx = exchangeContext{Context: ctx, ex: ex}
+	return http.NewRequestWithContext(&ex.ctx, method, url, body)
+}
+
+// prepared returns the exchange of a request made by NewRequest and claims it, or nil when
+// req was not made by NewRequest, was sent before, or runs under a caller's ClientTrace
+// (which needs httptrace.WithClientTrace to compose both).
+func prepared(req *http.Request) *exchange {
+	ec, ok := req.Context().(*exchangeContext)
+	if !ok || !ec.ex.prepared || clientTraceKey == nil || httptrace.ContextClientTrace(ec.Context) != nil {
+		return nil
+	}
+	if !ec.ex.unsent.CompareAndSwap(true, false) {
+		return nil
+	}
+	return ec.ex
+}
+
 // exchange is the per-request state of RoundTrip.
 type exchange struct {
 	rec   Recorder
@@ -228,6 +264,13 @@ type exchange struct {
 	ctx   exchangeContext
 	body  body
 	done  atomic.Bool
+	// unsent marks the exchange of a request of NewRequest that no RoundTrip has claimed
+	// yet: until one does, its context answers neither the Recorder's nor the
+	// ClientTrace's key.
+	unsent atomic.Bool
+	// prepared marks an exchange made by NewRequest, whose labels are its own.
+	prepared bool
+	labels   Labels
 }
 
 // context returns the context the exchange runs under: parent with the Recorder (for the
@@ -241,9 +284,10 @@ func (ex *exchange) context(parent context.Context) context.Context {
 	return &ex.ctx
 }
 
-// exchangeContext answers both the Recorder's and httptrace's context keys, as two
-// context.WithValue layers would, without allocating them: it is part of the exchange.
-// Every request pays for each allocation on its path (docs/benchmarks.md).
+// exchangeContext answers the Recorder's and httptrace's context keys (and the Labels' of
+// a request of NewRequest), as context.WithValue layers would, without allocating them: it
+// is part of the exchange. Every request pays for each allocation on its path
+// (docs/benchmarks.md).
 type exchangeContext struct {
 	context.Context
 	ex *exchange
@@ -252,9 +296,17 @@ type exchangeContext struct {
 func (c *exchangeContext) Value(key any) any {
 	switch key {
 	case recorderKey{}:
-		return &c.ex.rec
+		if !c.ex.unsent.Load() {
+			return &c.ex.rec
+		}
 	case clientTraceKey:
-		return &c.ex.trace
+		if !c.ex.unsent.Load() {
+			return &c.ex.trace
+		}
+	case labelsKey{}:
+		if c.ex.prepared {
+			return c.ex.labels
+		}
 	}
 	return c.Context.Value(key)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -336,5 +337,28 @@ func TestStaleWhileRefreshHangs(t *testing.T) {
 	}
 	if n := o.count(path); n != 2 {
 		t.Errorf("origin asked %d times; want 2", n)
+	}
+}
+
+// TestSettle checks that Settle returns at once when nothing is committing, gives up with
+// ctx while a commit runs, and returns once it ended. (TestPushFillsProxy and the go
+// command's cold-then-warm run in internal/e2e read the store after Settle.)
+func TestSettle(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.s.Settle(ctx); err != nil {
+		t.Fatalf("Settle with nothing committing: %v", err)
+	}
+	e.s.commits.add(1) // a commit that does not end before ctx does
+	short, stop := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer stop()
+	if err := e.s.Settle(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Settle with a commit running past ctx: %v; want the deadline", err)
+	}
+	e.s.commits.add(-1)
+	if err := e.s.Settle(ctx); err != nil {
+		t.Errorf("Settle after the commit ended: %v", err)
 	}
 }

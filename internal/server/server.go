@@ -480,6 +480,24 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.
 	http.ServeContent(w, r, "", e.ModTime, e.Body)
 }
 
+// Settle waits until every answer already given from an upstream has been committed to the
+// store, or ctx ends. A fill answers its waiters from the verified temporary file and
+// commits it (fsync, rename) right after, so a caller that reads the store itself next
+// (a test, a snapshot after a warm push) settles first. It waits on the disk only.
+func (s *Server) Settle(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.commits.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: commits still running: %w", ctx.Err())
+	}
+}
+
 // Close waits for fills in progress to finish or be abandoned (ctx), leaving no temporary
 // files behind. Requests that arrive after Close are answered 503.
 func (s *Server) Close(ctx context.Context) error {

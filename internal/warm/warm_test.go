@@ -483,9 +483,10 @@ func TestPushFillsProxy(t *testing.T) {
 		}
 	}
 	// The server answers a fill from its verified temporary file and commits it (fsync,
-	// rename) right after, so the last answers of a push may still be committing: Close
-	// waits for them, as a server shutting down does.
-	if err := srv.Close(context.Background()); err != nil {
+	// rename) right after, so the last answers of a push may still be committing.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := srv.Settle(ctx); err != nil {
 		t.Fatal(err)
 	}
 	held, err := NewTreeDest(cacheDir, true)

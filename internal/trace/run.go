@@ -70,7 +70,8 @@ type Options struct {
 	// Its Resolver and Sink are set per Run. Its CAFile is trusted by the DNS-over-TLS and
 	// DNS-over-HTTPS backends too.
 	Transport netobs.TransportConfig
-	// Progress, when set, is told how many requests of the planned total are done.
+	// Progress, when set, is told how many requests of the planned total are done. Calls
+	// come from the workers one at a time, with done rising by one each.
 	Progress func(done, total int)
 }
 
@@ -110,11 +111,14 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 		opt.Transport.TLSConfig, opt.Transport.CAFile = conf, ""
 	}
 	total := len(setups) * opt.Count * plannedRequests(opt.Targets)
-	var done atomic.Int64
+	var progressMu sync.Mutex // serializes Progress: callers need not lock
+	var done int
 	progress := func() {
-		n := done.Add(1)
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		done++
 		if opt.Progress != nil {
-			opt.Progress(int(n), total)
+			opt.Progress(done, total)
 		}
 	}
 	for _, s := range setups {
@@ -126,8 +130,9 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 	}
 	if opt.Progress != nil {
 		// The plan is an estimate (a failing module stops early): end the bar at done.
-		n := int(done.Load())
-		opt.Progress(n, n)
+		progressMu.Lock()
+		opt.Progress(done, done)
+		progressMu.Unlock()
 	}
 	return t, nil
 }

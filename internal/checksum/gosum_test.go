@@ -151,3 +151,49 @@ func writeZip(t *testing.T, m modtree.Module) string {
 	}
 	return p
 }
+
+// FuzzParseGoSum checks that any input is parsed or refused with ErrMalformedGoSum, never
+// a panic, and that what is accepted renders back (SumLine.String) to a file that parses to
+// the same lines.
+func FuzzParseGoSum(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"mods.test/a v1.0.0 " + hashA + "\nmods.test/a v1.0.0/go.mod " + hashB + "\n",
+		"mods.test/Upper v1.0.0/go.mod " + hashA + "\r\n\r\n",
+		"mods.test/a v1.0.0 " + hashA + "\nmods.test/a v1.0.0 " + hashB + "\n",
+		"mods.test/a/v2 v2.0.0+incompatible " + hashA,
+		"mods.test/a v0.0.0-20240102030405-abcdefabcdef h2:x",
+		"mods.test/a v1.0 " + hashA,
+		"../a v1.0.0 " + hashA,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseGoSum(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedGoSum) {
+				t.Fatalf("error %v does not wrap ErrMalformedGoSum", err)
+			}
+			return
+		}
+		var b strings.Builder
+		for _, l := range s.Lines {
+			b.WriteString(l.String() + "\n")
+			if h, ok := s.Hash(l.Path, l.Version, l.GoMod); !ok || h != l.Hash {
+				t.Fatalf("Hash(%s %s %v) = %q, %v; want %q", l.Path, l.Version, l.GoMod, h, ok, l.Hash)
+			}
+		}
+		again, err := ParseGoSum([]byte(b.String()))
+		if err != nil {
+			t.Fatalf("rendered lines do not parse: %v\n%s", err, b.String())
+		}
+		if len(again.Lines) != len(s.Lines) {
+			t.Fatalf("rendered lines parse to %d lines; want %d", len(again.Lines), len(s.Lines))
+		}
+		for i, l := range again.Lines {
+			if l.String() != s.Lines[i].String() {
+				t.Fatalf("line %d: %q after rendering; want %q", i, l.String(), s.Lines[i].String())
+			}
+		}
+	})
+}

@@ -118,6 +118,10 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("upstream chain %q: %w", list, err)
 	}
+	for _, c := range chain.Clients() {
+		// Set here, userAgentTransport need not copy every fill's request to add it.
+		c.Header.Set("User-Agent", userAgent())
+	}
 	if err := checkChain(chain, log); err != nil {
 		return err
 	}

@@ -311,10 +311,20 @@ func TestGoCommandThroughHoloproxy(t *testing.T) {
 	}
 
 	// The same through the built binary: holoproxy serve's own wiring (flags, transport,
-	// mux) in front of the go command.
+	// mux) in front of the go command. Its upstream requests say who they are.
 	bin := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL}, nil)
+	org.userAgents()
 	viaBinary := scenario(t, goBin, "http://"+bin.addr, mods, roots, gocache)
 	compareOutcome(t, "holoproxy serve binary", viaBinary, want)
+	agents := org.userAgents()
+	if len(agents) == 0 {
+		t.Error("holoproxy serve binary: the origin got no request")
+	}
+	for ua, n := range agents {
+		if !strings.HasPrefix(ua, "holoproxy/") {
+			t.Errorf("holoproxy serve binary: %d upstream requests with User-Agent %q; want holoproxy/…", n, ua)
+		}
+	}
 }
 
 // isImmutable reports whether a request path names a .info, .mod or .zip.

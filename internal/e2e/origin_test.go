@@ -33,8 +33,9 @@ type origin struct {
 	// zipStarted receives (without blocking) the path of each .zip answer as it begins.
 	zipStarted chan string
 
-	mu   sync.Mutex
-	hits map[string]int
+	mu     sync.Mutex
+	hits   map[string]int
+	agents map[string]int // requests by User-Agent
 }
 
 // newOrigin serves the tree of mods written under a new temporary directory.
@@ -44,7 +45,7 @@ func newOrigin(t *testing.T, mods []modtree.Module) *origin {
 	if err := modtree.Write(dir, mods); err != nil {
 		t.Fatal(err)
 	}
-	o := &origin{dir: dir, hits: map[string]int{}, zipStarted: make(chan string, 1024)}
+	o := &origin{dir: dir, hits: map[string]int{}, agents: map[string]int{}, zipStarted: make(chan string, 1024)}
 	o.Server = httptest.NewServer(o)
 	t.Cleanup(o.Close)
 	return o
@@ -54,6 +55,7 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := strings.TrimPrefix(r.URL.Path, "/")
 	o.mu.Lock()
 	o.hits[p]++
+	o.agents[r.UserAgent()]++
 	o.mu.Unlock()
 	data, err := o.file(p)
 	if err != nil {
@@ -140,4 +142,13 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// userAgents returns, and forgets, how many requests came with each User-Agent.
+func (o *origin) userAgents() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	a := o.agents
+	o.agents = map[string]int{}
+	return a
 }

@@ -223,15 +223,19 @@ func (r *Recorder) GotConn(info httptrace.GotConnInfo) {
 		return
 	}
 	r.gotConn = true
-	// A connection still filed in the Transport's table has carried no request yet, even
-	// when net/http says reused: it marks a connection reused when it parks it in the idle
-	// pool, and a dial whose request got another connection is parked unused.
+	// Under a Transport, the request that takes a connection's entry from the dial table is
+	// its first, whatever net/http says: HTTP/1 marks a connection reused when it parks it
+	// in the idle pool (a dial whose request got another connection is parked unused), and
+	// HTTP/2 marks the first request to claim a connection new, which need not be the first
+	// to call GotConn (two requests on a new connection could both look new). Every
+	// connection the Transport dials is filed there before any request gets it.
 	var fig dialFigures
 	first := false
+	r.reused = info.Reused
 	if r.dials != nil && info.Conn != nil {
 		fig, first = r.dials.take(info.Conn)
+		r.reused = !first
 	}
-	r.reused = info.Reused && !first
 	r.idle = 0
 	switch {
 	case r.reused:

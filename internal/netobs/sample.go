@@ -179,7 +179,7 @@ func WithLabels(ctx context.Context, l Labels) context.Context {
 // LabelsFrom returns the Labels set by WithLabels or NewRequest, or zero Labels.
 func LabelsFrom(ctx context.Context) Labels {
 	if ec, ok := ctx.(*exchangeContext); ok && ec.ex.prepared {
-		return ec.ex.labels // without boxing them for Value
+		return ec.ex.labels() // without boxing them for Value
 	}
 	l, _ := ctx.Value(labelsKey{}).(Labels)
 	return l

@@ -237,7 +237,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // The request is recorded by the first RoundTrip of a Transport that sends it; a second
 // send (a retry by the caller, a redirect) is recorded as an exchange of its own.
 func NewRequest(ctx context.Context, method, url string, body io.Reader, l Labels) (*http.Request, error) {
-	ex := &exchange{labels: l, prepared: true}
+	ex := &exchange{prepared: true}
+	ex.rec.upstream, ex.rec.kind = l.Upstream, l.Kind // where Recorder.init puts them anyway
 	ex.unsent.Store(true)
 	ex.ctx = exchangeContext{Context: ctx, ex: ex}
 	return http.NewRequestWithContext(&ex.ctx, method, url, body)
@@ -268,9 +269,14 @@ type exchange struct {
 	// yet: until one does, its context answers neither the Recorder's nor the
 	// ClientTrace's key.
 	unsent atomic.Bool
-	// prepared marks an exchange made by NewRequest, whose labels are its own.
+	// prepared marks an exchange made by NewRequest, whose Labels are its own (kept in the
+	// Recorder).
 	prepared bool
-	labels   Labels
+}
+
+// labels returns the Labels of an exchange made by NewRequest.
+func (ex *exchange) labels() Labels {
+	return Labels{Upstream: ex.rec.upstream, Kind: ex.rec.kind}
 }
 
 // context returns the context the exchange runs under: parent with the Recorder (for the
@@ -305,7 +311,7 @@ func (c *exchangeContext) Value(key any) any {
 		}
 	case labelsKey{}:
 		if c.ex.prepared {
-			return c.ex.labels
+			return c.ex.labels()
 		}
 	}
 	return c.Context.Value(key)

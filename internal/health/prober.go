@@ -118,10 +118,9 @@ func (p *Prober) probe(ctx context.Context, up string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ctx = netobs.WithLabels(ctx, netobs.Labels{Upstream: up, Kind: "probe"})
 	start := time.Now()
 	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := netobs.NewRequest(ctx, http.MethodGet, u, nil, netobs.Labels{Upstream: up, Kind: "probe"})
 		if err != nil {
 			return err
 		}

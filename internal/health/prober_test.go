@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,5 +160,45 @@ func TestProberFreshConnections(t *testing.T) {
 	// round but the last.
 	if r, c := rounds.Load(), conns.Load(); r < 5 || c < r-1 {
 		t.Fatalf("%d rounds, %d connections; want at least 5 rounds and a dial per round", r, c)
+	}
+}
+
+// sampleSink keeps the Samples a netobs Transport hands it.
+type sampleSink struct {
+	mu sync.Mutex
+	s  []netobs.Sample
+}
+
+func (k *sampleSink) Observe(s netobs.Sample) {
+	k.mu.Lock()
+	k.s = append(k.s, s)
+	k.mu.Unlock()
+}
+
+// TestProbeSampleLabels: a probe through the observed transport is recorded as the
+// upstream's, of kind "probe", so its figures land on the right upstream's metrics.
+func TestProbeSampleLabels(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink sampleSink
+	tr, err := netobs.NewTransport(netobs.TransportConfig{Sink: &sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	p := &Prober{Client: tr.Client(), Scorer: s, Upstreams: []string{srv.URL}}
+	if err := p.probe(context.Background(), srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.s) != 1 || sink.s[0].Upstream != srv.URL || sink.s[0].Kind != "probe" || sink.s[0].Status != http.StatusNoContent {
+		t.Fatalf("Samples %+v; want one of upstream %s, kind probe, status 204", sink.s, srv.URL)
 	}
 }

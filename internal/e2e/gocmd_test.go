@@ -90,6 +90,10 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// inProcessAgent is the User-Agent of startInProcess's upstream requests, told apart from
+// the binary's.
+const inProcessAgent = "holoproxy-e2e-in-process"
+
 // startInProcess runs server.New over a temporary disk store with upstream as its chain and
 // returns its URL; every answer is recorded in the returned cacheLog, and settle waits until
 // every answer given is in the store.
@@ -106,6 +110,9 @@ func startInProcess(t *testing.T, upstream string) (url string, cl *cacheLog, se
 	chain, err := goproxy.ParseChain(upstream, tr.Client())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range chain.Clients() {
+		c.Header.Set("User-Agent", inProcessAgent)
 	}
 	var logs logBuffer
 	srv, err := server.New(server.Config{
@@ -316,14 +323,17 @@ func TestGoCommandThroughHoloproxy(t *testing.T) {
 	org.userAgents()
 	viaBinary := scenario(t, goBin, "http://"+bin.addr, mods, roots, gocache)
 	compareOutcome(t, "holoproxy serve binary", viaBinary, want)
-	agents := org.userAgents()
-	if len(agents) == 0 {
-		t.Error("holoproxy serve binary: the origin got no request")
-	}
-	for ua, n := range agents {
-		if !strings.HasPrefix(ua, "holoproxy/") {
+	ours := 0
+	for ua, n := range org.userAgents() {
+		switch {
+		case strings.HasPrefix(ua, "holoproxy/"):
+			ours += n
+		case ua != inProcessAgent: // the in-process server's prefetch may still be busy
 			t.Errorf("holoproxy serve binary: %d upstream requests with User-Agent %q; want holoproxy/…", n, ua)
 		}
+	}
+	if ours == 0 {
+		t.Error("holoproxy serve binary: the origin got no request with holoproxy's User-Agent")
 	}
 }
 

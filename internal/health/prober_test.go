@@ -163,18 +163,6 @@ func TestProberFreshConnections(t *testing.T) {
 	}
 }
 
-// sampleSink keeps the Samples a netobs Transport hands it.
-type sampleSink struct {
-	mu sync.Mutex
-	s  []netobs.Sample
-}
-
-func (k *sampleSink) Observe(s netobs.Sample) {
-	k.mu.Lock()
-	k.s = append(k.s, s)
-	k.mu.Unlock()
-}
-
 // TestProbeSampleLabels: a probe through the observed transport is recorded as the
 // upstream's, of kind "probe", so its figures land on the right upstream's metrics.
 func TestProbeSampleLabels(t *testing.T) {
@@ -186,8 +174,14 @@ func TestProbeSampleLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sink sampleSink
-	tr, err := netobs.NewTransport(netobs.TransportConfig{Sink: &sink})
+	var mu sync.Mutex
+	var got []netobs.Sample
+	sink := netobs.SinkFunc(func(smp netobs.Sample) {
+		mu.Lock()
+		got = append(got, smp)
+		mu.Unlock()
+	})
+	tr, err := netobs.NewTransport(netobs.TransportConfig{Sink: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,9 +190,9 @@ func TestProbeSampleLabels(t *testing.T) {
 	if err := p.probe(context.Background(), srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	if len(sink.s) != 1 || sink.s[0].Upstream != srv.URL || sink.s[0].Kind != "probe" || sink.s[0].Status != http.StatusNoContent {
-		t.Fatalf("Samples %+v; want one of upstream %s, kind probe, status 204", sink.s, srv.URL)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Upstream != srv.URL || got[0].Kind != "probe" || got[0].Status != http.StatusNoContent {
+		t.Fatalf("Samples %+v; want one of upstream %s, kind probe, status 204", got, srv.URL)
 	}
 }

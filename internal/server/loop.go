@@ -4,18 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 )
 
-// checkHops returns the instances a request passed (its hop header), or an error when this
-// instance is among them or the list is longer than MaxHops.
-func (s *Server) checkHops(h http.Header) ([]string, error) {
+// checkHops returns the instances a request passed (the values of its hop header), or an
+// error when this instance is among them or the list is longer than MaxHops.
+func (s *Server) checkHops(values []string) ([]string, error) {
 	var hops []string
-	for _, v := range h.Values(HopHeader) {
+	for _, v := range values {
 		for _, id := range strings.Split(v, ",") {
 			if id = strings.TrimSpace(id); id != "" {
 				hops = append(hops, id)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,8 @@ var (
 	hdrZip       = []string{"application/zip"}
 	hdrText      = []string{"text/plain; charset=utf-8"}
 	hdrImmutable = []string{"public, max-age=31536000, immutable"}
+	hdrAllow     = []string{"GET, HEAD"}
+	hdrNosniff   = []string{"nosniff"}
 	hdrCache     = map[string][]string{}
 )
 
@@ -37,38 +40,114 @@ func contentType(k goproxy.Kind) []string {
 	return hdrText
 }
 
-// setAnswerHeaders sets the headers of a successful answer.
-func setAnswerHeaders(w http.ResponseWriter, req goproxy.Request, cache, upstream string) {
-	setHeaders(w, req.Kind, cache, upstream, req.Immutable())
+// reply is the answer to one request, decided by Server.answer and sent by writeReply
+// (net/http) or writeFastReply (fasthttp).
+type reply struct {
+	status int          // 0: nothing to send (the client went away)
+	msg    string       // the one-line reason of an error status
+	allow  bool         // 405: send Allow
+	kind   goproxy.Kind // endpoint; empty for a request that did not parse
+	// immutable answers get a long Cache-Control.
+	immutable bool
+	cache     string // CacheHeader value
+	upstream  string // the upstream that served a miss
+	timing    string // TimingHeader value of the exchange that filled the answer
+	gone      bool   // the client went away while the answer was filled
+
+	// A 200 answer is body (with length, its Content-Length made once, for hot answers) or
+	// file, size bytes, which the sender closes and then calls release.
+	body    []byte
+	length  []string
+	file    io.ReadSeekCloser
+	size    int64
+	modTime time.Time
+	release func()
 }
 
-// setHeaders is setAnswerHeaders for a caller that knows whether the answer is immutable
-// (deciding it parses the version three times; an in-memory answer always is).
-func setHeaders(w http.ResponseWriter, kind goproxy.Kind, cache, upstream string, immutable bool) {
+// errorReply is an error answer: status with msg as one line of text/plain.
+func errorReply(status int, msg string) reply {
+	return reply{status: status, msg: oneLine(msg) + "\n", cache: CacheMiss}
+}
+
+// hotReply answers with an in-memory answer.
+func hotReply(h hotAnswer, cache, upstream string) reply {
+	return reply{status: http.StatusOK, kind: h.req.Kind, immutable: true, cache: cache, upstream: upstream,
+		body: h.body, length: h.length}
+}
+
+// logKind is the kind label of metrics and logs: "invalid" for a request that did not parse.
+func (rp *reply) logKind() string {
+	if rp.kind == "" {
+		return "invalid"
+	}
+	return string(rp.kind)
+}
+
+// done closes the reply's file and releases what it held.
+func (rp *reply) done() {
+	if rp.file != nil {
+		rp.file.Close()
+		rp.file = nil
+	}
+	if rp.release != nil {
+		rp.release()
+		rp.release = nil
+	}
+}
+
+// writeReply sends rp on net/http. A file goes through http.ServeContent (conditional and
+// range requests; sendfile for the disk store).
+func writeReply(w http.ResponseWriter, r *http.Request, rp *reply) {
+	defer rp.done()
+	if rp.gone {
+		return
+	}
 	h := w.Header()
-	h["Content-Type"] = contentType(kind)
-	if v, ok := hdrCache[cache]; ok {
-		h[CacheHeader] = v
-	} else {
-		h.Set(CacheHeader, cache)
+	if rp.status != http.StatusOK {
+		h[CacheHeader] = cacheValue(rp.cache)
+		if rp.allow {
+			h["Allow"] = hdrAllow
+		}
+		h["Content-Type"] = hdrText
+		h["X-Content-Type-Options"] = hdrNosniff
+		w.WriteHeader(rp.status)
+		io.WriteString(w, rp.msg)
+		return
 	}
-	if upstream != "" {
-		h.Set(UpstreamHeader, upstream)
+	h["Content-Type"] = contentType(rp.kind)
+	h[CacheHeader] = cacheValue(rp.cache)
+	if rp.upstream != "" {
+		h[UpstreamHeader] = []string{rp.upstream}
 	}
-	if immutable {
+	if rp.immutable {
 		h["Cache-Control"] = hdrImmutable
 	}
+	if rp.timing != "" {
+		h[TimingHeader] = []string{rp.timing}
+	}
+	if rp.file != nil {
+		http.ServeContent(w, r, "", rp.modTime, rp.file)
+		return
+	}
+	// In-memory answers are a few hundred bytes and the go command sends no conditional or
+	// range requests: no ServeContent needed.
+	if rp.length != nil {
+		h["Content-Length"] = rp.length // shared, never changed: Set would replace it
+	} else {
+		h["Content-Length"] = []string{strconv.Itoa(len(rp.body))}
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(rp.body)
+	}
 }
 
-// writeError answers status with msg as one line of text/plain, as the go command shows it
-// after "server response:".
-func writeError(w http.ResponseWriter, status int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Del("Content-Length")
-	w.WriteHeader(status)
-	io.WriteString(w, oneLine(msg)+"\n")
+// cacheValue returns the shared header value of a cache state.
+func cacheValue(cache string) []string {
+	if v, ok := hdrCache[cache]; ok {
+		return v
+	}
+	return []string{cache}
 }
 
 // oneLine folds a message onto one line, for error bodies and logs.

@@ -4,7 +4,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -254,66 +253,54 @@ func (s *Server) InstanceID() string { return s.cfg.InstanceID }
 
 // ServeHTTP answers GOPROXY requests: GET and HEAD of <module>/@v/list, @v/<version>.info,
 // .mod, .zip and <module>/@latest. Anything else is 404 or 400 with a one-line reason.
+// ServeFast is the same server on fasthttp.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	st := &requestState{lw: logWriter{ResponseWriter: w}, a: answer{kind: "invalid", cache: CacheMiss}}
-	lw, a := &st.lw, &st.a
-	defer func() {
-		d := time.Since(start)
-		s.metrics.observeRequest(a.kind, a.cache, lw.bytes, d)
-		if s.cfg.OnAnswer != nil {
-			s.cfg.OnAnswer(a.cache, lw.bytes)
-		}
-		if s.log.Enabled(r.Context(), slog.LevelInfo) { // spares building the attributes
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", lw.statusCode()),
-				slog.String("cache", a.cache),
-				slog.String("upstream", a.upstream),
-				slog.Int64("bytes", lw.bytes),
-				slog.Duration("duration", d),
-			)
-		}
-	}()
-	s.serve(lw, r, a)
+	lw := logWriter{ResponseWriter: w}
+	rp := s.answer(r.Context(), r.Method, r.URL.Path, r.Header[HopHeader])
+	writeReply(&lw, r, &rp)
+	s.answered(r.Context(), r.Method, r.URL.Path, &rp, lw.statusCode(), lw.bytes, time.Since(start))
 }
 
-// requestState is the per-request state of ServeHTTP, in one allocation.
-type requestState struct {
-	lw logWriter
-	a  answer
-}
-
-// answer is what ServeHTTP learns while answering, for its log line and metrics.
-type answer struct {
-	kind     string // endpoint kind, or "invalid"
-	cache    string // CacheHeader value
-	upstream string // the upstream that served a miss
-}
-
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
-	w.Header()[CacheHeader] = hdrCache[CacheMiss]
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET or HEAD", r.Method))
-		return
+// answered accounts for one answer: metrics, OnAnswer, the request log line.
+func (s *Server) answered(ctx context.Context, method, path string, rp *reply, status int, bytes int64, d time.Duration) {
+	s.metrics.observeRequest(rp.logKind(), rp.cache, bytes, d)
+	if s.cfg.OnAnswer != nil {
+		s.cfg.OnAnswer(rp.cache, bytes)
 	}
-	hops, err := s.checkHops(r.Header)
+	if s.log.Enabled(ctx, slog.LevelInfo) { // spares building the attributes
+		s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+			slog.String("method", method),
+			slog.String("path", path),
+			slog.Int("status", status),
+			slog.String("cache", rp.cache),
+			slog.String("upstream", rp.upstream),
+			slog.Int64("bytes", bytes),
+			slog.Duration("duration", d),
+		)
+	}
+}
+
+// answer decides the answer to one request: method, the decoded URL path and the values of
+// the hop header. The caller sends it (writeReply, writeFastReply), which closes its file.
+func (s *Server) answer(ctx context.Context, method, path string, hopValues []string) reply {
+	if method != http.MethodGet && method != http.MethodHead {
+		rp := errorReply(http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET or HEAD", method))
+		rp.allow = true
+		return rp
+	}
+	hops, err := s.checkHops(hopValues)
 	if err != nil {
-		writeError(w, http.StatusLoopDetected, err.Error())
-		return
+		return errorReply(http.StatusLoopDetected, err.Error())
 	}
-	path := strings.TrimPrefix(r.URL.Path, "/")
+	path = strings.TrimPrefix(path, "/")
 	// A small immutable answer kept in memory. Only keys of parsed requests are kept, and an
 	// accepted path is its own key (FuzzParseRequest checks it), so a hit needs no parse.
 	if h, ok := s.hotGet(path); ok {
-		a.kind = string(h.req.Kind)
 		if s.cfg.OnRequest != nil {
 			s.cfg.OnRequest(h.req)
 		}
-		s.serveBytes(w, r, h, a, CacheHit, "")
-		return
+		return hotReply(h, CacheHit, "")
 	}
 	req, err := goproxy.ParseRequest(path)
 	if err != nil {
@@ -321,15 +308,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		if errors.Is(err, fs.ErrNotExist) {
 			status = http.StatusNotFound
 		}
-		writeError(w, status, err.Error())
-		return
+		return errorReply(status, err.Error())
 	}
-	a.kind = string(req.Kind)
 	if s.cfg.OnRequest != nil {
 		s.cfg.OnRequest(req)
 	}
-	ctx := r.Context()
-	key := path // an accepted path is its own key (FuzzParseRequest checks it)
+	rp := s.answerRequest(ctx, req, path, hops) // an accepted path is its own key (FuzzParseRequest checks it)
+	rp.kind = req.Kind
+	return rp
+}
+
+// answerRequest answers a parsed request whose store key is key.
+func (s *Server) answerRequest(ctx context.Context, req goproxy.Request, key string, hops []string) reply {
 
 	// A fresh stored answer. A version query is never stored under its key: no look.
 	var stale bool
@@ -337,8 +327,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		e, err := s.cfg.Store.Open(ctx, key)
 		switch {
 		case err == nil && (req.Immutable() || s.fresh(key, e.ModTime)):
-			s.serveEntry(w, r, req, e, a, CacheHit, "")
-			return
+			return s.entryReply(req, e, CacheHit, "")
 		case err == nil:
 			e.Body.Close()
 			stale = true
@@ -350,10 +339,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 
 	// A remembered not-found answer.
 	if msg, ok := s.neg.get(key, s.cfg.Now()); ok {
-		a.cache = CacheNegative
-		w.Header().Set(CacheHeader, CacheNegative)
-		writeError(w, http.StatusNotFound, msg)
-		return
+		rp := errorReply(http.StatusNotFound, msg)
+		rp.cache = CacheNegative
+		return rp
 	}
 
 	waitCtx := ctx
@@ -364,58 +352,59 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *answer) {
 		defer cancel()
 	}
 	res, release := s.fill(waitCtx, req, hops)
-	defer release()
 	switch {
 	case res.err == nil:
 	case ctx.Err() != nil:
 		// The client went away; the fill goes on for the others.
-		a.cache = CacheMiss
-		return
+		release()
+		return reply{cache: CacheMiss, gone: true}
 	case res.notFound:
-		writeError(w, http.StatusNotFound, res.err.Error())
-		return
+		release()
+		return errorReply(http.StatusNotFound, res.err.Error())
 	default:
+		release()
 		if stale {
 			if e, err := s.cfg.Store.Open(ctx, key); err == nil {
-				s.serveEntry(w, r, req, e, a, CacheStale, "")
-				return
+				return s.entryReply(req, e, CacheStale, "")
 			}
 		}
 		if errors.Is(res.err, errClosed) {
-			writeError(w, http.StatusServiceUnavailable, "holoproxy is shutting down")
-			return
+			return errorReply(http.StatusServiceUnavailable, "holoproxy is shutting down")
 		}
-		writeError(w, res.status, res.err.Error())
-		return
+		return errorReply(res.status, res.err.Error())
 	}
 
 	// The fill answered: from memory (a version query, never stored under its key), or
 	// from the file it stored.
-	if res.timing != "" {
-		w.Header().Set(TimingHeader, res.timing)
-	}
-	if res.body != nil {
-		a.cache, a.upstream = CacheMiss, res.upstream
-		setAnswerHeaders(w, req, CacheMiss, res.upstream)
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(res.body))
-		return
-	}
-	if res.file != nil {
-		// The verified answer, read from the fill's file while it is being committed.
+	var rp reply
+	switch {
+	case res.body != nil:
+		release()
+		rp = reply{status: http.StatusOK, immutable: req.Immutable(), cache: CacheMiss, upstream: res.upstream, body: res.body}
+	case res.file != nil:
+		// The verified answer, read from the fill's file while it is being committed; the
+		// file stays open until the answer is sent.
 		e := store.Entry{Body: sectionBody{io.NewSectionReader(res.file, 0, res.size)}, Info: store.Info{Size: res.size}}
-		s.serveEntry(w, r, req, e, a, CacheMiss, res.upstream)
-		return
+		rp = s.entryReply(req, e, CacheMiss, res.upstream)
+		if rp.file != nil {
+			rp.release = release
+		} else {
+			release()
+		}
+	default:
+		release()
+		e, err := s.cfg.Store.Open(ctx, key)
+		if err != nil {
+			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer: %v", req, err))
+		}
+		cache := CacheMiss
+		if res.upstream == "" {
+			cache = CacheHit // another fill stored it just before this one started
+		}
+		rp = s.entryReply(req, e, cache, res.upstream)
 	}
-	e, err := s.cfg.Store.Open(ctx, key)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer: %v", req, err))
-		return
-	}
-	cache := CacheMiss
-	if res.upstream == "" {
-		cache = CacheHit // another fill stored it just before this one started
-	}
-	s.serveEntry(w, r, req, e, a, cache, res.upstream)
+	rp.timing = res.timing
+	return rp
 }
 
 // sectionBody reads a fill's shared file through a section of its own: closing it must not
@@ -445,39 +434,24 @@ func hotKind(req goproxy.Request) bool {
 	return (req.Kind == goproxy.KindInfo || req.Kind == goproxy.KindMod) && req.Immutable()
 }
 
-// serveBytes answers with body held in memory: an immutable answer of the hot cache. The
-// go command sends no conditional or range requests, and these bodies are a few hundred
-// bytes: no ServeContent needed.
-func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, h hotAnswer, a *answer, cache, upstream string) {
-	a.cache, a.upstream = cache, upstream
-	setHeaders(w, h.req.Kind, cache, upstream, true)
-	w.Header()["Content-Length"] = h.length // shared, never changed: Set would replace it
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(h.body)
-	}
-}
-
-// serveEntry streams a stored entry (sendfile for the disk store) and closes it. A small
-// immutable entry is read into the in-memory cache on the way.
-func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, req goproxy.Request, e store.Entry, a *answer, cache, upstream string) {
-	defer e.Body.Close()
+// entryReply answers with a stored entry, which the reply's sender closes. A small
+// immutable entry is read into the in-memory cache on the way (and closed here).
+func (s *Server) entryReply(req goproxy.Request, e store.Entry, cache, upstream string) reply {
 	if s.hot != nil && hotKind(req) && e.Size <= HotMaxSize {
 		body := make([]byte, e.Size)
 		if _, err := io.ReadFull(e.Body, body); err == nil {
+			e.Body.Close()
 			h := hotAnswer{req: req, body: body, length: []string{strconv.Itoa(len(body))}}
 			s.hot.Add(req.Path(), h)
-			s.serveBytes(w, r, h, a, cache, upstream)
-			return
+			return hotReply(h, cache, upstream)
 		}
 		if _, err := e.Body.Seek(0, io.SeekStart); err != nil {
-			writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: reading the stored answer: %v", req, err))
-			return
+			e.Body.Close()
+			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: reading the stored answer: %v", req, err))
 		}
 	}
-	a.cache, a.upstream = cache, upstream
-	setAnswerHeaders(w, req, cache, upstream)
-	http.ServeContent(w, r, "", e.ModTime, e.Body)
+	return reply{status: http.StatusOK, kind: req.Kind, immutable: req.Immutable(), cache: cache, upstream: upstream,
+		file: e.Body, size: e.Size, modTime: e.ModTime}
 }
 
 // Settle waits until every answer already given from an upstream has been committed to the

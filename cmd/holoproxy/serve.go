@@ -30,6 +30,7 @@ type serveOptions struct {
 	negativeTTL     time.Duration
 	logLevel        string
 	shutdownTimeout time.Duration
+	httpServer      string
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
@@ -56,6 +57,9 @@ func newServeCmd() *cobra.Command {
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
 			}
+			if o.httpServer != "fasthttp" && o.httpServer != "net/http" {
+				return usagef("--http-server %q: want fasthttp or net/http", o.httpServer)
+			}
 			if _, _, err := net.SplitHostPort(o.listen); err != nil {
 				return usagef("--listen %q: %v", o.listen, err)
 			}
@@ -74,6 +78,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.net.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
+	f.StringVar(&o.httpServer, "http-server", "fasthttp", "HTTP server library of the listener: fasthttp (faster; Range and conditional requests of a file get the whole file) or net/http")
 	addObserveFlags(f, &o.observe)
 	addChecksumFlags(f, &o.checks)
 	addRepairFlags(f, &o.repair)
@@ -187,15 +192,21 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
 	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
-		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL)
+		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer)
+	var hs httpServer
+	if o.httpServer == "net/http" {
+		hs = &netHTTPServer{&http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}}
+	} else {
+		hs = server.NewFastServer(mux.FastHandler(srv), server.FastServerConfig{
+			ReadTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, Logger: log})
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -208,14 +219,39 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	log.Info("shutting down: finishing answers in flight", "timeout", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
+	if err := hs.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// The listener's timeouts: reading a request's headers, and a keep-alive connection's wait
+// for its next request.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// httpServer is the listener's server: fasthttp's, or net/http's through netHTTPServer.
+type httpServer interface {
+	Serve(net.Listener) error
+	ShutdownWithContext(context.Context) error
+}
+
+// netHTTPServer is an http.Server as an httpServer.
+type netHTTPServer struct{ *http.Server }
+
+// ShutdownWithContext lets answers in flight finish until ctx ends, then closes every
+// connection.
+func (s *netHTTPServer) ShutdownWithContext(ctx context.Context) error {
+	if err := s.Shutdown(ctx); err != nil {
+		s.Close()
+		return err
+	}
 	return nil
 }
 

@@ -305,8 +305,15 @@ func TestCrashSafety(t *testing.T) {
 // that every answer in flight completes byte-identical to the origin, that the process
 // exits 0, and that no temporary file is left. The server takes its upstream from
 // `go env GOPROXY` and its cache directory from HOLOPROXY_CACHE_DIR, so this also covers
-// those two paths of serve's configuration.
+// those two paths of serve's configuration. It runs on both HTTP fronts (--http-server,
+// here through its environment twin).
 func TestGracefulShutdown(t *testing.T) {
+	for _, front := range []string{"fasthttp", "net/http"} {
+		t.Run(strings.ReplaceAll(front, "/", "-"), func(t *testing.T) { testGracefulShutdown(t, front) })
+	}
+}
+
+func testGracefulShutdown(t *testing.T, front string) {
 	const n = 4
 	mods := bigModules("term.test/m", n, 1<<20)
 	org := newOrigin(t, mods)
@@ -314,9 +321,12 @@ func TestGracefulShutdown(t *testing.T) {
 	hold := make(chan struct{})
 	org.zipHold = hold
 	cacheDir := t.TempDir()
-	p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + cacheDir, "GOPROXY=" + org.URL})
+	p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + cacheDir, "GOPROXY=" + org.URL, "HOLOPROXY_HTTP_SERVER=" + front})
 	if !strings.Contains(p.log.String(), "upstream="+org.URL) {
 		t.Errorf("holoproxy did not take its upstream from go env GOPROXY:\n%s", p.log.String())
+	}
+	if !strings.Contains(p.log.String(), "http_server="+front) {
+		t.Errorf("holoproxy does not say it serves with %s:\n%s", front, p.log.String())
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

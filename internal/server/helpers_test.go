@@ -3,6 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -146,6 +149,11 @@ type env struct {
 	logs  *syncBuffer
 	reg   *prometheus.Registry
 	clock *fakeClock
+
+	// fast, when set, is the address of a fasthttp front (ServeFast) that do and serve send
+	// their requests to, over loopback; tests under TestFastHTTP get one.
+	fast       string
+	fastClient *http.Client
 }
 
 // testHTTPClient is the upstream client of tests: bounded, never waiting forever.
@@ -179,6 +187,9 @@ func newEnv(t *testing.T, list string, mutate func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.s = s
+	if strings.HasPrefix(t.Name(), "TestFastHTTP/") {
+		e.startFast(t)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -190,14 +201,70 @@ func newEnv(t *testing.T, list string, mutate func(*Config)) *env {
 	return e
 }
 
-// do sends one request to the server in process.
+// do sends one request to the server: in process, or to its fasthttp front.
 func (e *env) do(method, path string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, "/", nil)
 	r.URL.Path = path
-	w := httptest.NewRecorder()
-	e.s.ServeHTTP(w, r)
+	w := e.serve(r)
 	e.settle()
 	return w
+}
+
+// serve answers r: with ServeHTTP in process, or, under TestFastHTTP, by sending it to the
+// fasthttp front over loopback (its URL path percent-encoded as a client sends it).
+func (e *env) serve(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	if e.fast == "" {
+		e.s.ServeHTTP(w, r)
+		return w
+	}
+	u := *r.URL
+	u.Scheme, u.Host = "http", e.fast
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
+	if err != nil {
+		panic(err) // a test's own request
+	}
+	req.Header = r.Header.Clone()
+	resp, err := e.fastClient.Do(req)
+	if err != nil {
+		w.WriteHeader(599) // no answer: no status a server sends
+		fmt.Fprintf(w, "fasthttp front: %v", err)
+		return w
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		fmt.Fprintf(w, "[fasthttp front: reading the body: %v]", err)
+	}
+	return w
+}
+
+// startFast starts a fasthttp front for e.s on a loopback port.
+func (e *env) startFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := NewFastServer(e.s.ServeFast, FastServerConfig{ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	done := make(chan error, 1)
+	go func() { done <- fs.Serve(ln) }()
+	e.fast = ln.Addr().String()
+	e.fastClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	t.Cleanup(func() {
+		e.fastClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := fs.ShutdownWithContext(ctx); err != nil {
+			t.Errorf("fasthttp front shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("fasthttp front: %v", err)
+		}
+	})
 }
 
 // settle waits until the answers the server gave have been committed to the store: a fill

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -97,8 +96,7 @@ func TestLoopGuard(t *testing.T) {
 			}
 			// The list is refreshed every time so that each 200 asks the origin.
 			e.clock.Advance(DefaultListTTL)
-			w := httptest.NewRecorder()
-			e.s.ServeHTTP(w, r)
+			w := e.serve(r)
 			e.settle()
 			e.settle()
 			if w.Code != tt.want {

@@ -37,6 +37,19 @@ func (rt *Routes) Handle(path string, h http.Handler) {
 	rt.exact[path] = h
 }
 
+// owns reports whether path goes to a fixed handler, not to the GOPROXY server.
+func (rt *Routes) owns(p string) bool {
+	if _, ok := rt.exact[p]; ok {
+		return true
+	}
+	for _, pr := range rt.prefixes {
+		if strings.HasPrefix(p, pr.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // ServeHTTP implements http.Handler.
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path

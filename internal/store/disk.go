@@ -69,7 +69,7 @@ func (d *Disk) Open(ctx context.Context, key string) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	f, err := os.Open(name)
+	f, err := openRead(name)
 	if err != nil {
 		return Entry{}, err
 	}

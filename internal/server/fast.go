@@ -254,7 +254,7 @@ type FastServerConfig struct {
 
 // MaxRequestHeaderBytes bounds a request's line and headers on the fasthttp front. A
 // GOPROXY path is at most goproxy.MaxPathLen (2048) bytes.
-const MaxRequestHeaderBytes = 16 << 10
+const MaxRequestHeaderBytes = 8 << 10
 
 // NewFastServer returns a fasthttp server for h with holoproxy's settings: no Server
 // header, requests of at most MaxRequestHeaderBytes without a body of note, idle

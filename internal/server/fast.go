@@ -235,7 +235,7 @@ func (rt *Routes) FastHandler(s *Server) fasthttp.RequestHandler {
 			s.fastBadURI(ctx, err)
 			return
 		}
-		if rt.owns(path) {
+		if rt.fixed(path) != nil {
 			adapted(ctx)
 			return
 		}

@@ -37,31 +37,24 @@ func (rt *Routes) Handle(path string, h http.Handler) {
 	rt.exact[path] = h
 }
 
-// owns reports whether path goes to a fixed handler, not to the GOPROXY server.
-func (rt *Routes) owns(p string) bool {
-	if _, ok := rt.exact[p]; ok {
-		return true
+// fixed returns the handler of a fixed path, nil for a path of the GOPROXY server.
+func (rt *Routes) fixed(p string) http.Handler {
+	if h, ok := rt.exact[p]; ok {
+		return h
 	}
 	for _, pr := range rt.prefixes {
 		if strings.HasPrefix(p, pr.prefix) {
-			return true
+			return pr.h
 		}
 	}
-	return false
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
-	if h, ok := rt.exact[p]; ok {
+	if h := rt.fixed(r.URL.Path); h != nil {
 		h.ServeHTTP(w, r)
 		return
-	}
-	for _, pr := range rt.prefixes {
-		if strings.HasPrefix(p, pr.prefix) {
-			pr.h.ServeHTTP(w, r)
-			return
-		}
 	}
 	rt.modules.ServeHTTP(w, r)
 }

@@ -104,7 +104,7 @@ func FastPath(ctx *fasthttp.RequestCtx) (string, error) {
 // writeFastReply sets rp as ctx's response and returns the body bytes it will send. A file
 // is sent after the handler returns, through a fastFile, which closes it.
 func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) int64 {
-	if rp.gone {
+	if rp.status == 0 { // the client went away while the answer was filled
 		rp.done()
 		ctx.SetConnectionClose()
 		return 0

@@ -52,7 +52,6 @@ type reply struct {
 	cache     string // CacheHeader value
 	upstream  string // the upstream that served a miss
 	timing    string // TimingHeader value of the exchange that filled the answer
-	gone      bool   // the client went away while the answer was filled
 
 	// A 200 answer is body (with length, its Content-Length made once, for hot answers) or
 	// file, size bytes, which the sender closes and then calls release.
@@ -99,7 +98,7 @@ func (rp *reply) done() {
 // range requests; sendfile for the disk store).
 func writeReply(w http.ResponseWriter, r *http.Request, rp *reply) {
 	defer rp.done()
-	if rp.gone {
+	if rp.status == 0 { // the client went away while the answer was filled
 		return
 	}
 	h := w.Header()

@@ -357,7 +357,7 @@ func (s *Server) answerRequest(ctx context.Context, req goproxy.Request, key str
 	case ctx.Err() != nil:
 		// The client went away; the fill goes on for the others.
 		release()
-		return reply{cache: CacheMiss, gone: true}
+		return reply{cache: CacheMiss} // status 0: nothing to send
 	case res.notFound:
 		release()
 		return errorReply(http.StatusNotFound, res.err.Error())

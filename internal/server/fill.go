@@ -307,7 +307,7 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 			s.cfg.Store.Discard(tmp)
 		}
 	}()
-	n, err := store.Copy(tmp, body)
+	n, err := store.CopyToFile(tmp, body)
 	if err != nil {
 		if isWriteError(err) {
 			return nil, fmt.Errorf("%s: writing a temporary file: %w", c.Name(), err)

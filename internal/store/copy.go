@@ -21,3 +21,41 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 
 type onlyWriter struct{ io.Writer }
 type onlyReader struct{ io.Reader }
+
+// fileChunk is the size of CopyToFile's writes.
+const fileChunk = 256 << 10
+
+// fileBufs holds the buffers of CopyToFile.
+var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileChunk); return &b }}
+
+// CopyToFile copies src into dst in writes of 256 KiB (the last one shorter): it reads until
+// its buffer is full before each write, however little each read returns. On file systems
+// with large folios (ext4 since Linux 6.16, xfs) the size of a write decides the size of the
+// page-cache folios that hold it, and a stored file goes out by sendfile, which walks the
+// page cache folio by folio: a zip written in the 4-32 KiB pieces a socket hands out sat in
+// 1-4 page folios and went out ~10 % slower than the same bytes written in large writes
+// (docs/benchmarks.md, fifth session). A failed write comes back as dst's *fs.PathError, a
+// failed read as src's error, after what was read before it is written.
+func CopyToFile(dst io.Writer, src io.Reader) (int64, error) {
+	bp := fileBufs.Get().(*[]byte)
+	defer fileBufs.Put(bp)
+	buf := *bp
+	var written int64
+	for {
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return written, nil
+		default:
+			return written, rerr
+		}
+	}
+}

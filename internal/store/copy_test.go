@@ -3,10 +3,13 @@ package store
 import (
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"testing/iotest"
 )
 
 func TestCopy(t *testing.T) {
@@ -31,4 +34,70 @@ func TestCopy(t *testing.T) {
 	} else if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
 		t.Fatalf("Copy into a closed file: %v (%T), want an *fs.PathError", err, err)
 	}
+}
+
+// writeSizes records the size of every write.
+type writeSizes struct {
+	bytes.Buffer
+	sizes []int
+}
+
+func (w *writeSizes) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return w.Buffer.Write(p)
+}
+
+func TestCopyToFileWritesWholeChunks(t *testing.T) {
+	src := make([]byte, 2*fileChunk+1234)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	// A source that hands out a few KiB at a time, like a socket.
+	var w writeSizes
+	n, err := CopyToFile(&w, iotest.HalfReader(&smallReads{r: bytes.NewReader(src), max: 3000}))
+	if err != nil || n != int64(len(src)) || !bytes.Equal(w.Bytes(), src) {
+		t.Fatalf("CopyToFile = %d, %v; copied %d bytes (equal: %v), want %d", n, err, w.Len(), bytes.Equal(w.Bytes(), src), len(src))
+	}
+	if want := []int{fileChunk, fileChunk, 1234}; !slices.Equal(w.sizes, want) {
+		t.Fatalf("write sizes %v, want %v", w.sizes, want)
+	}
+
+	// A read error after some data: the data is written, the error returned.
+	w = writeSizes{}
+	boom := errors.New("connection reset")
+	n, err = CopyToFile(&w, io.MultiReader(bytes.NewReader(src[:5000]), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) || n != 5000 || !bytes.Equal(w.Bytes(), src[:5000]) {
+		t.Fatalf("CopyToFile with a failing source = %d, %v (wrote %d bytes); want 5000, %v", n, err, w.Len(), boom)
+	}
+
+	// A failed write is the file's own *fs.PathError, as for Copy.
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := CopyToFile(f, bytes.NewReader(src)); err == nil {
+		t.Fatal("CopyToFile into a closed file succeeded")
+	} else if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
+		t.Fatalf("CopyToFile into a closed file: %v (%T), want an *fs.PathError", err, err)
+	}
+
+	// An empty source writes nothing.
+	w = writeSizes{}
+	if n, err := CopyToFile(&w, bytes.NewReader(nil)); n != 0 || err != nil || len(w.sizes) != 0 {
+		t.Fatalf("CopyToFile of nothing = %d, %v with writes %v", n, err, w.sizes)
+	}
+}
+
+// smallReads returns at most max bytes per Read.
+type smallReads struct {
+	r   io.Reader
+	max int
+}
+
+func (s *smallReads) Read(p []byte) (int, error) {
+	if len(p) > s.max {
+		p = p[:s.max]
+	}
+	return s.r.Read(p)
 }

@@ -391,7 +391,7 @@ func (w *warmer) download(ctx context.Context, c *goproxy.Client, r goproxy.Requ
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := store.Copy(tmp, io.LimitReader(resp.Body, r.MaxSize()+1))
+	n, err := store.CopyToFile(tmp, io.LimitReader(resp.Body, r.MaxSize()+1))
 	if err != nil {
 		return n, fmt.Errorf("%s: %s: reading body: %w", c.Name(), r, err)
 	}

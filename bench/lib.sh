@@ -36,10 +36,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 
-# start_nginx DIR: nginx serving DIR as a GOPROXY tree on a free port; sets $NGINX.
+# start_nginx DIR: nginx serving DIR as a GOPROXY tree on a free port; sets $NGINX. The same
+# nginx also relays to that server on a second port, with no cache ($NGINX_RELAY): what a
+# second hop alone costs, for comparison with holoproxy's cold fill.
 start_nginx() {
-	local port
+	local port relay
 	port=$(free_port)
+	relay=$(free_port)
 	mkdir -p "$W/nginx"
 	cat >"$W/nginx/nginx.conf" <<CONF
 worker_processes auto;
@@ -64,12 +67,19 @@ http {
 		root $1;
 		location / { try_files \$uri =404; }
 	}
+	upstream origin { server 127.0.0.1:$port; keepalive 32; }
+	server {
+		listen 127.0.0.1:$relay;
+		location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+	}
 }
 CONF
 	nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" &
 	pids+=($!)
 	NGINX=http://127.0.0.1:$port
+	NGINX_RELAY=http://127.0.0.1:$relay
 	wait_http "$NGINX/"
+	wait_http "$NGINX_RELAY/"
 }
 
 # go_download PROXY: wall seconds of `go mod download all` of $APP with a fresh module

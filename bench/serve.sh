@@ -12,7 +12,9 @@
 #                                             # syntax; default off), e.g. bench/sumdb's
 #
 # Prints, for the same tree: `go mod download all` with a fresh client cache from nginx
-# (the baseline), through a cold holoproxy (filling from that nginx) and through a warm one;
+# (the baseline), through a cold holoproxy (filling from that nginx) and through a warm one,
+# and, for reference, through nginx relaying to itself with no cache (what a second hop
+# alone costs on this machine);
 # holoproxy's CPU seconds and peak RSS for the cold fill; wrk req/s on a cached .info and
 # MB/s on a cached ~1 MB .zip, holoproxy vs nginx. Needs: go, nginx, wrk (apt-get install
 # nginx-light wrk). Talks only to 127.0.0.1. The client's GOMODCACHE sits on a tmpfs
@@ -53,9 +55,10 @@ echo "rounds: $ROUNDS; tree: $(find "$TREE" -name '*.mod' | wc -l) .mod, $(find 
 # One download first, not measured: the first go command of a run pays for the page cache
 # and its own build cache, which would land on whichever side went first.
 go_download "$NGINX" >/dev/null
-direct=() cold=() warm=() cpu=() rss=()
+direct=() relay=() cold=() warm=() cpu=() rss=()
 for r in $(seq "$ROUNDS"); do
 	direct+=("$(go_download "$NGINX")")
+	relay+=("$(go_download "$NGINX_RELAY")")
 	start_holo cold
 	cold+=("$(go_download "$HOLO")")
 	cpu+=("$(cpu_seconds "$holo_pid")")
@@ -65,6 +68,7 @@ for r in $(seq "$ROUNDS"); do
 done
 d=$(printf '%s\n' "${direct[@]}" | median)
 c=$(printf '%s\n' "${cold[@]}" | median)
+rl=$(printf '%s\n' "${relay[@]}" | median)
 w=$(printf '%s\n' "${warm[@]}" | median)
 cp=$(printf '%s\n' "${cpu[@]}" | median)
 rs=$(printf '%s\n' "${rss[@]}" | median)
@@ -111,6 +115,7 @@ stop_holo
 printf '\n| measure | nginx | holoproxy | ratio | target |\n|---|---|---|---|---|\n'
 printf '| go mod download all, fresh client, warm holoproxy (s) | %.2f | %.2f | %s | <= 1.05 |\n' "$d" "$w" "$(ratio "$w" "$d")"
 printf '| go mod download all, fresh client, cold holoproxy (s) | %.2f | %.2f | %s | <= 1.1 |\n' "$d" "$c" "$(ratio "$c" "$d")"
+printf '| go mod download all, fresh client, through an nginx relay to that nginx (no cache; reference) (s) | %.2f | %.2f | %s | |\n' "$d" "$rl" "$(ratio "$rl" "$d")"
 printf '| cached .info (req/s, wrk -t2 -c16, median of %s) | %.0f | %.0f | %s | >= 0.8 |\n' "${WRK_ROUNDS:-3}" "$ni" "$hi" "$(ratio "$hi" "$ni")"
 printf '| cached 1 MB .zip (MB/s, wrk -t2 -c8, median of %s) | %.0f | %.0f | %s | >= 0.9 |\n' "${WRK_ROUNDS:-3}" "$nz" "$hz" "$(ratio "$hz" "$nz")"
 printf '| holoproxy CPU for the cold fill (s) | | %s | | <= 2.5 |\n' "$cp"
@@ -118,6 +123,6 @@ printf '| holoproxy peak RSS, cold fill (MB) | | %s | | <= 40 |\n' "$rs"
 [ -n "${huge_growth:-}" ] && printf '| RSS growth, 8 clients x %s MB zip (MB) | | %s | | a few MB |\n' "$HUGE" "$huge_growth" &&
 	echo "the 8 clients got (count, status, bytes): $huge_clients"
 echo
-echo "rounds (s): direct ${direct[*]}; cold ${cold[*]}; warm ${warm[*]}"
+echo "rounds (s): direct ${direct[*]}; nginx relay ${relay[*]}; cold ${cold[*]}; warm ${warm[*]}"
 echo "wrk rounds: .info req/s nginx ${nis[*]}; holoproxy ${his[*]}; zip MB/s nginx ${nzs[*]}; holoproxy ${hzs[*]}"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

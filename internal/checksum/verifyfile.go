@@ -13,6 +13,10 @@ import (
 // a fill, read from its start whatever f's offset: the shape of the server's Verify hook.
 // A nil error means the file may be stored; a mismatch is a *MismatchError.
 func (v *Verifier) VerifyFile(ctx context.Context, path, version string, goMod bool, f *os.File) error {
+	if v.Exempt(path) {
+		v.exempt.Add(1) // as VerifyMod and VerifyZip would, without reading the file
+		return nil
+	}
 	if !goMod {
 		return v.VerifyZip(ctx, path, version, f.Name())
 	}

@@ -98,12 +98,8 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 	res, pending := s.doFill(ctx, req, hops)
 	s.metrics.inflight.Dec()
 	if pending != nil {
-		if rd, err := os.Open(pending.Name()); err == nil {
-			if st, err := rd.Stat(); err == nil {
-				res.file, res.size = rd, st.Size()
-			} else {
-				rd.Close()
-			}
+		if rd, err := store.Reopen(pending); err == nil {
+			res.file = rd // res.size is the fill's
 		}
 		if res.file != nil {
 			s.commits.add(1)
@@ -194,6 +190,7 @@ func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream strin
 type fetched struct {
 	upstream string
 	file     *os.File // the answer in a temporary file of the store, or nil
+	size     int64    // file's length
 	body     []byte   // the answer in memory (version queries)
 	timing   string   // Server-Timing of the exchange
 }
@@ -265,7 +262,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		s.storeResolved(ctx, req, got.body)
 		return fillResult{upstream: got.upstream, body: got.body, timing: got.timing}, nil
 	}
-	return fillResult{upstream: got.upstream, timing: got.timing}, got.file
+	return fillResult{upstream: got.upstream, timing: got.timing, size: got.size}, got.file
 }
 
 // try fetches req from one upstream and validates the answer. A failure is a *RefusedError
@@ -329,7 +326,7 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 		}
 	}
 	keep = true
-	return &fetched{upstream: c.Name(), file: tmp}, nil
+	return &fetched{upstream: c.Name(), file: tmp, size: n}, nil
 }
 
 // isWriteError reports whether a copy into a file failed on the file's side.

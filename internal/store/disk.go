@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -104,17 +106,29 @@ func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
 // CreateTemp implements Store: the file lives on the store's own file system, so Commit
 // is a rename.
 func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
-	f, err := os.CreateTemp(d.tmp, "fill-*")
+	f, err := d.createTemp()
 	if errors.Is(err, fs.ErrNotExist) {
 		// Someone removed the directory under a running server; make it again.
 		if err = os.MkdirAll(d.tmp, 0o755); err == nil {
-			f, err = os.CreateTemp(d.tmp, "fill-*")
+			f, err = d.createTemp()
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return f, nil
+}
+
+// createTemp creates a new file named fill-<random> in the temporary directory, as
+// os.CreateTemp does, but without adding it to the network poller (createExcl).
+func (d *Disk) createTemp() (*os.File, error) {
+	for try := 0; ; try++ {
+		f, err := createExcl(filepath.Join(d.tmp, "fill-"+strconv.FormatUint(uint64(rand.Uint32()), 10)))
+		if errors.Is(err, fs.ErrExist) && try < 10000 {
+			continue
+		}
+		return f, err
+	}
 }
 
 // Commit implements Store: fsync the file, then rename it into place. The fsync before the
@@ -148,18 +162,36 @@ func (d *Disk) Commit(ctx context.Context, key string, tmp *os.File) (err error)
 		return fmt.Errorf("store: close %s: %w", key, err)
 	}
 	// Rename first: the directory mostly exists (a version's other files, other versions),
-	// and MkdirAll would stat it on every commit.
-	err = os.Rename(tmp.Name(), name)
+	// and making it first would cost a system call on every commit.
+	err = rename(tmp.Name(), name)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		if err := mkdirs(filepath.Dir(name)); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
-		err = os.Rename(tmp.Name(), name)
+		err = rename(tmp.Name(), name)
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit %s: %w", key, err)
 	}
 	return nil
+}
+
+// mkdirs makes dir and the parents it lacks. Unlike os.MkdirAll it tries mkdir before any
+// stat: a commit needs it only when dir is missing, and mostly only dir itself is.
+func mkdirs(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrNotExist) {
+		if parent := filepath.Dir(dir); parent != dir {
+			if err := mkdirs(parent); err != nil {
+				return err
+			}
+			err = os.Mkdir(dir, 0o755)
+		}
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return nil // made meanwhile by another commit; a file there fails the rename
+	}
+	return err
 }
 
 // Discard implements Store.

@@ -110,3 +110,73 @@ func TestOpenDiskClearsLeftovers(t *testing.T) {
 		t.Errorf("leftover temp files after reopen: %v", left)
 	}
 }
+
+// A fill's waiters read the answer through Reopen while Commit closes and renames the
+// temporary file; Commit makes the directories a key lacks; a key whose directory is taken
+// by a file fails its Commit cleanly.
+func TestDiskReopenAndCommitDirectories(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := OpenDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const data = "module example.com/deep/er/m\n"
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := Reopen(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	key := "example.com/deep/er/m/@v/v1.0.0.mod" // four directories to make
+	if err := d.Commit(ctx, key, f); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(data))
+	if _, err := rd.ReadAt(buf, 0); err != nil || string(buf) != data {
+		t.Fatalf("ReadAt through Reopen after Commit = %q, %v; want %q", buf, err, data)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+	if err != nil || string(got) != data {
+		t.Fatalf("stored file = %q, %v", got, err)
+	}
+	for p := filepath.Dir(filepath.Join(dir, filepath.FromSlash(key))); p != dir; p = filepath.Dir(p) {
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			t.Errorf("%s: %v; want a directory", p, err)
+		}
+	}
+	// A second version in the same directory, and a file where a directory should be.
+	put(t, d, "example.com/deep/er/m/@v/v1.1.0.mod", data)
+	if err := os.WriteFile(filepath.Join(dir, "example.com", "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err = d.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx, "example.com/file/@v/list", f); err == nil {
+		t.Fatal("Commit under a file succeeded")
+	}
+	if _, err := os.Stat(f.Name()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("failed Commit left its temporary file %s", f.Name())
+	}
+	// Temporary files have names of their own.
+	seen := map[string]bool{}
+	for range 50 {
+		f, err := d.CreateTemp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[f.Name()] {
+			t.Fatalf("CreateTemp returned %s twice", f.Name())
+		}
+		seen[f.Name()] = true
+		defer d.Discard(f)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,7 +19,8 @@ import (
 )
 
 // BenchmarkCached measures answers served from the store over loopback HTTP in process: a
-// cached .info and a cached 1 MB .zip, through the Server and, as the baseline, through
+// cached .info and a cached 1 MB .zip, through the Server's net/http front (holoproxy) and
+// its fasthttp front (holoproxy-fasthttp, serve's default) and, as the baseline, through
 // http.FileServer over the same store directory. Results are in docs/benchmarks.md.
 func BenchmarkCached(b *testing.B) {
 	// A module whose zip is about 1 MB: incompressible content.
@@ -60,6 +62,14 @@ func BenchmarkCached(b *testing.B) {
 	defer proxy.Close()
 	files := httptest.NewServer(http.FileServer(http.Dir(st.Root())))
 	defer files.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fast := NewFastServer(s.ServeFast, FastServerConfig{ReadTimeout: time.Minute, IdleTimeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	go fast.Serve(ln)
+	defer fast.Shutdown()
 
 	paths := map[string]string{
 		"info":    "example.com/big/@v/v1.0.0.info",
@@ -69,7 +79,9 @@ func BenchmarkCached(b *testing.B) {
 		get(b, hc, proxy.URL+"/"+p) // fill the store
 	}
 	for _, name := range []string{"info", "zip-1MB"} {
-		for _, srv := range []struct{ name, url string }{{"holoproxy", proxy.URL}, {"fileserver", files.URL}} {
+		for _, srv := range []struct{ name, url string }{
+			{"holoproxy", proxy.URL}, {"holoproxy-fasthttp", "http://" + ln.Addr().String()}, {"fileserver", files.URL},
+		} {
 			b.Run(name+"/"+srv.name, func(b *testing.B) {
 				u := srv.url + "/" + paths[name]
 				var n int64

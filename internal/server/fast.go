@@ -28,9 +28,9 @@ import (
 //     watch the connection while a handler runs): a client that leaves while its answer
 //     is filled is noticed when the answer is written. The fill is bounded by its own
 //     timeouts either way.
-//   - Range and conditional requests of a stored file are answered 200 with the whole
-//     file (allowed by RFC 9110; the go command sends neither). Use --http-server=net/http
-//     for a front that honours them.
+//   - a request for several ranges of a stored file gets the whole file (net/http sends a
+//     multipart/byteranges body). Conditional requests and single ranges are answered as
+//     net/http's ServeContent answers them (fileAnswer).
 
 // ServeFast answers a GOPROXY request on fasthttp, as ServeHTTP does on net/http.
 func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
@@ -47,8 +47,8 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 func (s *Server) fastBadURI(ctx *fasthttp.RequestCtx, err error) {
 	start := time.Now()
 	rp := errorReply(http.StatusBadRequest, "bad request: "+err.Error())
-	n := writeFastReply(ctx, &rp)
-	s.answered(context.Background(), string(ctx.Method()), string(ctx.Request.Header.RequestURI()), &rp, rp.status, n, time.Since(start))
+	status, n := writeFastReply(ctx, &rp)
+	s.answered(context.Background(), string(ctx.Method()), string(ctx.Request.Header.RequestURI()), &rp, status, n, time.Since(start))
 }
 
 func (s *Server) serveFast(ctx *fasthttp.RequestCtx, path string) {
@@ -64,8 +64,8 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx, path string) {
 	// Accounted for when the answer is handed to fasthttp, which writes it after the
 	// handler returns: bytes are the answer's size, and the duration ends before a file
 	// is sent. So a client that read an answer always finds it counted.
-	n := writeFastReply(ctx, &rp)
-	s.answered(context.Background(), method, path, &rp, rp.status, n, time.Since(start))
+	status, n := writeFastReply(ctx, &rp)
+	s.answered(context.Background(), method, path, &rp, status, n, time.Since(start))
 }
 
 // fastMethod returns the request's method, without an allocation for GET and HEAD.
@@ -101,13 +101,13 @@ func FastPath(ctx *fasthttp.RequestCtx) (string, error) {
 	return u.Path, nil
 }
 
-// writeFastReply sets rp as ctx's response and returns the body bytes it will send. A file
-// is sent after the handler returns, through a fastFile, which closes it.
-func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) int64 {
+// writeFastReply sets rp as ctx's response and returns the status and the body bytes it
+// will send. A file is sent after the handler returns, through a fastFile, which closes it.
+func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64) {
 	if rp.status == 0 { // the client went away while the answer was filled
 		rp.done()
 		ctx.SetConnectionClose()
-		return 0
+		return 0, 0
 	}
 	h := &ctx.Response.Header
 	h.Set(CacheHeader, rp.cache)
@@ -116,16 +116,8 @@ func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) int64 {
 		if rp.allow {
 			h.Set("Allow", hdrAllow[0])
 		}
-		h.SetContentType(hdrText[0])
-		h.Set("X-Content-Type-Options", hdrNosniff[0])
-		ctx.SetStatusCode(rp.status)
-		ctx.Response.SetBodyString(rp.msg)
-		if ctx.IsHead() {
-			return 0
-		}
-		return int64(len(rp.msg))
+		return fastText(ctx, rp.status, rp.msg)
 	}
-	h.SetContentType(contentType(rp.kind)[0])
 	if rp.upstream != "" {
 		h.Set(UpstreamHeader, rp.upstream)
 	}
@@ -136,27 +128,64 @@ func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) int64 {
 		h.Set(TimingHeader, rp.timing)
 	}
 	if rp.file == nil {
+		h.SetContentType(contentType(rp.kind)[0])
 		ctx.Response.SetBodyRaw(rp.body) // never changed once made
 		if ctx.IsHead() {
-			return 0
+			return http.StatusOK, 0
 		}
-		return int64(len(rp.body))
+		return http.StatusOK, int64(len(rp.body))
 	}
 	if !rp.modTime.IsZero() {
 		h.Set("Last-Modified", rp.modTime.UTC().Format(http.TimeFormat))
 	}
-	h.Set("Accept-Ranges", "none")
-	f := &fastFile{rp: *rp}
+	part := fileAnswer(&ctx.Request.Header, rp.modTime, rp.size)
+	switch part.status {
+	case http.StatusOK, http.StatusPartialContent:
+	case http.StatusNotModified:
+		rp.done()
+		ctx.SetStatusCode(part.status)
+		return part.status, 0
+	default: // 412, 416
+		rp.done()
+		if part.contentRange != "" {
+			h.Set("Content-Range", part.contentRange)
+		}
+		msg := part.msg
+		if msg == "" {
+			msg = "precondition failed"
+		}
+		return fastText(ctx, part.status, msg+"\n")
+	}
+	h.SetContentType(contentType(rp.kind)[0])
+	h.Set("Accept-Ranges", "bytes")
+	if part.contentRange != "" {
+		h.Set("Content-Range", part.contentRange)
+	}
+	ctx.SetStatusCode(part.status)
+	f := &fastFile{rp: *rp, start: part.start, length: part.length}
 	rp.file, rp.release = nil, nil // f owns them now
 	if c, ok := ctx.Conn().(syscall.Conn); ok {
 		f.conn = c
 	}
 	// fasthttp closes f without reading it for HEAD, and after sending it otherwise.
-	ctx.Response.SetBodyStream(f, int(f.rp.size))
+	ctx.Response.SetBodyStream(f, int(f.length))
 	if ctx.IsHead() {
-		return 0
+		return part.status, 0
 	}
-	return f.rp.size
+	return part.status, f.length
+}
+
+// fastText sets a one-line text/plain answer with status.
+func fastText(ctx *fasthttp.RequestCtx, status int, msg string) (int, int64) {
+	h := &ctx.Response.Header
+	h.SetContentType(hdrText[0])
+	h.Set("X-Content-Type-Options", hdrNosniff[0])
+	ctx.SetStatusCode(status)
+	ctx.Response.SetBodyString(msg)
+	if ctx.IsHead() {
+		return status, 0
+	}
+	return status, int64(len(msg))
 }
 
 // fastFile is the body of a file answer on fasthttp. Its WriteTo hands the file itself to
@@ -164,8 +193,10 @@ func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) int64 {
 // corked: the headers and the file leave in full packets, as nginx's tcp_nopush does,
 // instead of a small packet of headers first. Close closes the file.
 type fastFile struct {
-	rp   reply
-	conn syscall.Conn
+	rp            reply
+	start, length int64             // the bytes to send: all of them, or a Range's
+	part          *io.LimitedReader // a range's reader, once made
+	conn          syscall.Conn
 }
 
 // SupportsBodyWriteTo tells fasthttp to use WriteTo (fasthttp.BodyWriterTo).
@@ -175,12 +206,16 @@ func (f *fastFile) WriteTo(w io.Writer) (int64, error) {
 	if f.rp.file == nil {
 		return 0, os.ErrClosed
 	}
+	body, err := f.body()
+	if err != nil {
+		return 0, err
+	}
 	rf, ok := w.(io.ReaderFrom)
 	if !ok {
-		return io.Copy(w, f.rp.file)
+		return io.Copy(w, body)
 	}
 	corked := f.cork(true)
-	n, err := rf.ReadFrom(f.rp.file) // an *os.File, seen as one: sendfile
+	n, err := rf.ReadFrom(body) // an *os.File, seen as one: sendfile
 	if corked {
 		f.cork(false) // pushes what is held, once the file is handed to the kernel
 	}
@@ -192,12 +227,32 @@ func (f *fastFile) Read(p []byte) (int, error) {
 	if f.rp.file == nil {
 		return 0, os.ErrClosed
 	}
-	return f.rp.file.Read(p)
+	body, err := f.body()
+	if err != nil {
+		return 0, err
+	}
+	return body.Read(p)
+}
+
+// body returns the reader of the bytes to send, positioned at their start: the file, or
+// for a range an *io.LimitedReader of it (which still goes out by sendfile).
+func (f *fastFile) body() (io.Reader, error) {
+	if f.part != nil {
+		return f.part, nil
+	}
+	if f.start == 0 && f.length == f.rp.size {
+		return f.rp.file, nil
+	}
+	if _, err := f.rp.file.Seek(f.start, io.SeekStart); err != nil {
+		return nil, err
+	}
+	f.part = &io.LimitedReader{R: f.rp.file, N: f.length}
+	return f.part, nil
 }
 
 // cork sets TCP_CORK on the connection; it reports whether it could.
 func (f *fastFile) cork(on bool) bool {
-	if f.conn == nil || f.rp.size < corkMinSize {
+	if f.conn == nil || f.length < corkMinSize {
 		return false
 	}
 	rc, err := f.conn.SyscallConn()

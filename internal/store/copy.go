@@ -33,7 +33,7 @@ var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileChunk); return 
 // with large folios (ext4 since Linux 6.16, xfs) the size of a write decides the size of the
 // page-cache folios that hold it, and a stored file goes out by sendfile, which walks the
 // page cache folio by folio: a zip written in the 4-32 KiB pieces a socket hands out sat in
-// 1-4 page folios and went out ~10 % slower than the same bytes written in large writes
+// 1-4 page folios and went out 5-10 % slower than the same bytes written in large writes
 // (docs/benchmarks.md, fifth session). A failed write comes back as dst's *fs.PathError, a
 // failed read as src's error, after what was read before it is written.
 func CopyToFile(dst io.Writer, src io.Reader) (int64, error) {

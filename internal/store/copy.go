@@ -25,7 +25,7 @@ type onlyReader struct{ io.Reader }
 // fileChunk is the size of CopyToFile's writes.
 const fileChunk = 256 << 10
 
-// fileBufs holds the buffers of CopyToFile.
+// fileBufs holds the buffers of CopyToFile for bodies longer than a Copy buffer.
 var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileChunk); return &b }}
 
 // CopyToFile copies src into dst in writes of 256 KiB (the last one shorter): it reads until
@@ -34,28 +34,45 @@ var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileChunk); return 
 // page-cache folios that hold it, and a stored file goes out by sendfile, which walks the
 // page cache folio by folio: a zip written in the 4-32 KiB pieces a socket hands out sat in
 // 1-4 page folios and went out 5-10 % slower than the same bytes written in large writes
-// (docs/benchmarks.md, fifth session). A failed write comes back as dst's *fs.PathError, a
-// failed read as src's error, after what was read before it is written.
+// (docs/benchmarks.md, fifth session). A body that fits in 32 KiB (every .mod and .info,
+// most fills) is read into a Copy buffer and written once: only longer ones hold a 256 KiB
+// buffer. A failed write comes back as dst's *fs.PathError, a failed read as src's error,
+// after what was read before it is written.
 func CopyToFile(dst io.Writer, src io.Reader) (int64, error) {
+	sp := copyBufs.Get().(*[]byte)
+	n, rerr := io.ReadFull(src, *sp)
+	if rerr != nil { // all of it (or all there is before an error) fits in the small buffer
+		defer copyBufs.Put(sp)
+		return writeChunk(dst, (*sp)[:n], 0, rerr)
+	}
 	bp := fileBufs.Get().(*[]byte)
 	defer fileBufs.Put(bp)
 	buf := *bp
+	have := copy(buf, (*sp)[:n])
+	copyBufs.Put(sp)
 	var written int64
 	for {
-		n, rerr := io.ReadFull(src, buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
-			written += int64(w)
-			if werr != nil {
-				return written, werr
-			}
+		n, rerr := io.ReadFull(src, buf[have:])
+		var err error
+		if written, err = writeChunk(dst, buf[:have+n], written, rerr); err != nil || rerr != nil {
+			return written, err
 		}
-		switch rerr {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
-			return written, nil
-		default:
-			return written, rerr
+		have = 0
+	}
+}
+
+// writeChunk writes p to dst after written bytes, and returns the new count and the error
+// that ends the copy: the write's, else the read's (rerr) unless it is the end of src.
+func writeChunk(dst io.Writer, p []byte, written int64, rerr error) (int64, error) {
+	if len(p) > 0 {
+		w, err := dst.Write(p)
+		written += int64(w)
+		if err != nil {
+			return written, err
 		}
 	}
+	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		return written, nil
+	}
+	return written, rerr
 }

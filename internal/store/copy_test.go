@@ -62,12 +62,26 @@ func TestCopyToFileWritesWholeChunks(t *testing.T) {
 		t.Fatalf("write sizes %v, want %v", w.sizes, want)
 	}
 
+	// A small body, one exactly the size of the first buffer, one just over it: each is
+	// written whole, in one write, up to fileChunk.
+	for _, size := range []int{100, 32 << 10, 32<<10 + 1, fileChunk} {
+		w = writeSizes{}
+		n, err := CopyToFile(&w, &smallReads{r: bytes.NewReader(src[:size]), max: 3000})
+		if err != nil || n != int64(size) || !bytes.Equal(w.Bytes(), src[:size]) || !slices.Equal(w.sizes, []int{size}) {
+			t.Fatalf("CopyToFile of %d bytes = %d, %v, writes %v", size, n, err, w.sizes)
+		}
+	}
+
 	// A read error after some data: the data is written, the error returned.
 	w = writeSizes{}
 	boom := errors.New("connection reset")
-	n, err = CopyToFile(&w, io.MultiReader(bytes.NewReader(src[:5000]), iotest.ErrReader(boom)))
-	if !errors.Is(err, boom) || n != 5000 || !bytes.Equal(w.Bytes(), src[:5000]) {
-		t.Fatalf("CopyToFile with a failing source = %d, %v (wrote %d bytes); want 5000, %v", n, err, w.Len(), boom)
+	for _, size := range []int{5000, 40000} {
+		w = writeSizes{}
+		n, err = CopyToFile(&w, io.MultiReader(bytes.NewReader(src[:size]), iotest.ErrReader(boom)))
+		if !errors.Is(err, boom) || n != int64(size) || !bytes.Equal(w.Bytes(), src[:size]) {
+			t.Fatalf("CopyToFile with a source failing after %d bytes = %d, %v (wrote %d bytes); want %d, %v",
+				size, n, err, w.Len(), size, boom)
+		}
 	}
 
 	// A failed write is the file's own *fs.PathError, as for Copy.

@@ -30,6 +30,7 @@ type serveOptions struct {
 	negativeTTL     time.Duration
 	logLevel        string
 	shutdownTimeout time.Duration
+	sendTimeout     time.Duration
 	httpServer      string
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
@@ -78,7 +79,8 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.net.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
-	f.StringVar(&o.httpServer, "http-server", "fasthttp", "HTTP server library of the listener: fasthttp (faster; Range and conditional requests of a file get the whole file) or net/http")
+	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
+	f.StringVar(&o.httpServer, "http-server", "fasthttp", "HTTP server library of the listener: fasthttp (faster; several ranges of a file get the whole file) or net/http")
 	addObserveFlags(f, &o.observe)
 	addChecksumFlags(f, &o.checks)
 	addRepairFlags(f, &o.repair)
@@ -192,9 +194,10 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = server.SendTimeoutListener(ln, o.sendTimeout)
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
 	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
-		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer)
+		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer, "send_timeout", o.sendTimeout)
 	var hs httpServer
 	if o.httpServer == "net/http" {
 		hs = &netHTTPServer{&http.Server{

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -47,7 +48,7 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 func (s *Server) fastBadURI(ctx *fasthttp.RequestCtx, err error) {
 	start := time.Now()
 	rp := errorReply(http.StatusBadRequest, "bad request: "+err.Error())
-	status, n := writeFastReply(ctx, &rp)
+	status, n := s.writeFastReply(ctx, &rp)
 	s.answered(context.Background(), string(ctx.Method()), string(ctx.Request.Header.RequestURI()), &rp, status, n, time.Since(start))
 }
 
@@ -64,7 +65,7 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx, path string) {
 	// Accounted for when the answer is handed to fasthttp, which writes it after the
 	// handler returns: bytes are the answer's size, and the duration ends before a file
 	// is sent. So a client that read an answer always finds it counted.
-	status, n := writeFastReply(ctx, &rp)
+	status, n := s.writeFastReply(ctx, &rp)
 	s.answered(context.Background(), method, path, &rp, status, n, time.Since(start))
 }
 
@@ -103,7 +104,7 @@ func FastPath(ctx *fasthttp.RequestCtx) (string, error) {
 
 // writeFastReply sets rp as ctx's response and returns the status and the body bytes it
 // will send. A file is sent after the handler returns, through a fastFile, which closes it.
-func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64) {
+func (s *Server) writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64) {
 	if rp.status == 0 { // the client went away while the answer was filled
 		rp.done()
 		ctx.SetConnectionClose()
@@ -162,7 +163,7 @@ func writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64) {
 		h.Set("Content-Range", part.contentRange)
 	}
 	ctx.SetStatusCode(part.status)
-	f := &fastFile{rp: *rp, start: part.start, length: part.length}
+	f := &fastFile{rp: *rp, start: part.start, length: part.length, timeouts: s.metrics.sendTimeouts}
 	rp.file, rp.release = nil, nil // f owns them now
 	if c, ok := ctx.Conn().(syscall.Conn); ok {
 		f.conn = c
@@ -197,6 +198,7 @@ type fastFile struct {
 	start, length int64             // the bytes to send: all of them, or a Range's
 	part          *io.LimitedReader // a range's reader, once made
 	conn          syscall.Conn
+	timeouts      prometheus.Counter // counts a send cut off by the send timeout
 }
 
 // SupportsBodyWriteTo tells fasthttp to use WriteTo (fasthttp.BodyWriterTo).
@@ -218,6 +220,9 @@ func (f *fastFile) WriteTo(w io.Writer) (int64, error) {
 	n, err := rf.ReadFrom(body) // an *os.File, seen as one: sendfile
 	if corked {
 		f.cork(false) // pushes what is held, once the file is handed to the kernel
+	}
+	if errors.Is(err, syscall.ETIMEDOUT) {
+		f.timeouts.Inc() // the kernel gave up on the client (SendTimeoutListener)
 	}
 	return n, err
 }

@@ -18,6 +18,8 @@ type metrics struct {
 	fills    *prometheus.CounterVec   // upstream attempts by upstream, outcome
 	refused  *prometheus.CounterVec   // refused upstream answers by upstream, reason
 	inflight prometheus.Gauge
+	// sendTimeouts counts stored files whose sending the send timeout cut off.
+	sendTimeouts prometheus.Counter
 }
 
 // newMetrics creates the metrics and registers them on reg when it is not nil.
@@ -48,11 +50,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "holoproxy_server_fills_in_flight",
 			Help: "Fills from the upstream chain in progress (one per key, however many requests wait on it).",
 		}),
+		sendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "holoproxy_server_send_timeouts_total",
+			Help: "Answers of a stored file cut off because the client took no byte of it for the send timeout (--send-timeout).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight} {
+	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight, m.sendTimeouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server metrics: %w", err)
 		}

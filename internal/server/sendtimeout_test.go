@@ -74,7 +74,11 @@ func TestSendTimeout(t *testing.T) {
 				t.Cleanup(func() { hs.Close() })
 				openConns = open.Load
 			}
+			before := counterValue(e.s.metrics.sendTimeouts)
 			testSendTimeout(t, raw.Addr().String(), key, zipSize, openConns)
+			if got := counterValue(e.s.metrics.sendTimeouts) - before; got != 1 {
+				t.Errorf("holoproxy_server_send_timeouts_total rose by %v; want 1", got)
+			}
 		})
 	}
 }

@@ -125,4 +125,8 @@ printf '| holoproxy peak RSS, cold fill (MB) | | %s | | <= 40 |\n' "$rs"
 echo
 echo "rounds (s): direct ${direct[*]}; nginx relay ${relay[*]}; cold ${cold[*]}; warm ${warm[*]}"
 echo "wrk rounds: .info req/s nginx ${nis[*]}; holoproxy ${his[*]}; zip MB/s nginx ${nzs[*]}; holoproxy ${hzs[*]}"
+# The same turns paired: each holoproxy turn over the nginx turn just before it, which ran
+# under the same machine load; the table compares the medians of each server's turns.
+paired() { local -n a=$1 b=$2; for i in "${!a[@]}"; do ratio "${b[$i]}" "${a[$i]}"; done | median; }
+echo "median of per-turn ratios (holoproxy turn / the nginx turn before it): .info $(paired nis his); zip $(paired nzs hzs)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,16 +16,22 @@ import (
 )
 
 // TestSendTimeoutBinary: holoproxy serve with HOLOPROXY_SEND_TIMEOUT gives up on the
-// connection of a client that asks for a large zip and reads nothing (the log says so, and
-// the client's next read is reset); a client that reads still gets the whole zip.
+// connection of a client that asks for a large zip and reads nothing (its metric counts it,
+// and the client's next read is reset); a client that reads still gets the whole zip.
 func TestSendTimeoutBinary(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the send timeout is TCP_USER_TIMEOUT, a Linux socket option")
 	}
+	for _, front := range []string{"fasthttp", "net/http"} {
+		t.Run(strings.ReplaceAll(front, "/", "-"), func(t *testing.T) { testSendTimeoutBinary(t, front) })
+	}
+}
+
+func testSendTimeoutBinary(t *testing.T, front string) {
 	mods := bigModules("stall.test/m", 1, 8<<20) // over the server's send buffer
 	org := newOrigin(t, mods)
 	p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + t.TempDir(), "GOPROXY=" + org.URL,
-		"HOLOPROXY_SEND_TIMEOUT=300ms"})
+		"HOLOPROXY_SEND_TIMEOUT=300ms", "HOLOPROXY_HTTP_SERVER=" + front})
 	key := fileKeys(t, mods[0])[2]
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -47,11 +54,12 @@ func TestSendTimeoutBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server gives up on the connection (the kernel aborts it without telling the
-	// client, which sees the reset at its next packet) and says so.
+	// client, which sees the reset at its next packet) and counts it.
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.log.String(), "connection timed out") {
+	for sendTimeouts(t, p.addr) != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no send timeout 20 s after the stalled client's request (send timeout 300 ms)\n%s", p.log.String())
+			t.Fatalf("holoproxy_server_send_timeouts_total is %d 20 s after the stalled client's request (send timeout 300 ms); want 1\n%s",
+				sendTimeouts(t, p.addr), p.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -63,4 +71,30 @@ func TestSendTimeoutBinary(t *testing.T) {
 	if got, err := fetch(ctx, &http.Client{}, p.addr, key); err != nil || len(got) != len(want) {
 		t.Errorf("a reading client after the reset: %d of %d bytes, %v", len(got), len(want), err)
 	}
+}
+
+// sendTimeouts returns holoproxy_server_send_timeouts_total from the /metrics of the
+// holoproxy at addr.
+func sendTimeouts(t *testing.T, addr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "holoproxy_server_send_timeouts_total "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("holoproxy_server_send_timeouts_total %q", v)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no holoproxy_server_send_timeouts_total in /metrics:\n%s", body)
+	return 0
 }

@@ -194,7 +194,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = server.SendTimeoutListener(ln, o.sendTimeout)
+	ln = srv.SendTimeoutListener(ln, o.sendTimeout)
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
 	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
 		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer, "send_timeout", o.sendTimeout)

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -163,7 +162,7 @@ func (s *Server) writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64
 		h.Set("Content-Range", part.contentRange)
 	}
 	ctx.SetStatusCode(part.status)
-	f := &fastFile{rp: *rp, start: part.start, length: part.length, timeouts: s.metrics.sendTimeouts}
+	f := &fastFile{rp: *rp, start: part.start, length: part.length}
 	rp.file, rp.release = nil, nil // f owns them now
 	if c, ok := ctx.Conn().(syscall.Conn); ok {
 		f.conn = c
@@ -198,7 +197,6 @@ type fastFile struct {
 	start, length int64             // the bytes to send: all of them, or a Range's
 	part          *io.LimitedReader // a range's reader, once made
 	conn          syscall.Conn
-	timeouts      prometheus.Counter // counts a send cut off by the send timeout
 }
 
 // SupportsBodyWriteTo tells fasthttp to use WriteTo (fasthttp.BodyWriterTo).
@@ -220,9 +218,6 @@ func (f *fastFile) WriteTo(w io.Writer) (int64, error) {
 	n, err := rf.ReadFrom(body) // an *os.File, seen as one: sendfile
 	if corked {
 		f.cork(false) // pushes what is held, once the file is handed to the kernel
-	}
-	if errors.Is(err, syscall.ETIMEDOUT) {
-		f.timeouts.Inc() // the kernel gave up on the client (SendTimeoutListener)
 	}
 	return n, err
 }

@@ -18,7 +18,7 @@ type metrics struct {
 	fills    *prometheus.CounterVec   // upstream attempts by upstream, outcome
 	refused  *prometheus.CounterVec   // refused upstream answers by upstream, reason
 	inflight prometheus.Gauge
-	// sendTimeouts counts answers the send timeout cut off.
+	// sendTimeouts counts client connections the send timeout closed (sendTimeoutConn).
 	sendTimeouts prometheus.Counter
 }
 
@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		sendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "holoproxy_server_send_timeouts_total",
-			Help: "Answers cut off because the client took no byte of them for the send timeout (--send-timeout).",
+			Help: "Client connections closed because the client took no byte of an answer for the send timeout (--send-timeout).",
 		}),
 	}
 	if reg == nil {

@@ -204,7 +204,6 @@ type logWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	err    error // the last write's error
 }
 
 func (w *logWriter) WriteHeader(status int) {
@@ -220,7 +219,6 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
-	w.err = err
 	return n, err
 }
 
@@ -229,15 +227,13 @@ func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	var n int64
-	var err error
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+		n, err := rf.ReadFrom(r)
+		w.bytes += n
+		return n, err
 	}
+	n, err := io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
 	w.bytes += n
-	w.err = err
 	return n, err
 }
 

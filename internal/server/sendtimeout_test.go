@@ -51,7 +51,7 @@ func TestSendTimeout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := SendTimeoutListener(raw, timeout)
+			ln := e.s.SendTimeoutListener(raw, timeout)
 			var openConns func() int64 // connections the server has not closed
 			if front == "fasthttp" {
 				fs := NewFastServer(e.s.ServeFast, FastServerConfig{ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute,

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -260,9 +259,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lw := logWriter{ResponseWriter: w}
 	rp := s.answer(r.Context(), r.Method, r.URL.Path, r.Header[HopHeader])
 	writeReply(&lw, r, &rp)
-	if errors.Is(lw.err, syscall.ETIMEDOUT) {
-		s.metrics.sendTimeouts.Inc() // the kernel gave up on the client (SendTimeoutListener)
-	}
 	s.answered(r.Context(), r.Method, r.URL.Path, &rp, lw.statusCode(), lw.bytes, time.Since(start))
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,25 @@ var fixtureMods = []modtree.Module{
 	{Path: "example.com/other", Version: "v1.0.0"},
 	{Path: "example.com/pseudo", Version: "v0.0.0-20240102030405-abcdefabcdef"}, // @latest only
 }
+
+// newBigEnv returns an env whose origin serves bigKey, the zip of example.com/big v1.0.0,
+// which holds a file of size incompressible bytes (the zip is a little larger).
+func newBigEnv(t *testing.T, size int) *env {
+	t.Helper()
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	big := modtree.Module{Path: "example.com/big", Version: "v1.0.0", Files: map[string]string{
+		"go.mod": "module example.com/big\n", "big.go": "package big\n", "data.bin": string(data),
+	}}
+	o := newOrigin(t)
+	if err := modtree.Write(o.dir, []modtree.Module{big}); err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, o.URL(), nil)
+}
+
+// bigKey is the path of newBigEnv's zip.
+const bigKey = "/example.com/big/@v/v1.0.0.zip"
 
 // origin is a test upstream proxy serving a modtree tree, counting requests by path, with an
 // optional fault hook that may answer a request itself.

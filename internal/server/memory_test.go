@@ -2,13 +2,10 @@ package server
 
 import (
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"testing"
-
-	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 )
 
 // TestLargeZipNotBuffered: filling and serving a 24 MB zip allocates a small fraction of its
@@ -19,25 +16,12 @@ func TestLargeZipNotBuffered(t *testing.T) {
 		t.Skip("builds a 24 MB module zip")
 	}
 	const size = 24 << 20
-	rnd := rand.New(rand.NewPCG(3, 4))
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(rnd.Uint32())
-	}
-	big := modtree.Module{Path: "example.com/big", Version: "v1.0.0", Files: map[string]string{
-		"go.mod": "module example.com/big\n", "big.go": "package big\n", "data.bin": string(data),
-	}}
-	o := newOrigin(t)
-	if err := modtree.Write(o.dir, []modtree.Module{big}); err != nil {
-		t.Fatal(err)
-	}
-	data, big.Files = nil, nil
-	e := newEnv(t, o.URL(), nil)
+	e := newBigEnv(t, size)
 	proxy := httptest.NewServer(e.s)
 	defer proxy.Close()
 
 	get := func() int64 {
-		resp, err := testHTTPClient.Get(proxy.URL + "/example.com/big/@v/v1.0.0.zip")
+		resp, err := testHTTPClient.Get(proxy.URL + bigKey)
 		if err != nil {
 			t.Fatal(err)
 		}

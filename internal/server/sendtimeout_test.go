@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -15,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 )
 
 // TestSendTimeout: a client that asks for a large zip and then reads nothing is cut off by
@@ -26,19 +23,8 @@ func TestSendTimeout(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the send timeout is TCP_USER_TIMEOUT, a Linux socket option")
 	}
-	const size = 8 << 20 // over the server's send buffer (4 MiB at most here)
-	data := make([]byte, size)
-	rand.NewChaCha8([32]byte{5}).Read(data) // incompressible
-	big := modtree.Module{Path: "example.com/big", Version: "v1.0.0", Files: map[string]string{
-		"go.mod": "module example.com/big\n", "big.go": "package big\n", "data.bin": string(data),
-	}}
-	o := newOrigin(t)
-	if err := modtree.Write(o.dir, []modtree.Module{big}); err != nil {
-		t.Fatal(err)
-	}
-	data, big.Files = nil, nil
-	e := newEnv(t, o.URL(), nil)
-	const key = "/example.com/big/@v/v1.0.0.zip"
+	e := newBigEnv(t, 8<<20) // over the server's send buffer (4 MiB at most here)
+	const key = bigKey
 	if w := e.do("GET", key); w.Code != 200 {
 		t.Fatalf("fill: %d %s", w.Code, w.Body)
 	}

@@ -189,6 +189,8 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	mux.Handle("/metrics", obs.handler())
 	mux.Handle("/sumdb/", server.LogRequests(log, sums.handler()))
+	mux.Handle("/healthz", server.HealthHandler())
+	mux.Handle("/readyz", srv.ReadyHandler())
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

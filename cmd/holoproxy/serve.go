@@ -30,6 +30,7 @@ type serveOptions struct {
 	negativeTTL     time.Duration
 	logLevel        string
 	shutdownTimeout time.Duration
+	shutdownDelay   time.Duration
 	sendTimeout     time.Duration
 	httpServer      string
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
@@ -79,6 +80,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.net.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
+	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
 	f.StringVar(&o.httpServer, "http-server", "fasthttp", "HTTP server library of the listener: fasthttp (faster; several ranges of a file get the whole file) or net/http")
 	addObserveFlags(f, &o.observe)
@@ -221,6 +223,18 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	case <-ctx.Done():
 	}
 	stop()
+	if o.shutdownDelay > 0 {
+		srv.Drain()
+		// Listening for the second signal before saying so: one sent after the log line
+		// ends the drain, not the process.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		log.Info("draining: /readyz answers 503, everything else is served", "delay", o.shutdownDelay)
+		if !drainWait(o.shutdownDelay, sig) {
+			log.Info("second signal: ending the drain")
+		}
+		signal.Stop(sig)
+	}
 	log.Info("shutting down: finishing answers in flight", "timeout", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
@@ -232,6 +246,19 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// drainWait waits d, or less when a signal comes on sig; it reports whether it waited all
+// of d.
+func drainWait(d time.Duration, sig <-chan os.Signal) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-sig:
+		return false
+	}
 }
 
 // The listener's timeouts: reading a request's headers, and a keep-alive connection's wait

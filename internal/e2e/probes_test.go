@@ -4,7 +4,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestProbes: holoproxy serve answers /healthz and /readyz on both fronts, GET and HEAD,
@@ -42,4 +44,81 @@ func TestProbes(t *testing.T) {
 			t.Errorf("a probe reached the upstream: %s", path)
 		}
 	}
+}
+
+// TestShutdownDelay: with HOLOPROXY_SHUTDOWN_DELAY, SIGTERM first makes /readyz answer 503
+// while modules are still served, and the process exits (status 0) only after the delay;
+// a second signal ends the delay early.
+func TestShutdownDelay(t *testing.T) {
+	mods := bigModules("drain.test/m", 1, 1<<10)
+	org := newOrigin(t, mods)
+	key := fileKeys(t, mods[0])[1]
+	get := func(p *proc, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	draining := func(p *proc) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(p.log.String(), "draining") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no drain 20 s after SIGTERM\n%s", p.log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	t.Run("delay", func(t *testing.T) {
+		const delay = 2 * time.Second
+		p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + t.TempDir(), "GOPROXY=" + org.URL,
+			"HOLOPROXY_SHUTDOWN_DELAY=" + delay.String()})
+		if code, _ := get(p, "/readyz"); code != 200 {
+			t.Fatalf("/readyz before SIGTERM: %d", code)
+		}
+		start := time.Now()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		draining(p)
+		if code, body := get(p, "/readyz"); code != 503 || body != "not ready: shutting down\n" {
+			t.Errorf("/readyz while draining: %d %q; want 503", code, body)
+		}
+		if code, body := get(p, "/"+key); code != 200 {
+			t.Errorf("a module file while draining: %d %q; want 200", code, body)
+		}
+		if err := p.wait(t); err != nil {
+			t.Errorf("exit after the drain: %v\n%s", err, p.log.String())
+		}
+		if took := time.Since(start); took < delay {
+			t.Errorf("exited %v after SIGTERM, before the %v delay", took, delay)
+		}
+	})
+
+	t.Run("second signal", func(t *testing.T) {
+		p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + t.TempDir(), "GOPROXY=" + org.URL,
+			"HOLOPROXY_SHUTDOWN_DELAY=10m"})
+		start := time.Now()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		draining(p)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.wait(t); err != nil {
+			t.Errorf("exit after a second signal: %v\n%s", err, p.log.String())
+		}
+		if took := time.Since(start); took > time.Minute {
+			t.Errorf("a second signal did not end a 10m drain: exited after %v", took)
+		}
+		if !strings.Contains(p.log.String(), "second signal") || !strings.Contains(p.log.String(), "stopped") {
+			t.Errorf("log does not tell the drain was ended and the server stopped:\n%s", p.log.String())
+		}
+	})
 }

@@ -33,7 +33,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed {
+	if closed || s.draining.Load() {
 		return errors.New("shutting down")
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
@@ -70,3 +70,8 @@ func probe(good string, check func(context.Context) error) http.Handler {
 		}
 	})
 }
+
+// Drain makes Ready fail from now on while every other answer goes on as before: the
+// first step of a graceful shutdown behind a load balancer, which then stops sending new
+// clients before the listener closes (serve's --shutdown-delay).
+func (s *Server) Drain() { s.draining.Store(true) }

@@ -12,7 +12,8 @@ import (
 )
 
 // TestProbes: /healthz answers ok; /readyz answers ready until the store cannot take a
-// new file or the server shuts down, then 503 with the reason; neither takes a POST.
+// new file, or the server drains or shuts down, then 503 with the reason; neither takes a
+// POST.
 func TestProbes(t *testing.T) {
 	o := newOrigin(t)
 	e := newEnv(t, o.URL(), nil)
@@ -61,6 +62,14 @@ func TestProbes(t *testing.T) {
 	os.Remove(tmp) // CreateTemp makes the directory again
 	if code, body := ask(ready, "GET"); code != 200 {
 		t.Errorf("after the store was mended: %d %q", code, body)
+	}
+
+	e.s.Drain() // the first step of a delayed shutdown: not ready, still answering
+	if code, body := ask(ready, "GET"); code != 503 || body != "not ready: shutting down\n" {
+		t.Errorf("while draining: %d %q; want 503 shutting down", code, body)
+	}
+	if w := e.do("GET", "/example.com/m/@v/v1.0.0.info"); w.Code != 200 {
+		t.Errorf("a module file while draining: %d %s", w.Code, w.Body)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -145,7 +146,9 @@ type Server struct {
 	mu     sync.Mutex
 	calls  map[string]*fillCall // in-flight fills by request key
 	closed bool
-	fills  sync.WaitGroup // one count per fill goroutine
+	// draining is set by Drain: Ready fails, answers go on.
+	draining atomic.Bool
+	fills    sync.WaitGroup // one count per fill goroutine
 	// commits counts the verified answers being committed after their waiters were
 	// answered (runFill); a commit waits on the disk only, never on a client or upstream.
 	commits pendingCount

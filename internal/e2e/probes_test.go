@@ -53,16 +53,6 @@ func TestShutdownDelay(t *testing.T) {
 	mods := bigModules("drain.test/m", 1, 1<<10)
 	org := newOrigin(t, mods)
 	key := fileKeys(t, mods[0])[1]
-	get := func(p *proc, path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get("http://" + p.addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
 	draining := func(p *proc) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -78,7 +68,7 @@ func TestShutdownDelay(t *testing.T) {
 		const delay = 2 * time.Second
 		p := startHoloproxy(t, nil, []string{"HOLOPROXY_CACHE_DIR=" + t.TempDir(), "GOPROXY=" + org.URL,
 			"HOLOPROXY_SHUTDOWN_DELAY=" + delay.String()})
-		if code, _ := get(p, "/readyz"); code != 200 {
+		if code, _, _ := get(t, "http://"+p.addr+"/readyz"); code != 200 {
 			t.Fatalf("/readyz before SIGTERM: %d", code)
 		}
 		start := time.Now()
@@ -86,10 +76,10 @@ func TestShutdownDelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		draining(p)
-		if code, body := get(p, "/readyz"); code != 503 || body != "not ready: shutting down\n" {
+		if code, body, _ := get(t, "http://"+p.addr+"/readyz"); code != 503 || string(body) != "not ready: shutting down\n" {
 			t.Errorf("/readyz while draining: %d %q; want 503", code, body)
 		}
-		if code, body := get(p, "/"+key); code != 200 {
+		if code, body, _ := get(t, "http://"+p.addr+"/"+key); code != 200 {
 			t.Errorf("a module file while draining: %d %q; want 200", code, body)
 		}
 		if err := p.wait(t); err != nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,10 +55,11 @@ func testSendTimeoutBinary(t *testing.T, front string) {
 	// The server gives up on the connection (the kernel aborts it without telling the
 	// client, which sees the reset at its next packet) and counts it.
 	deadline := time.Now().Add(20 * time.Second)
-	for sendTimeouts(t, p.addr) != 1 {
+	const series = "holoproxy_server_send_timeouts_total"
+	for scrape(t, p.addr)[series] != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("holoproxy_server_send_timeouts_total is %d 20 s after the stalled client's request (send timeout 300 ms); want 1\n%s",
-				sendTimeouts(t, p.addr), p.log.String())
+			t.Fatalf("%s is %v 20 s after the stalled client's request (send timeout 300 ms); want 1\n%s",
+				series, scrape(t, p.addr)[series], p.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -71,30 +71,4 @@ func testSendTimeoutBinary(t *testing.T, front string) {
 	if got, err := fetch(ctx, &http.Client{}, p.addr, key); err != nil || len(got) != len(want) {
 		t.Errorf("a reading client after the reset: %d of %d bytes, %v", len(got), len(want), err)
 	}
-}
-
-// sendTimeouts returns holoproxy_server_send_timeouts_total from the /metrics of the
-// holoproxy at addr.
-func sendTimeouts(t *testing.T, addr string) int {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "holoproxy_server_send_timeouts_total "); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatalf("holoproxy_server_send_timeouts_total %q", v)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no holoproxy_server_send_timeouts_total in /metrics:\n%s", body)
-	return 0
 }

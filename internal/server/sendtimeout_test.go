@@ -24,11 +24,10 @@ func TestSendTimeout(t *testing.T) {
 		t.Skip("the send timeout is TCP_USER_TIMEOUT, a Linux socket option")
 	}
 	e := newBigEnv(t, 8<<20) // over the server's send buffer (4 MiB at most here)
-	const key = bigKey
-	if w := e.do("GET", key); w.Code != 200 {
+	if w := e.do("GET", bigKey); w.Code != 200 {
 		t.Fatalf("fill: %d %s", w.Code, w.Body)
 	}
-	zipSize := int64(e.do("HEAD", key).Result().ContentLength)
+	zipSize := int64(e.do("HEAD", bigKey).Result().ContentLength)
 
 	const timeout = 300 * time.Millisecond
 	for _, front := range []string{"fasthttp", "net/http"} {
@@ -61,7 +60,7 @@ func TestSendTimeout(t *testing.T) {
 				openConns = open.Load
 			}
 			before := counterValue(e.s.metrics.sendTimeouts)
-			testSendTimeout(t, raw.Addr().String(), key, zipSize, openConns)
+			testSendTimeout(t, raw.Addr().String(), zipSize, openConns)
 			if got := counterValue(e.s.metrics.sendTimeouts) - before; got != 1 {
 				t.Errorf("holoproxy_server_send_timeouts_total rose by %v; want 1", got)
 			}
@@ -69,8 +68,8 @@ func TestSendTimeout(t *testing.T) {
 	}
 }
 
-// testSendTimeout runs the stalled client and the reading client against addr.
-func testSendTimeout(t *testing.T, addr, key string, zipSize int64, openConns func() int64) {
+// testSendTimeout runs the stalled client and the reading client of bigKey against addr.
+func testSendTimeout(t *testing.T, addr string, zipSize int64, openConns func() int64) {
 	// The stalled client: a small receive buffer, a request, then nothing read.
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -82,7 +81,7 @@ func testSendTimeout(t *testing.T, addr, key string, zipSize int64, openConns fu
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: p\r\n\r\n", key); err != nil {
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: p\r\n\r\n", bigKey); err != nil {
 		t.Fatal(err)
 	}
 	// The server takes the connection, then closes it within the timeout and a few
@@ -111,7 +110,7 @@ func testSendTimeout(t *testing.T, addr, key string, zipSize int64, openConns fu
 	t.Logf("stalled client: %d bytes, then %v", n, err)
 
 	// A client that reads gets all of it over the same listener.
-	resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + addr + key)
+	resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + addr + bigKey)
 	if err != nil {
 		t.Fatal(err)
 	}

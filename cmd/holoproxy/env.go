@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -70,4 +73,32 @@ func checkPositive(cmd *cobra.Command, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// byteSize is a flag holding a number of bytes, written with or without a unit: 1048576,
+// 1MiB, 1MB, 1.5GiB (go-humanize's ParseBytes).
+type byteSize int64
+
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "bytes" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return fmt.Errorf("want a size such as 64MiB or 1GB: %v", err)
+	}
+	if n > math.MaxInt64 {
+		return fmt.Errorf("%s is too large", s)
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// config returns the size as a server.Config value, where 0 means the default and a
+// negative value means off.
+func (b byteSize) config() int64 {
+	if b == 0 {
+		return -1
+	}
+	return int64(b)
 }

@@ -33,6 +33,7 @@ type serveOptions struct {
 	shutdownDelay   time.Duration
 	sendTimeout     time.Duration
 	httpServer      string
+	relayMemory     byteSize
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
@@ -82,6 +83,8 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
+	o.relayMemory = server.DefaultRelayMemory
+	f.Var(&o.relayMemory, "relay-memory", "while the cache cannot store files (disk full, over quota, read-only), misses are relayed from memory, not stored: the bytes such answers may hold at once (e.g. 128MiB, 1GiB); an answer that does not fit gets 503; 0 turns relaying off")
 	f.StringVar(&o.httpServer, "http-server", "fasthttp", "HTTP server library of the listener: fasthttp (faster; several ranges of a file get the whole file) or net/http")
 	addObserveFlags(f, &o.observe)
 	addChecksumFlags(f, &o.checks)
@@ -164,6 +167,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		OnFill:      fills.onFill,
 		Registerer:  obs.reg,
 		Logger:      log,
+		RelayMemory: o.relayMemory.config(),
 	}
 	rp.Configure(&cfg, chain) // Order, Hedge, OnFill, OnRequest, OnAnswer
 	srv, err := server.New(cfg)

@@ -21,6 +21,8 @@ func TestServeChecksumAndDNSFlags(t *testing.T) {
 		{"zero ttl", []string{"--dns-max-ttl=0s"}, "--dns-max-ttl"},
 		{"missing ca file", []string{"--ca-file=/nonexistent/ca.pem"}, "--ca-file"},
 		{"bad sumdb", []string{"--sumdb=sum.test+notakey"}, "--sumdb"},
+		{"bad relay memory", []string{"--relay-memory=lots"}, "--relay-memory"},
+		{"negative relay memory", []string{"--relay-memory=-1MiB"}, "--relay-memory"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(append(append([]string{}, base...), tc.args...), func(string) (string, bool) { return "", false }, &out, &errb)
@@ -47,5 +49,29 @@ func TestServeSumDBOffWithoutGo(t *testing.T) {
 		func(string) (string, bool) { return "", false }, &out, &errb)
 	if code != exitFailure || !strings.Contains(errb.String(), "listen") {
 		t.Errorf("exit %d, stderr %q; want it to fail only at listen", code, errb.String())
+	}
+}
+
+// --relay-memory takes a size with or without a unit; 0 turns relaying off (a negative
+// server.Config value), anything else is the size.
+func TestByteSizeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", -1},
+		{"1048576", 1 << 20},
+		{"64MiB", 64 << 20},
+		{"1GB", 1e9},
+		{"1.5 GiB", 3 << 29},
+	} {
+		var b byteSize
+		if err := b.Set(tc.in); err != nil {
+			t.Errorf("Set(%q): %v", tc.in, err)
+			continue
+		}
+		if got := b.config(); got != tc.want {
+			t.Errorf("Set(%q).config() = %d, want %d", tc.in, got, tc.want)
+		}
 	}
 }

@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
+
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // Security and verification failures. Each is returned wrapped with the module version
@@ -104,6 +106,10 @@ type Verifier struct {
 	log *slog.Logger
 
 	stateMu sync.Mutex // serialises the compare-and-swap of the latest tree file
+	// heldTrees holds, by file, the latest tree a full or read-only disk did not take
+	// (guarded by stateMu): verification goes on, and the tree reaches the disk with the
+	// next write it takes.
+	heldTrees map[string][]byte
 
 	verified, mismatches, exempt, errs, security atomic.Int64
 
@@ -466,6 +472,12 @@ func (o *clientOps) ReadConfig(file string) ([]byte, error) {
 	if file == "key" {
 		return []byte(o.v.cfg.DB.Key), nil
 	}
+	o.v.stateMu.Lock()
+	held, ok := o.v.heldTrees[file]
+	o.v.stateMu.Unlock()
+	if ok {
+		return held, nil
+	}
 	data, err := o.v.readState("config", file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // no tree seen yet: start from the empty one
@@ -483,10 +495,29 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if held, ok := o.v.heldTrees[file]; ok {
+		cur = held
+	}
 	if !bytes.Equal(cur, old) {
 		return sumdb.ErrWriteConflict
 	}
-	return o.v.writeState("config", file, new)
+	err = o.v.writeState("config", file, new)
+	switch {
+	case err == nil:
+		delete(o.v.heldTrees, file)
+	case store.Unwritable(err):
+		// The tree is the client's defence against a database that forks its log; keeping
+		// it in memory keeps that defence while the disk is full, and verification going.
+		if o.v.heldTrees == nil {
+			o.v.heldTrees = map[string][]byte{}
+		}
+		if len(o.v.heldTrees) == 0 {
+			o.v.log.Warn("checksum database: the latest tree is kept in memory, the disk refused it", "err", err)
+		}
+		o.v.heldTrees[file] = bytes.Clone(new)
+		return nil
+	}
+	return err
 }
 
 func (o *clientOps) ReadCache(file string) ([]byte, error) { return o.v.readState("cache", file) }

@@ -39,6 +39,8 @@ func TestFastHTTP(t *testing.T) {
 		{"UpstreamMisbehaviour", TestUpstreamMisbehaviour},
 		{"ServerTimingOfFilledAnswers", TestServerTimingOfFilledAnswers},
 		{"Settle", TestSettle},
+		{"FullDiskRelaysFromMemory", TestFullDiskRelaysFromMemory},
+		{"FullDiskRelayLimits", TestFullDiskRelayLimits},
 	} {
 		t.Run(tt.name, tt.test)
 	}

@@ -53,6 +53,9 @@ type fillResult struct {
 	// only in the store (open it by key) or in body.
 	file *os.File
 	size int64
+	// free, set when the fill's answer is in memory (relayed: the store could not take it),
+	// gives its memory back once file is closed.
+	free func()
 }
 
 // fill returns the answer to req from the chain, sharing one fill per key among all
@@ -97,6 +100,21 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 	s.metrics.inflight.Inc()
 	res, pending := s.doFill(ctx, req, hops)
 	s.metrics.inflight.Dec()
+	if res.free != nil {
+		// Relayed from memory: answered, never committed; the key stays unstored, so the
+		// next request fetches it again (and stores it, once the disk takes files again).
+		s.metrics.relayed.Inc()
+		res.file = pending
+		c.res = res
+		close(c.done)
+		s.mu.Lock()
+		delete(s.calls, req.Path())
+		s.mu.Unlock()
+		c.readers.Wait()
+		res.file.Close()
+		res.free()
+		return
+	}
 	if pending != nil {
 		if rd, err := store.Reopen(pending); err == nil {
 			res.file = rd // res.size is the fill's
@@ -177,6 +195,9 @@ func (s *Server) readAnswer(ctx context.Context, req goproxy.Request, max int64)
 // commit stores a verified answer under its key.
 func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream string, tmp *os.File) error {
 	if err := s.cfg.Store.Commit(ctx, req.Path(), tmp); err != nil {
+		if store.Unwritable(err) {
+			s.relay.refused(err) // the next fills relay without trying the disk
+		}
 		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", upstream, "err", err)
 		return fmt.Errorf("%s: storing the answer of %s: %v", describe(req), upstream, err)
 	}
@@ -193,6 +214,9 @@ type fetched struct {
 	size     int64    // file's length
 	body     []byte   // the answer in memory (version queries)
 	timing   string   // Server-Timing of the exchange
+	// free, set when file is in memory (relayed, not to be stored), gives its memory back
+	// once file is closed.
+	free func()
 }
 
 // doFill fetches req through the chain. A verified answer to store comes back as pending,
@@ -241,7 +265,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 			defer gotMu.Unlock()
 			if got != nil {
 				if f.file != nil {
-					s.cfg.Store.Discard(f.file)
+					s.discard(f)
 				}
 				return errHedgeLost
 			}
@@ -256,18 +280,36 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 			s.neg.put(key, msg, now, now.Add(s.cfg.NegativeTTL))
 			return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}, nil
 		}
+		var local *localError
+		if errors.As(err, &local) {
+			return fillResult{err: fmt.Errorf("%s: %s", describe(req), local.msg), status: http.StatusServiceUnavailable}, nil
+		}
 		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway}, nil
 	}
 	if got.file == nil {
 		s.storeResolved(ctx, req, got.body)
 		return fillResult{upstream: got.upstream, body: got.body, timing: got.timing}, nil
 	}
-	return fillResult{upstream: got.upstream, timing: got.timing, size: got.size}, got.file
+	return fillResult{upstream: got.upstream, timing: got.timing, size: got.size, free: got.free}, got.file
 }
 
 // try fetches req from one upstream and validates the answer. A failure is a *RefusedError
-// when an answer came but was not accepted, else the client's error.
+// when an answer came but was not accepted, a *localError when this server could not hold
+// it, else the client's error. An answer the store's temporary file could not take is
+// fetched again into memory (relay).
 func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request) (*fetched, error) {
+	f, err := s.tryInto(ctx, c, req, s.relay.skipDisk())
+	var sf *storeFailure
+	if errors.As(err, &sf) {
+		s.relay.refused(sf.err)
+		f, err = s.tryInto(ctx, c, req, true)
+	}
+	return f, err
+}
+
+// tryInto is one attempt of try, writing the answer to a temporary file of the store or,
+// with inMemory, to a file in memory.
+func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Request, inMemory bool) (*fetched, error) {
 	resp, err := c.Fetch(ctx, req)
 	if err != nil {
 		if errors.Is(err, goproxy.ErrTooLarge) {
@@ -294,22 +336,36 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 		return &fetched{upstream: c.Name(), body: data}, nil
 	}
 
-	tmp, err := s.cfg.Store.CreateTemp(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s: creating a temporary file: %w", c.Name(), err)
+	got := &fetched{upstream: c.Name()}
+	if inMemory {
+		var capBytes int64
+		got.file, got.free, capBytes, err = s.relay.memTemp(ctx, resp.ContentLength, limit)
+		if err != nil {
+			return nil, err
+		}
+		body = &capReader{r: body, n: capBytes}
+	} else if got.file, err = s.cfg.Store.CreateTemp(ctx); err != nil {
+		return nil, &storeFailure{err}
 	}
+	tmp := got.file
 	keep := false
 	defer func() {
 		if !keep {
-			s.cfg.Store.Discard(tmp)
+			s.discard(got)
 		}
 	}()
 	n, err := store.CopyToFile(tmp, body)
-	if err != nil {
-		if isWriteError(err) {
-			return nil, fmt.Errorf("%s: writing a temporary file: %w", c.Name(), err)
-		}
+	switch {
+	case errors.Is(err, errRelayCap):
+		return nil, &localError{fmt.Sprintf("the cache cannot store it (%v) and it outgrew the relay memory (%d bytes)", s.relay.lastCause(), s.relay.budget)}
+	case err != nil && isWriteError(err) && !inMemory:
+		return nil, &storeFailure{err}
+	case err != nil && isWriteError(err):
+		return nil, &localError{fmt.Sprintf("writing the answer to memory: %v", err)}
+	case err != nil:
 		return nil, refuse(c.Name(), req, readReason(err), err)
+	case !inMemory:
+		s.relay.stored()
 	}
 	if err := checkLength(n, limit, resp.ContentLength); err != nil {
 		return nil, refuse(c.Name(), req, err.reason, err)
@@ -326,7 +382,18 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 		}
 	}
 	keep = true
-	return &fetched{upstream: c.Name(), file: tmp, size: n}, nil
+	got.size = n
+	return got, nil
+}
+
+// discard drops a fetched answer that will not be committed.
+func (s *Server) discard(f *fetched) {
+	if f.free != nil { // in memory: never the store's
+		f.file.Close()
+		f.free()
+		return
+	}
+	s.cfg.Store.Discard(f.file)
 }
 
 // isWriteError reports whether a copy into a file failed on the file's side.
@@ -344,7 +411,7 @@ func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []
 	}
 	creq := goproxy.Request{Kind: goproxy.KindInfo, Module: req.Module, Version: v}
 	key := creq.Path()
-	if _, err := s.cfg.Store.Stat(ctx, key); err == nil {
+	if _, err := s.cfg.Store.Stat(ctx, key); err == nil || s.relay.skipDisk() {
 		return
 	}
 	tmp, err := s.cfg.Store.CreateTemp(ctx)
@@ -355,7 +422,10 @@ func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []
 			s.cfg.Store.Discard(tmp)
 		}
 	}
-	if err != nil {
+	switch {
+	case store.Unwritable(err):
+		s.relay.refused(err)
+	case err != nil:
 		s.log.Warn("storing a resolved .info failed", "request", describe(creq), "err", err)
 	}
 }
@@ -363,11 +433,20 @@ func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []
 // attemptDone accounts for one attempt at an upstream: metrics, log, OnFill.
 func (s *Server) attemptDone(upstream string, req goproxy.Request, err error) {
 	var refused *RefusedError
+	var local *localError
 	outcome := "ok"
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist):
 		outcome = "not_found"
+	case errors.As(err, &local):
+		// This server's failure, not the upstream's: said so, and the upstream not named.
+		outcome = "local_error"
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "answer neither stored nor relayed",
+			slog.String("module", moduleAt(req)),
+			slog.String("kind", string(req.Kind)),
+			slog.String("err", local.msg),
+		)
 	case errors.As(err, &refused):
 		outcome = "refused"
 		s.metrics.refused.WithLabelValues(upstream, refused.Reason).Inc()

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // The probes of a load balancer or an orchestrator: /healthz (liveness) and /readyz
@@ -26,9 +28,11 @@ func (s *Server) ReadyHandler() http.Handler { return probe("ready", s.Ready) }
 const readyTimeout = 5 * time.Second
 
 // Ready reports whether the server takes requests: it is not shutting down, and its store
-// accepts a new file (a temporary file is created and removed). The upstreams play no
-// part: with every upstream down the cache still answers what it holds, and their health
-// is in the metrics and on the dashboard.
+// accepts a new file (a temporary file is created and removed), or refuses it for lack of
+// room (or being read-only) while misses are relayed from memory: a full disk is an alert
+// (holoproxy_server_store_unwritable), not a reason to take the last replica out of a
+// load balancer. The upstreams play no part: with every upstream down the cache still
+// answers what it holds, and their health is in the metrics and on the dashboard.
 func (s *Server) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	closed := s.closed
@@ -40,6 +44,10 @@ func (s *Server) Ready(ctx context.Context) error {
 	defer cancel()
 	f, err := s.cfg.Store.CreateTemp(ctx)
 	if err != nil {
+		if store.Unwritable(err) && s.relay.budget > 0 {
+			s.relay.refused(err)
+			return nil
+		}
 		return fmt.Errorf("the store cannot take a new file: %v", err)
 	}
 	s.cfg.Store.Discard(f)

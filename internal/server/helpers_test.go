@@ -38,6 +38,12 @@ var fixtureMods = []modtree.Module{
 // which holds a file of size incompressible bytes (the zip is a little larger).
 func newBigEnv(t *testing.T, size int) *env {
 	t.Helper()
+	return newEnv(t, newBigOrigin(t, size).URL(), nil)
+}
+
+// newBigOrigin returns newBigEnv's origin.
+func newBigOrigin(t *testing.T, size int) *origin {
+	t.Helper()
 	data := make([]byte, size)
 	rand.NewChaCha8([32]byte{5}).Read(data)
 	big := modtree.Module{Path: "example.com/big", Version: "v1.0.0", Files: map[string]string{
@@ -47,7 +53,7 @@ func newBigEnv(t *testing.T, size int) *env {
 	if err := modtree.Write(o.dir, []modtree.Module{big}); err != nil {
 		t.Fatal(err)
 	}
-	return newEnv(t, o.URL(), nil)
+	return o
 }
 
 // bigKey is the path of newBigEnv's zip.

@@ -20,6 +20,8 @@ type metrics struct {
 	inflight prometheus.Gauge
 	// sendTimeouts counts client connections the send timeout closed (sendTimeoutConn).
 	sendTimeouts prometheus.Counter
+	// relayed counts answers relayed from memory, not stored (relay).
+	relayed prometheus.Counter
 }
 
 // newMetrics creates the metrics and registers them on reg when it is not nil.
@@ -40,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind", "cache"}),
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holoproxy_server_fill_attempts_total",
-			Help: "Attempts to fill a cache miss from an upstream, by outcome (ok, not_found, refused, error).",
+			Help: "Attempts to fill a cache miss from an upstream, by outcome (ok, not_found, refused, error, local_error: this server could neither store nor relay the answer).",
 		}, []string{"upstream", "outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holoproxy_server_refused_answers_total",
@@ -54,16 +56,40 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "holoproxy_server_send_timeouts_total",
 			Help: "Client connections closed because the client took no byte of an answer for the send timeout (--send-timeout).",
 		}),
+		relayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "holoproxy_server_unstored_answers_total",
+			Help: "Fills answered from memory and not stored because the cache could not take files (disk full, over quota or read-only).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight, m.sendTimeouts} {
+	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight, m.sendTimeouts, m.relayed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// registerRelay registers the gauge of r's state on reg when it is not nil.
+func (m *metrics) registerRelay(reg prometheus.Registerer, r *relay) error {
+	if reg == nil {
+		return nil
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "holoproxy_server_store_unwritable",
+		Help: "1 from the moment the cache refused a file for lack of room (or being read-only) until it takes one again: meanwhile misses are relayed from memory, not stored.",
+	}, func() float64 {
+		if r.down.Load() {
+			return 1
+		}
+		return 0
+	})
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("server metrics: %w", err)
+	}
+	return nil
 }
 
 // answerMetrics are the children of one kind and cache state. Looking them up by label

@@ -189,6 +189,9 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := newPrefetcher(ctx, r.cfg.Prefetch, r.cfg.Registerer,
 		func(ctx context.Context, req goproxy.Request) error {
+			if srv.relay.skipDisk() {
+				return errNotStoring // a prefetch that cannot be stored is wasted
+			}
 			res, release := srv.fill(ctx, req, nil)
 			release()
 			if res.err != nil {
@@ -197,6 +200,9 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 			return nil
 		},
 		func(ctx context.Context, req goproxy.Request) ([]byte, error) {
+			if srv.relay.skipDisk() {
+				return nil, errNotStoring
+			}
 			return srv.readAnswer(ctx, req, goproxy.MaxModSize)
 		})
 	if err != nil {

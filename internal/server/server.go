@@ -85,6 +85,14 @@ type Config struct {
 	// HotMaxSize bytes) are kept in memory besides the store, so the go command's graph
 	// walk is answered without a file open per request (default 4096; negative disables).
 	HotEntries int
+	// RelayMemory bounds the bytes of answers held in memory at once while the store cannot
+	// take files (its disk full, over quota or read-only): such answers are relayed from
+	// memory and not stored, and one that does not fit is answered 503 (default
+	// DefaultRelayMemory; negative turns relaying off, so every miss then fails with 503).
+	RelayMemory int64
+	// UnwritableRetry is how long after the store refused a file for lack of room (or
+	// being read-only) fills go to memory without trying it again (default 5s).
+	UnwritableRetry time.Duration
 }
 
 // Defaults of Config's zero values.
@@ -99,6 +107,9 @@ const (
 	// HotMaxSize is the largest answer the in-memory cache keeps: with DefaultHotEntries
 	// it bounds that cache at 16 MiB.
 	HotMaxSize = 4 << 10
+	// DefaultRelayMemory is Config.RelayMemory's default.
+	DefaultRelayMemory     = 128 << 20
+	DefaultUnwritableRetry = 5 * time.Second
 )
 
 // HopHeader is the request header holoproxy adds to its upstream requests, naming the
@@ -137,6 +148,7 @@ type Server struct {
 	metrics *metrics
 	neg     *negativeCache
 	hot     *lru.Cache[string, hotAnswer] // small immutable answers by key; nil when disabled
+	relay   *relay                        // answers the store cannot take
 
 	// base is the parent context of every fill; cancel abandons them all (Close).
 	base   context.Context
@@ -237,8 +249,19 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
+	if cfg.RelayMemory == 0 {
+		cfg.RelayMemory = DefaultRelayMemory
+	}
+	if cfg.UnwritableRetry <= 0 {
+		cfg.UnwritableRetry = DefaultUnwritableRetry
+	}
+	rl := newRelay(cfg.RelayMemory, cfg.UnwritableRetry, cfg.Logger)
+	if err := m.registerRelay(cfg.Registerer, rl); err != nil {
+		return nil, err
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Server{
+		relay:    rl,
 		hot:      hot,
 		cfg:      cfg,
 		log:      cfg.Logger,

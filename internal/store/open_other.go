@@ -2,7 +2,11 @@
 
 package store
 
-import "os"
+import (
+	"errors"
+	"os"
+	"syscall"
+)
 
 // openRead opens a stored file for reading.
 func openRead(name string) (*os.File, error) { return os.Open(name) }
@@ -17,3 +21,9 @@ func Reopen(f *os.File) (*os.File, error) { return os.Open(f.Name()) }
 
 // rename renames a file.
 func rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// Unwritable reports whether err says that the file system refuses new data for a while:
+// it is full or read-only.
+func Unwritable(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS)
+}

@@ -3,6 +3,7 @@
 package store
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -62,4 +63,10 @@ func rename(oldpath, newpath string) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
 	}
 	return nil
+}
+
+// Unwritable reports whether err says that the file system refuses new data for a while,
+// whatever is tried: it is full (ENOSPC), over a quota (EDQUOT) or read-only (EROFS).
+func Unwritable(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS)
 }

@@ -114,13 +114,17 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return err
 	}
 	obs.sinks = append(obs.sinks, rp.Sink())
-	hc, closeIdle, err := upstreamClient(o, obs)
+	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) })
+	if err != nil {
+		return err
+	}
+	hc, closeIdle, err := upstreamClient(o, obs, creds)
 	if err != nil {
 		return err
 	}
 	defer closeIdle()
 	// The prober's own transport, emptied before each round so that probes dial.
-	probe, closeProbe, err := upstreamClient(o, obs)
+	probe, closeProbe, err := upstreamClient(o, obs, creds)
 	if err != nil {
 		return err
 	}
@@ -128,7 +132,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	rp.SetProbeClient(probe, closeProbe)
 	chain, err := goproxy.ParseChain(list, hc)
 	if err != nil {
-		return fmt.Errorf("upstream chain %q: %w", list, err)
+		return fmt.Errorf("upstream chain %q: %w", goproxy.Redact(list), err)
 	}
 	for _, c := range chain.Clients() {
 		// Set here, userAgentTransport need not copy every fill's request to add it.
@@ -295,14 +299,14 @@ func (s *netHTTPServer) ShutdownWithContext(ctx context.Context) error {
 // the checksum database), honouring the timeout flags, resolving through obs's resolver,
 // trusting --ca-file and handing every Sample to obs's sinks, and a function releasing its
 // idle connections. It is the one place the upstream transport is chosen.
-func upstreamClient(o serveOptions, obs *observability) (*http.Client, func(), error) {
+func upstreamClient(o serveOptions, obs *observability, creds *goproxy.Credentials) (*http.Client, func(), error) {
 	cfg := o.net.transportConfig()
 	cfg.Resolver, cfg.Sink = obs.resolver, obs.sinks
 	t, err := netobs.NewTransport(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream transport: %w", err)
 	}
-	return &http.Client{Transport: userAgentTransport{rt: t, ua: userAgent()}}, t.CloseIdleConnections, nil
+	return &http.Client{Transport: creds.RoundTripper(userAgentTransport{rt: t, ua: userAgent()})}, t.CloseIdleConnections, nil
 }
 
 // userAgent is the User-Agent of holoproxy's upstream requests.

@@ -168,10 +168,10 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		err = errors.New("no proxy to trace (direct and off are not traced)")
 	}
 	if err != nil && o.proxy != "" {
-		return usagef("--proxy %q: %v", list, err)
+		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
 	}
 	if err != nil {
-		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", list, err)
+		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
 	}
 	stderr := cmd.ErrOrStderr()
 	for _, e := range chain.Entries {
@@ -202,12 +202,19 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		}()
 	}
 
+	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
+		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
+	})
+	if err != nil {
+		return err
+	}
 	opt := trace.Options{
-		Proxy:     list,
-		Targets:   targets,
-		Jobs:      o.jobs,
-		Count:     o.count,
-		Transport: o.upstream.transportConfig(),
+		Proxy:       list,
+		Credentials: creds,
+		Targets:     targets,
+		Jobs:        o.jobs,
+		Count:       o.count,
+		Transport:   o.upstream.transportConfig(),
 	}
 	bar := progressBar(stderr, o.progress)
 	if bar != nil {

@@ -29,6 +29,10 @@ type traceOrigin struct {
 	conns, handshakes  atomic.Int64
 	requests, notFound atomic.Int64
 	missing            func(module string) bool // answered 404
+	// wantAuth, when set before the first request, is the Authorization header every
+	// request must carry, else it is answered 401 (counted in unauthorized).
+	wantAuth     string
+	unauthorized atomic.Int64
 }
 
 // traceFixture starts proxies A and B over one tree of n modules; A answers 404 for the
@@ -49,6 +53,11 @@ func traceFixture(t *testing.T, n int) (a, b *traceOrigin, caFile string, mods [
 		o := &traceOrigin{missing: missing}
 		o.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			o.requests.Add(1)
+			if o.wantAuth != "" && r.Header.Get("Authorization") != o.wantAuth {
+				o.unauthorized.Add(1)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
 			mod, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/@")
 			if o.missing(mod) {
 				o.notFound.Add(1)
@@ -204,6 +213,41 @@ func TestTraceFallThroughSucceeds(t *testing.T) {
 	html, err := os.ReadFile(htmlPath)
 	if err != nil || !bytes.Contains(html, []byte("<svg")) {
 		t.Errorf("HTML report: %v, %d bytes; want a page with SVG", err, len(html))
+	}
+}
+
+// TestTraceCredentials traces a chain whose first proxy wants basic authentication, given
+// as user info in its URL: every request to it carries the credentials, and neither the
+// reports nor the terminal show them.
+func TestTraceCredentials(t *testing.T) {
+	a, b, ca, mods := traceFixture(t, 4)
+	const secret = "s3cret-t0ken"
+	req := &http.Request{Header: http.Header{}}
+	req.SetBasicAuth("team", secret)
+	a.wantAuth = req.Header.Get("Authorization")
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "t.json"), filepath.Join(dir, "t.html")
+	chain := strings.Replace(a.srv.URL, "https://", "https://team:"+secret+"@", 1) + "," + b.srv.URL
+	code, out, errOut := runCLI(append([]string{"trace", "--proxy=" + chain, "--ca-file=" + ca,
+		"--json=" + jsonPath, "--html=" + htmlPath}, mods...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d; want 0\nstderr: %s", code, errOut)
+	}
+	if a.requests.Load() == 0 || a.unauthorized.Load() != 0 {
+		t.Errorf("proxy A: %d requests, %d without the credentials; want some, none", a.requests.Load(), a.unauthorized.Load())
+	}
+	traceRun(t, readTraceJSON(t, jsonPath), a.srv.URL+" alone")
+	for _, f := range []string{jsonPath, htmlPath} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte(secret)) {
+			t.Errorf("%s shows the credentials", filepath.Base(f))
+		}
+	}
+	if strings.Contains(out+errOut, secret) {
+		t.Errorf("the terminal shows the credentials")
 	}
 }
 

@@ -95,9 +95,16 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "holoproxy verify: "+format+"\n", args...)
+		})
+		if err != nil {
+			return err
+		}
+		hc.Transport = creds.RoundTripper(hc.Transport)
 		chain, err := goproxy.ParseChain(list, hc)
 		if err != nil {
-			return usagef("--upstream %q: %v", list, err)
+			return usagef("--upstream %q: %v", goproxy.Redact(list), err)
 		}
 		for _, c := range chain.Clients() {
 			upstreams = append(upstreams, c.Name())

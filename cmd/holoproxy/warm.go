@@ -165,7 +165,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	hc := tr.Client()
 	for _, u := range o.push {
 		if _, err := goproxy.NewClient(u, hc); err != nil {
-			return usagef("--push %q: %v", u, err)
+			return usagef("--push %q: %v", goproxy.Redact(u), err)
 		}
 		dests = append(dests, &warm.PushDest{URL: u, Client: hc, Timeout: o.timeout})
 	}
@@ -173,9 +173,18 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	if err != nil {
 		return err
 	}
+	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
+		fmt.Fprintf(stderr, "warm: "+format+"\n", args...)
+	})
+	if err != nil {
+		return err
+	}
+	if !creds.Empty() {
+		hc = &http.Client{Transport: creds.RoundTripper(hc.Transport)}
+	}
 	chain, err := goproxy.ParseChain(list, hc)
 	if err != nil {
-		return usagef("--proxy %q: %v", list, err)
+		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
 	}
 	var verifier *checksum.Verifier
 	if o.sumdb {

@@ -33,6 +33,10 @@ type origin struct {
 	// zipStarted receives (without blocking) the path of each .zip answer as it begins.
 	zipStarted chan string
 
+	// user and password, when user is set, are the basic credentials every request must
+	// carry, else it is answered 401. Set them before the first request.
+	user, password string
+
 	mu     sync.Mutex
 	hits   map[string]int
 	agents map[string]int // requests by User-Agent
@@ -52,6 +56,13 @@ func newOrigin(t *testing.T, mods []modtree.Module) *origin {
 }
 
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if o.user != "" {
+		if u, pw, ok := r.BasicAuth(); !ok || u != o.user || pw != o.password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="origin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+	}
 	p := strings.TrimPrefix(r.URL.Path, "/")
 	o.mu.Lock()
 	o.hits[p]++

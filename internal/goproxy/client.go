@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -44,29 +45,44 @@ var ErrTooLarge = errors.New("answer exceeds the size limit")
 
 // Client fetches from one upstream proxy.
 type Client struct {
-	base *url.URL
+	base *url.URL // without user info
 	http *http.Client
 	// Header is added to every request (the user agent and the hop header of the loop guard).
 	Header http.Header
 }
 
 // NewClient returns a Client for the proxy at base, sending through hc (the shared observed
-// transport).
+// transport). User info in base ("https://user:token@host/path") is left out of the
+// Client, its Name and every error: the credentials go with the requests through a
+// Credentials transport (ListCredentials).
 func NewClient(base string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimSuffix(base, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("upstream %q: %w", base, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the URL, user info and all
+		}
+		return nil, fmt.Errorf("upstream %q: %w", Redact(base), err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("upstream %q: want an http or https URL", base)
+		return nil, fmt.Errorf("upstream %q: want an http or https URL", Redact(base))
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("upstream %q: no query, fragment or user info allowed", base)
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("upstream %q: no query or fragment allowed", Redact(base))
 	}
+	u.User = nil
 	return &Client{base: u, http: hc, Header: http.Header{}}, nil
 }
 
-// Name returns the upstream's base URL, the label its Samples and errors carry.
+// userInfoRE matches the user info of the URLs in a GOPROXY list.
+var userInfoRE = regexp.MustCompile(`://[^/?#,|\s]*@`)
+
+// Redact returns s, a URL or a GOPROXY list, with the user info of every URL replaced by
+// "xxxxx", for messages.
+func Redact(s string) string { return userInfoRE.ReplaceAllString(s, "://xxxxx@") }
+
+// Name returns the upstream's base URL, the label its Samples and errors carry. It never
+// holds credentials.
 func (c *Client) Name() string { return c.base.String() }
 
 // URL returns the URL of r at this upstream.

@@ -58,8 +58,12 @@ func (s Setup) name() string {
 
 // Options configure a trace.
 type Options struct {
-	// Proxy is the list in GOPROXY syntax.
+	// Proxy is the list in GOPROXY syntax. User info in its URLs is never shown (the
+	// report's title has it redacted); Credentials sends it.
 	Proxy string
+	// Credentials, when set, go with the requests they are for (goproxy.ListCredentials
+	// and the netrc file).
+	Credentials *goproxy.Credentials
 	// Targets is the workload.
 	Targets []Target
 	// Jobs is how many modules are fetched at once; the go command uses GOMAXPROCS.
@@ -102,7 +106,7 @@ func Run(ctx context.Context, opt Options, setups []Setup) (report.Trace, error)
 	if opt.Count <= 0 {
 		opt.Count = 1
 	}
-	t := report.Trace{Title: "GOPROXY=" + opt.Proxy}
+	t := report.Trace{Title: "GOPROXY=" + goproxy.Redact(opt.Proxy)}
 	if opt.Transport.CAFile != "" {
 		conf, err := withCAFile(opt.Transport.TLSConfig, opt.Transport.CAFile)
 		if err != nil {
@@ -201,6 +205,17 @@ func (noSessionCache) Put(string, *tls.ClientSessionState)        {}
 
 // newTransport builds a transport for a Run: its own resolver on the Setup's backend, with
 // or without caches.
+// httpClient returns tr's client with opt's credentials added to its requests.
+func (opt Options) httpClient(tr *netobs.Transport) *http.Client {
+	c := tr.Client()
+	if opt.Credentials.Empty() {
+		return c
+	}
+	cp := *c
+	cp.Transport = opt.Credentials.RoundTripper(c.Transport)
+	return &cp
+}
+
 func newTransport(opt Options, s Setup, col *collector) (*netobs.Transport, error) {
 	spec := s.DNS
 	if spec == "" {
@@ -239,7 +254,7 @@ func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport) (*
 	}
 	var hc *http.Client
 	if shared != nil {
-		hc = shared.Client()
+		hc = opt.httpClient(shared)
 	}
 	c, err := goproxy.ParseChain(list, hc)
 	if err != nil {
@@ -258,7 +273,7 @@ func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport) (*
 			return nil, nil, err
 		}
 		ts = append(ts, tr)
-		cl, err := goproxy.NewClient(e.Client.Name(), tr.Client())
+		cl, err := goproxy.NewClient(e.Client.Name(), opt.httpClient(tr))
 		if err != nil {
 			return nil, nil, err
 		}

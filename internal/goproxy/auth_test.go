@@ -1,0 +1,162 @@
+package goproxy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestParseNetrc(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []NetrcEntry
+	}{
+		{"one line", "machine proxy.test login u password p\n", []NetrcEntry{{"proxy.test", "u", "p"}}},
+		{"several lines", "machine proxy.test\n  login u\n  password p\nmachine b.test login v password q",
+			[]NetrcEntry{{"proxy.test", "u", "p"}, {"b.test", "v", "q"}}},
+		{"order of keys", "machine a.test password p login u", []NetrcEntry{{"a.test", "u", "p"}}},
+		{"account skipped", "machine a.test login u account x password p", []NetrcEntry{{"a.test", "u", "p"}}},
+		{"incomplete entry dropped", "machine a.test login u\nmachine b.test login v password q",
+			[]NetrcEntry{{"b.test", "v", "q"}}},
+		{"macdef body skipped to the empty line",
+			"machine a.test login u password p\nmacdef init\nmachine evil.test login x password y\n\nmachine b.test login v password q\n",
+			[]NetrcEntry{{"a.test", "u", "p"}, {"b.test", "v", "q"}}},
+		{"default ends it", "machine a.test login u password p\ndefault login x password y\nmachine b.test login v password q",
+			[]NetrcEntry{{"a.test", "u", "p"}}},
+		{"empty", "", nil},
+		{"key without value", "machine", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ParseNetrc(tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ParseNetrc(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// authServer records the Authorization header of each request by path.
+type authServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen map[string]string
+}
+
+func newAuthServer(t *testing.T, h http.HandlerFunc) *authServer {
+	s := &authServer{seen: map[string]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.seen[r.URL.Path] = r.Header.Get("Authorization")
+		s.mu.Unlock()
+		if h != nil {
+			h(w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *authServer) auth(path string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[path]
+}
+
+func basic(user, pw string) string {
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, pw)
+	return r.Header.Get("Authorization")
+}
+
+func TestCredentials(t *testing.T) {
+	other := newAuthServer(t, nil)
+	a := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a/redirect" {
+			http.Redirect(w, r, other.URL+"/elsewhere", http.StatusFound)
+		}
+	})
+	b := newAuthServer(t, nil)
+	hostA := strings.TrimPrefix(a.URL, "http://")
+	hostB := strings.TrimPrefix(b.URL, "http://")
+	bHostname, _, _ := strings.Cut(hostB, ":")
+
+	list := "http://u:s3cret@" + hostA + "/a/,http://v:deeper@" + hostA + "/a/b|http://" + hostB + ",off"
+	creds := ListCredentials(list)
+	got := creds.UseNetrc([]NetrcEntry{
+		{Machine: hostA, Login: "netrc-a", Password: "x"}, // the URL's user info wins
+		{Machine: bHostname, Login: "netrc-b", Password: "y"},
+	})
+	if want := []string{b.URL}; !reflect.DeepEqual(got, want) {
+		t.Errorf("UseNetrc gave credentials to %v, want %v", got, want)
+	}
+	hc := &http.Client{Transport: creds.RoundTripper(http.DefaultTransport)}
+	do := func(u string, preset string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if preset != "" {
+			req.Header.Set("Authorization", preset)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if preset == "" && req.Header.Get("Authorization") != "" {
+			t.Errorf("the transport changed the caller's request")
+		}
+	}
+	do(a.URL+"/a/m/@v/list", "")
+	do(a.URL+"/a/b/m/@v/list", "")
+	do(a.URL+"/ab/m/@v/list", "")
+	do(a.URL+"/a/redirect", "")
+	do(b.URL+"/m/@v/list", "")
+	do(b.URL+"/preset", "Bearer t")
+	for _, c := range []struct {
+		srv             *authServer
+		path, want, why string
+	}{
+		{a, "/a/m/@v/list", basic("u", "s3cret"), "below the proxy URL"},
+		{a, "/a/b/m/@v/list", basic("v", "deeper"), "the longest matching URL wins"},
+		{a, "/ab/m/@v/list", "", "a sibling path is not below the proxy URL"},
+		{a, "/a/redirect", basic("u", "s3cret"), "below the proxy URL"},
+		{other, "/elsewhere", "", "a redirect to another host gets none"},
+		{b, "/m/@v/list", basic("netrc-b", "y"), "netrc entry of the host without its port"},
+		{b, "/preset", "Bearer t", "a request's own Authorization is kept"},
+	} {
+		if got := c.srv.auth(c.path); got != c.want {
+			t.Errorf("%s: Authorization %q, want %q (%s)", c.path, got, c.want, c.why)
+		}
+	}
+
+	// The user info is never shown: not in names, the chain, errors or Redact.
+	chain, err := ParseChain(list, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{chain.String(), chain.Clients()[0].Name(), Redact(list)} {
+		if strings.Contains(s, "s3cret") || strings.Contains(s, "deeper") {
+			t.Errorf("credentials shown: %q", s)
+		}
+	}
+	for _, bad := range []string{"http://u:s3cret@host.test/%zz", "ftp://u:s3cret@host.test", "http://u:s3cret@host.test/?q=1"} {
+		_, err := NewClient(bad, hc)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("NewClient(%q) = %v; want an error that does not show the password", bad, err)
+		}
+	}
+	if got := Redact("http://u:p@a.test/x,https://b.test|https://t@c.test"); got != "http://xxxxx@a.test/x,https://b.test|https://xxxxx@c.test" {
+		t.Errorf("Redact = %q", got)
+	}
+	if !ListCredentials("http://a.test,direct").Empty() {
+		t.Error("a list without user info has credentials")
+	}
+	if rt := ListCredentials("http://a.test").RoundTripper(http.DefaultTransport); rt != http.DefaultTransport {
+		t.Error("RoundTripper without credentials is not the transport itself")
+	}
+}

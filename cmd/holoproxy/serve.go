@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,7 @@ type serveOptions struct {
 	sendTimeout     time.Duration
 	httpServer      string
 	relayMemory     byteSize
+	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
@@ -54,6 +56,9 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			if err := o.net.check(cmd); err != nil {
+				return err
+			}
+			if err := o.tls.check(); err != nil {
 				return err
 			}
 			var level slog.Level
@@ -80,6 +85,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.net.register(f)
+	o.tls.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
@@ -202,13 +208,22 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	mux.Handle("/healthz", server.HealthHandler())
 	mux.Handle("/readyz", srv.ReadyHandler())
 
+	var tlsConf *tls.Config
+	if o.tls.enabled() {
+		if tlsConf, err = o.tls.config(log, obs.reg, o.httpServer == "net/http"); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = srv.SendTimeoutListener(ln, o.sendTimeout)
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf) // over the send timeout's connections
+	}
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
-	log.Info("serving", "addr", ln.Addr().String(), "cache_dir", disk.Root(), "upstream", chain.String(),
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "cache_dir", disk.Root(), "upstream", chain.String(),
 		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer, "send_timeout", o.sendTimeout)
 	var hs httpServer
 	if o.httpServer == "net/http" {

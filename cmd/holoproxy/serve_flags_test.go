@@ -23,6 +23,7 @@ func TestServeChecksumAndDNSFlags(t *testing.T) {
 		{"bad sumdb", []string{"--sumdb=sum.test+notakey"}, "--sumdb"},
 		{"bad relay memory", []string{"--relay-memory=lots"}, "--relay-memory"},
 		{"negative relay memory", []string{"--relay-memory=-1MiB"}, "--relay-memory"},
+		{"tls certificate without key", []string{"--tls-cert=/nonexistent/tls.crt"}, "--tls-key"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(append(append([]string{}, base...), tc.args...), func(string) (string, bool) { return "", false }, &out, &errb)
@@ -73,5 +74,20 @@ func TestByteSizeFlag(t *testing.T) {
 		if got := b.config(); got != tc.want {
 			t.Errorf("Set(%q).config() = %d, want %d", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A certificate that does not load stops serve before it listens, naming the files.
+func TestServeTLSFilesMissing(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := execute([]string{"serve", "--listen=127.0.0.1:0", "--upstream=http://127.0.0.1:1", "--cache-dir=" + dir,
+		"--sumdb=off", "--tls-cert=" + dir + "/tls.crt", "--tls-key=" + dir + "/tls.key"},
+		func(string) (string, bool) { return "", false }, &out, &errb)
+	if code != exitFailure || !strings.Contains(errb.String(), "TLS certificate "+dir+"/tls.crt") {
+		t.Errorf("exit %d, stderr %q; want %d naming the certificate file", code, errb.String(), exitFailure)
+	}
+	if strings.Contains(errb.String(), "msg=serving") {
+		t.Errorf("serve listened before loading its certificate:\n%s", errb.String())
 	}
 }

@@ -114,3 +114,40 @@ func (c *CA) Issue(names ...string) (tls.Certificate, error) {
 	}
 	return tls.Certificate{Certificate: [][]byte{der, c.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
+
+// NewCA makes a throwaway CA whose certificate is written, in PEM form, to file.
+func NewCA(file, name string) (*CA, error) { return newCA(file, name) }
+
+// IssueFiles issues a server certificate for names (see Issue) and writes it with its
+// chain and its key in PEM form to certFile and keyFile, each replaced whole (temporary
+// file, rename), as a certificate manager rotating them would. It returns the leaf.
+func (c *CA) IssueFiles(certFile, keyFile string, names ...string) (*x509.Certificate, error) {
+	cert, err := c.Issue(names...)
+	if err != nil {
+		return nil, err
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("lab ca: key: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
+		{certFile, chain},
+	} {
+		tmp := f.name + ".tmp"
+		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
+			return nil, fmt.Errorf("lab ca: %w", err)
+		}
+		if err := os.Rename(tmp, f.name); err != nil {
+			return nil, fmt.Errorf("lab ca: %w", err)
+		}
+	}
+	return cert.Leaf, nil
+}

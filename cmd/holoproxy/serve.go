@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
@@ -35,6 +36,7 @@ type serveOptions struct {
 	sendTimeout     time.Duration
 	httpServer      string
 	relayMemory     byteSize
+	cacheMaxSize    byteSize
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
@@ -80,6 +82,7 @@ func newServeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address to serve on (host:port)")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "cache directory (default: holoproxy under the user cache directory, e.g. ~/.cache/holoproxy)")
+	f.Var(&o.cacheMaxSize, "cache-max-size", "keep the cache under this size (e.g. 50GiB) by deleting the least recently read .zip files, which are fetched again when asked for; 0 keeps every file forever")
 	f.StringVar(&o.upstream, "upstream", "", "upstream chain in GOPROXY syntax (default: the output of 'go env GOPROXY' at start)")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
@@ -179,6 +182,24 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		Logger:      log,
 		RelayMemory: o.relayMemory.config(),
 	}
+	if o.cacheMaxSize > 0 {
+		ev := store.NewEvictor(disk, store.EvictorConfig{Max: int64(o.cacheMaxSize), Logger: log})
+		if err := registerEvictor(obs.reg, ev); err != nil {
+			return err
+		}
+		cfg.OnStored = func(_ string, size int64, err error) {
+			switch {
+			case err == nil:
+				ev.Stored(size)
+			case store.Unwritable(err):
+				ev.Trigger() // a full disk: make room now
+			}
+		}
+		ectx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); ev.Run(ectx) }()
+		defer func() { cancel(); <-done }()
+	}
 	rp.Configure(&cfg, chain) // Order, Hedge, OnFill, OnRequest, OnAnswer
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -268,6 +289,29 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// registerEvictor exports ev's figures on reg.
+func registerEvictor(reg prometheus.Registerer, ev *store.Evictor) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "holoproxy_cache_size_bytes",
+			Help: "Bytes of the cache's files at the last eviction pass (--cache-max-size).",
+		}, func() float64 { size, _, _ := ev.Stats(); return float64(size) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "holoproxy_cache_evicted_files_total",
+			Help: "Least recently read .zip files deleted to keep the cache under --cache-max-size.",
+		}, func() float64 { _, files, _ := ev.Stats(); return float64(files) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "holoproxy_cache_evicted_bytes_total",
+			Help: "Bytes of the .zip files deleted to keep the cache under --cache-max-size.",
+		}, func() float64 { _, _, bytes := ev.Stats(); return float64(bytes) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -123,8 +123,8 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 			s.commits.add(1)
 			c.res = res
 			close(c.done) // answer the waiters now
-			s.commit(ctx, req, res.upstream, pending)
-		} else if err := s.commit(ctx, req, res.upstream, pending); err != nil {
+			s.commit(ctx, req, res.upstream, pending, res.size)
+		} else if err := s.commit(ctx, req, res.upstream, pending, res.size); err != nil {
 			res = fillResult{err: err, status: http.StatusInternalServerError}
 		}
 	}
@@ -192,9 +192,11 @@ func (s *Server) readAnswer(ctx context.Context, req goproxy.Request, max int64)
 	return io.ReadAll(io.LimitReader(e.Body, max))
 }
 
-// commit stores a verified answer under its key.
-func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream string, tmp *os.File) error {
-	if err := s.cfg.Store.Commit(ctx, req.Path(), tmp); err != nil {
+// commit stores a verified answer of size bytes under its key.
+func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream string, tmp *os.File, size int64) error {
+	err := s.cfg.Store.Commit(ctx, req.Path(), tmp)
+	s.stored(req.Path(), size, err)
+	if err != nil {
 		if store.Unwritable(err) {
 			s.relay.refused(err) // the next fills relay without trying the disk
 		}
@@ -302,6 +304,7 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 	var sf *storeFailure
 	if errors.As(err, &sf) {
 		s.relay.refused(sf.err)
+		s.stored(req.Path(), 0, sf.err)
 		f, err = s.tryInto(ctx, c, req, true)
 	}
 	return f, err
@@ -386,6 +389,13 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 	return got, nil
 }
 
+// stored tells Config.OnStored of an attempt to store size bytes under key.
+func (s *Server) stored(key string, size int64, err error) {
+	if s.cfg.OnStored != nil {
+		s.cfg.OnStored(key, size, err)
+	}
+}
+
 // discard drops a fetched answer that will not be committed.
 func (s *Server) discard(f *fetched) {
 	if f.free != nil { // in memory: never the store's
@@ -418,6 +428,7 @@ func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []
 	if err == nil {
 		if _, err = tmp.Write(info); err == nil {
 			err = s.cfg.Store.Commit(ctx, key, tmp)
+			s.stored(key, int64(len(info)), err)
 		} else {
 			s.cfg.Store.Discard(tmp)
 		}

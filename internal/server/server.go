@@ -57,6 +57,10 @@ type Config struct {
 	// OnRequest, when set, is told of every valid client request before it is answered,
 	// whether the cache holds it or not (the prefetcher's hook). It must not block.
 	OnRequest func(r goproxy.Request)
+	// OnStored, when set, is told of every attempt to store an answer: its key, its size
+	// and nil, or the error of the store that refused it (the cache size bound's hook).
+	// It must not block.
+	OnStored func(key string, size int64, err error)
 	// OnAnswer, when set, is told of every answer once it is sent: its cache state (the
 	// CacheHeader value) and the bytes of body written (the dashboard's cache counter). It
 	// must not block.

@@ -255,7 +255,7 @@ func (d *Disk) Walk(ctx context.Context, prefix string, fn func(key string, info
 			}
 			return err
 		}
-		return fn(key, Info{Size: st.Size(), ModTime: st.ModTime()})
+		return fn(key, Info{Size: st.Size(), ModTime: st.ModTime(), Accessed: accessTime(st)})
 	})
 	if err != nil {
 		return fmt.Errorf("store: walk: %w", err)

@@ -15,6 +15,10 @@ import (
 type Info struct {
 	Size    int64
 	ModTime time.Time // when the entry was committed; used for the TTL of list and @latest
+	// Accessed is when the entry was last read, as far as the store knows (the disk store
+	// reports the file's access time, which Linux's default relatime updates at most once
+	// a day); zero when it does not know. Set by Walk only.
+	Accessed time.Time
 }
 
 // Entry is an open stored entry. Close it when done.

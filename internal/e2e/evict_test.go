@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestCacheMaxSize: with --cache-max-size, holoproxy keeps its cache under the bound by
+// deleting the zips read longest ago, once the files it stores take it over; .mod files
+// stay; an evicted zip asked for again is fetched again and served whole; everything left
+// in the cache still verifies against the origin.
+func TestCacheMaxSize(t *testing.T) {
+	const zipSize, n, max = 64 << 10, 10, 300 << 10 // ten ~64 KiB zips, a bound of ~4.5 of them
+	mods := bigModules("mods.test/evict", n, zipSize)
+	org := newOrigin(t, mods)
+	cache := t.TempDir()
+	p := startHoloproxy(t, []string{"--cache-dir=" + cache, "--upstream=" + org.URL, "--cache-max-size=300KiB",
+		"--prefetch=0"}, nil)
+	base := "http://" + p.addr + "/"
+
+	want := map[string][]byte{}
+	for _, m := range mods {
+		for _, key := range fileKeys(t, m) {
+			code, body, _ := get(t, base+key)
+			if code != http.StatusOK {
+				t.Fatalf("GET %s = %d", key, code)
+			}
+			want[key] = body
+		}
+		time.Sleep(20 * time.Millisecond) // distinct access times, oldest first
+	}
+
+	var m map[string]float64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m = scrape(t, p.addr)
+		if m["holoproxy_cache_evicted_files_total"] > 0 && m["holoproxy_cache_size_bytes"] <= max {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache not brought under the bound within 15s: size %v, evicted %v",
+				m["holoproxy_cache_size_bytes"], m["holoproxy_cache_evicted_files_total"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := verifyStore(t, cache, org)
+	var zips, mod int
+	for key := range st.keys {
+		switch key[len(key)-4:] {
+		case ".zip":
+			zips++
+		case ".mod":
+			mod++
+		}
+	}
+	if mod != n || zips == 0 || zips >= n {
+		t.Errorf("cache holds %d .mod and %d .zip files; want all %d .mod and some but not all zips", mod, zips, n)
+	}
+	first := fileKeys(t, mods[0])[2]
+	if st.keys[first] {
+		t.Errorf("%s, read longest ago, is still in the cache", first)
+	}
+	last := fileKeys(t, mods[n-1])[2]
+	if !st.keys[last] {
+		t.Errorf("%s, read last, was evicted", last)
+	}
+
+	// The evicted zip is fetched again and served whole.
+	before := org.counts()[first]
+	code, body, h := get(t, base+first)
+	if code != http.StatusOK || !bytes.Equal(body, want[first]) || h.Get("X-Holoproxy-Cache") != "miss" {
+		t.Errorf("GET %s after eviction: %d, %d bytes, cache %q; want 200, the zip, a miss", first, code, len(body), h.Get("X-Holoproxy-Cache"))
+	}
+	if after := org.counts()[first]; after != before+1 {
+		t.Errorf("origin saw %d requests for %s after eviction, want 1", after-before, first)
+	}
+	t.Logf("bound %d: %v bytes left, %v zips (%v bytes) evicted", max, m["holoproxy_cache_size_bytes"],
+		m["holoproxy_cache_evicted_files_total"], m["holoproxy_cache_evicted_bytes_total"])
+}

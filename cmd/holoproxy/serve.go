@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ type serveOptions struct {
 	listTTL         time.Duration
 	negativeTTL     time.Duration
 	logLevel        string
+	logFormat       string
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
 	sendTimeout     time.Duration
@@ -73,7 +75,10 @@ func newServeCmd() *cobra.Command {
 			if _, _, err := net.SplitHostPort(o.listen); err != nil {
 				return usagef("--listen %q: %v", o.listen, err)
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			log, err := newLogger(cmd.ErrOrStderr(), level, o.logFormat)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runServe(ctx, stop, o, log)
@@ -87,6 +92,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
 	o.net.register(f)
 	o.tls.register(f)
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
@@ -99,6 +105,25 @@ func newServeCmd() *cobra.Command {
 	addChecksumFlags(f, &o.checks)
 	addRepairFlags(f, &o.repair)
 	return cmd
+}
+
+// newLogger returns serve's logger: text or json lines at level on w. In JSON, durations
+// are written as in text ("1m0s", "937µs"), not as nanoseconds.
+func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
 }
 
 // runServe serves until ctx is done (a signal), then shuts down: answers in flight finish

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bad values of the checksum and DNS flags of serve are usage errors (exit 2, one line),
@@ -24,6 +27,7 @@ func TestServeChecksumAndDNSFlags(t *testing.T) {
 		{"bad relay memory", []string{"--relay-memory=lots"}, "--relay-memory"},
 		{"negative relay memory", []string{"--relay-memory=-1MiB"}, "--relay-memory"},
 		{"tls certificate without key", []string{"--tls-cert=/nonexistent/tls.crt"}, "--tls-key"},
+		{"bad log format", []string{"--log-format=xml"}, "--log-format"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(append(append([]string{}, base...), tc.args...), func(string) (string, bool) { return "", false }, &out, &errb)
@@ -89,5 +93,51 @@ func TestServeTLSFilesMissing(t *testing.T) {
 	}
 	if strings.Contains(errb.String(), "msg=serving") {
 		t.Errorf("serve listened before loading its certificate:\n%s", errb.String())
+	}
+}
+
+// --log-format json writes every log line as one JSON object.
+func TestServeLogFormatJSON(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out, errb bytes.Buffer
+	code := execute([]string{"serve", "--listen=" + busy.Addr().String(), "--upstream=http://127.0.0.1:2", "--cache-dir=" + t.TempDir(),
+		"--sumdb=off", "--log-format=json"}, func(string) (string, bool) { return "", false }, &out, &errb)
+	if code != exitFailure {
+		t.Fatalf("exit %d; want %d (the port is busy)", code, exitFailure)
+	}
+	var lines int
+	for _, l := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+		if strings.HasPrefix(l, "holoproxy: ") {
+			continue // the command's own error line
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec["msg"] == nil || rec["level"] == nil {
+			t.Errorf("log line %q is not a JSON record with msg and level: %v", l, err)
+		}
+		lines++
+	}
+	if lines == 0 {
+		t.Errorf("no log line before the failure:\n%s", errb.String())
+	}
+}
+
+// In JSON, durations read as in text.
+func TestNewLoggerJSONDurations(t *testing.T) {
+	var b bytes.Buffer
+	log, err := newLogger(&b, slog.LevelInfo, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("serving", "list_ttl", time.Minute, "duration", 937*time.Microsecond)
+	var rec map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
+		t.Fatalf("%q: %v", b.String(), err)
+	}
+	if rec["list_ttl"] != "1m0s" || rec["duration"] != "937µs" {
+		t.Errorf("durations in JSON: %v, %v; want 1m0s, 937µs", rec["list_ttl"], rec["duration"])
 	}
 }

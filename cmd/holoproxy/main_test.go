@@ -118,7 +118,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "version", args: []string{"--version"}, code: exitOK},
 		{name: "chain off", args: []string{"serve", "--upstream=off", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "no proxy"},
 		{name: "chain direct", args: []string{"serve", "--upstream=direct", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "not supported yet"},
-		{name: "bad upstream", args: []string{"serve", "--upstream=ftp://x", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "http or https"},
+		{name: "bad upstream", args: []string{"serve", "--upstream=ftp://x", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "want an http, https or file URL"},
 		{name: "upstream is self", args: []string{"serve", "--listen=127.0.0.1:7070", "--upstream=http://localhost:7070", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "own listen address"},
 		{name: "no go command", args: []string{"serve", "--cache-dir=" + t.TempDir()}, path: t.TempDir(), code: exitFailure, want: "pass --upstream"},
 	} {

@@ -2,8 +2,13 @@ package goproxy
 
 import (
 	"context"
+	"errors"
+	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -158,5 +163,55 @@ func TestCredentials(t *testing.T) {
 	}
 	if rt := ListCredentials("http://a.test").RoundTripper(http.DefaultTransport); rt != http.DefaultTransport {
 		t.Error("RoundTripper without credentials is not the transport itself")
+	}
+}
+
+func TestFileClient(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "example.com", "m", "@v"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "example.com", "m", "@v", "v1.0.0.mod"), []byte("module example.com/m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(dir), "outside"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"file://host.test/x", "file:relative/x", "file:///x?q=1"} {
+		if _, err := NewClient(bad, nil); err == nil {
+			t.Errorf("NewClient(%q) accepted", bad)
+		}
+	}
+	c, err := NewClient("file://"+filepath.ToSlash(dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Local() || c.Name() != "file://"+filepath.ToSlash(dir) {
+		t.Errorf("Local %v, Name %q", c.Local(), c.Name())
+	}
+	ctx := context.Background()
+	resp, err := c.Fetch(ctx, Request{Kind: KindMod, Module: "example.com/m", Version: "v1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "module example.com/m\n" || resp.ContentLength != int64(len(body)) {
+		t.Errorf("Fetch: %q, length %d", body, resp.ContentLength)
+	}
+	for name, fetch := range map[string]func() error{
+		"missing file": func() error {
+			_, err := c.Fetch(ctx, Request{Kind: KindZip, Module: "example.com/m", Version: "v1.0.0"})
+			return err
+		},
+		"directory":       func() error { _, err := c.FetchPath(ctx, "example.com/m/@v", "list", 1<<20); return err },
+		"leaves the tree": func() error { _, err := c.FetchPath(ctx, "../outside", "sumdb", 1<<20); return err },
+	} {
+		if err := fetch(); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v; want a not-found StatusError", name, err)
+		}
+	}
+	if _, err := c.FetchPath(ctx, "example.com/m/@v/v1.0.0.mod", "mod", 4); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over the size limit: %v", err)
 	}
 }

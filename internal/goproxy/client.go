@@ -9,9 +9,13 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/holoproxy/holoproxy/internal/netobs"
 )
@@ -46,6 +50,7 @@ var ErrTooLarge = errors.New("answer exceeds the size limit")
 // Client fetches from one upstream proxy.
 type Client struct {
 	base *url.URL // without user info
+	dir  string   // for a file:// upstream, the directory of its tree
 	http *http.Client
 	// Header is added to every request (the user agent and the hop header of the loop guard).
 	Header http.Header
@@ -64,15 +69,31 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 		}
 		return nil, fmt.Errorf("upstream %q: %w", Redact(base), err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("upstream %q: want an http or https URL", Redact(base))
-	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("upstream %q: no query or fragment allowed", Redact(base))
+	}
+	if u.Scheme == "file" {
+		// A GOPROXY file tree on this machine, as the go command reads file:// entries.
+		if (u.Host != "" && u.Host != "localhost") || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+			return nil, fmt.Errorf("upstream %q: want file:///absolute/path", Redact(base))
+		}
+		dir := filepath.FromSlash(u.Path)
+		if runtime.GOOS == "windows" {
+			dir = strings.TrimPrefix(dir, `\`) // file:///C:/dir
+		}
+		u.Host = ""
+		return &Client{base: u, dir: filepath.Clean(dir), http: hc, Header: http.Header{}}, nil
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream %q: want an http, https or file URL", Redact(base))
 	}
 	u.User = nil
 	return &Client{base: u, http: hc, Header: http.Header{}}, nil
 }
+
+// Local reports whether the upstream is a file tree on this machine (a file:// URL): it
+// has no network exchanges to time, probe or hedge.
+func (c *Client) Local() bool { return c.dir != "" }
 
 // userInfoRE matches the user info of the URLs in a GOPROXY list.
 var userInfoRE = regexp.MustCompile(`://[^/?#,|\s]*@`)
@@ -92,12 +113,18 @@ func (c *Client) URL(r Request) string { return c.base.String() + "/" + r.Path()
 // reads and closes; an answer declared larger than r's kind allows is refused. Any other
 // status is a *StatusError.
 func (c *Client) Fetch(ctx context.Context, r Request) (*http.Response, error) {
+	if c.Local() {
+		return c.getFile(ctx, r.Path(), r.MaxSize())
+	}
 	return c.get(ctx, c.URL(r), string(r.Kind), r.MaxSize())
 }
 
 // FetchPath GETs a path below the base URL (the checksum database endpoints under sumdb/)
 // with the same rules as Fetch; kind labels its Sample.
 func (c *Client) FetchPath(ctx context.Context, path, kind string, maxSize int64) (*http.Response, error) {
+	if c.Local() {
+		return c.getFile(ctx, strings.TrimPrefix(path, "/"), maxSize)
+	}
 	return c.get(ctx, c.base.String()+"/"+strings.TrimPrefix(path, "/"), kind, maxSize)
 }
 
@@ -127,6 +154,42 @@ func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.
 		return nil, fmt.Errorf("%s: %s: %d bytes declared, limit %d: %w", c.Name(), u, resp.ContentLength, maxSize, ErrTooLarge)
 	}
 	return resp, nil
+}
+
+// getFile answers a fetch of rel (a slash path below the tree) from a file:// upstream's
+// directory as its HTTP twin would: 200 with the file, a *StatusError 404 when there is
+// none. rel never leaves the directory.
+func (c *Client) getFile(ctx context.Context, rel string, maxSize int64) (*http.Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	notFound := &StatusError{Upstream: c.Name(), Status: http.StatusNotFound, Message: "no file " + rel}
+	local := filepath.FromSlash(rel)
+	if !filepath.IsLocal(local) {
+		return nil, notFound
+	}
+	f, err := os.Open(filepath.Join(c.dir, local))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name(), err)
+		}
+		return nil, notFound
+	}
+	if fi.Size() > maxSize {
+		f.Close()
+		return nil, fmt.Errorf("%s: %s: %d bytes, limit %d: %w", c.Name(), rel, fi.Size(), maxSize, ErrTooLarge)
+	}
+	notifyFirstByte(ctx)
+	return &http.Response{Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Body: f, ContentLength: fi.Size()}, nil
 }
 
 // firstLine reads the first line of an error body, at most 200 bytes of it.

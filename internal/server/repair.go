@@ -64,6 +64,7 @@ type Repair struct {
 	cache  *dashboard.CacheCounter
 	chain  string
 	names  []string
+	probed []string // names of the upstreams the prober probes (not file trees)
 
 	probeClient    *http.Client // set by SetProbeClient before Start
 	probeCloseIdle func()
@@ -108,9 +109,12 @@ func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
 // OnAnswer (the dashboard's cache figures, then any OnAnswer cfg already had) for chain.
 func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.chain = chain.String()
-	r.names = nil
+	r.names, r.probed = nil, nil
 	for _, c := range chain.Clients() {
 		r.names = append(r.names, c.Name())
+		if !c.Local() { // a file tree has no network to probe
+			r.probed = append(r.probed, c.Name())
+		}
 	}
 	r.Scorer.Track(r.names...)
 	cfg.Order = func(cs []*goproxy.Client) []*goproxy.Client { return health.OrderBy(r.Scorer, cs) }
@@ -213,12 +217,12 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	r.cancel = cancel
 	r.mu.Unlock()
 	r.prefetch.Store(p)
-	if r.cfg.ProbeInterval >= 0 && len(r.names) > 0 {
+	if r.cfg.ProbeInterval >= 0 && len(r.probed) > 0 {
 		pc := hc
 		if r.probeClient != nil {
 			pc = r.probeClient
 		}
-		pr := &health.Prober{Client: pc, Scorer: r.Scorer, Upstreams: r.names, Path: r.cfg.ProbePath,
+		pr := &health.Prober{Client: pc, Scorer: r.Scorer, Upstreams: r.probed, Path: r.cfg.ProbePath,
 			Interval: r.cfg.ProbeInterval, Timeout: r.cfg.ProbeTimeout, CloseIdle: r.probeCloseIdle}
 		r.wg.Add(1)
 		go func() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParseChain(t *testing.T) {
@@ -155,5 +156,40 @@ func TestFetchRefusesOversizedAnswer(t *testing.T) {
 	_, err = cl.Fetch(context.Background(), Request{Kind: KindInfo, Module: "example.com/m", Version: "v1.0.0"})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Fetch error = %v; want ErrTooLarge", err)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{"0", 0},
+		{"-5", 0},
+		{"soon", 0},
+		{"999999999", 24 * time.Hour},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	} {
+		if got := retryAfter(tc.in, now); got != tc.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	c, err := NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Fetch(context.Background(), Request{Kind: KindMod, Module: "example.com/m", Version: "v1.0.0"})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests || se.RetryAfter != 7*time.Second {
+		t.Errorf("Fetch = %v; want a 429 StatusError with RetryAfter 7s", err)
 	}
 }

@@ -14,8 +14,10 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/holoproxy/holoproxy/internal/netobs"
 )
@@ -26,6 +28,9 @@ type StatusError struct {
 	Upstream string
 	Status   int
 	Message  string // the first line of the upstream's error body, trimmed
+	// RetryAfter is how long the upstream asked to be left alone (its Retry-After header,
+	// in seconds or as a date), zero when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -147,7 +152,8 @@ func (c *Client) get(ctx context.Context, u, kind string, maxSize int64) (*http.
 	notifyFirstByte(ctx) // response headers arrived: WalkHedged stops waiting to hedge
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, &StatusError{Upstream: c.Name(), Status: resp.StatusCode, Message: firstLine(resp.Body)}
+		return nil, &StatusError{Upstream: c.Name(), Status: resp.StatusCode, Message: firstLine(resp.Body),
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	if resp.ContentLength > maxSize {
 		resp.Body.Close()
@@ -190,6 +196,24 @@ func (c *Client) getFile(ctx context.Context, rel string, maxSize int64) (*http.
 	notifyFirstByte(ctx)
 	return &http.Response{Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{}, Body: f, ContentLength: fi.Size()}, nil
+}
+
+// retryAfter parses a Retry-After value (RFC 9110: delay-seconds or an HTTP-date) at now;
+// zero when it is empty, malformed or past.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, 24*3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // firstLine reads the first line of an error body, at most 200 bytes of it.

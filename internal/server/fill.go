@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -56,6 +57,9 @@ type fillResult struct {
 	// free, set when the fill's answer is in memory (relayed: the store could not take it),
 	// gives its memory back once file is closed.
 	free func()
+	// throttled, on a failed fill, is how long the upstream that rate-limited it (429)
+	// asked to be left alone (at least a second); the prefetcher pauses that long.
+	throttled time.Duration
 }
 
 // fill returns the answer to req from the chain, sharing one fill per key among all
@@ -286,7 +290,8 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		if errors.As(err, &local) {
 			return fillResult{err: fmt.Errorf("%s: %s", describe(req), local.msg), status: http.StatusServiceUnavailable}, nil
 		}
-		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway}, nil
+		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway,
+			throttled: throttledFor(err)}, nil
 	}
 	if got.file == nil {
 		s.storeResolved(ctx, req, got.body)
@@ -404,6 +409,23 @@ func (s *Server) discard(f *fetched) {
 		return
 	}
 	s.cfg.Store.Discard(f.file)
+}
+
+// throttledFor returns how long the upstreams that answered a walk's failures with 429
+// asked to be left alone: the longest Retry-After, at least a second; zero when none did.
+func throttledFor(err error) time.Duration {
+	var we *goproxy.WalkError
+	if !errors.As(err, &we) {
+		return 0
+	}
+	var d time.Duration
+	for _, e := range we.Errs {
+		var se *goproxy.StatusError
+		if errors.As(e, &se) && se.Status == http.StatusTooManyRequests {
+			d = max(d, se.RetryAfter, time.Second)
+		}
+	}
+	return d
 }
 
 // isWriteError reports whether a copy into a file failed on the file's side.

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/modfile"
@@ -43,6 +46,61 @@ type prefetcher struct {
 
 	queued, fetched, dropped, failed atomic.Int64
 	metric                           *prometheus.CounterVec
+
+	// pausedUntil (UnixNano) holds every worker back after an upstream rate-limited a
+	// prefetch (429): a cache warming itself must not take the upstream's capacity from
+	// the clients it serves.
+	pausedUntil atomic.Int64
+	log         *slog.Logger
+}
+
+// throttledError is a prefetch refused by an upstream's rate limit (429): the workers wait
+// that long before the next prefetch.
+type throttledError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
+
+// maxPrefetchPause bounds a pause, whatever Retry-After said.
+const maxPrefetchPause = time.Minute
+
+// pause holds the workers back for d (at most maxPrefetchPause) from now, unless they are
+// held longer already.
+func (p *prefetcher) pause(d time.Duration) {
+	until := time.Now().Add(min(d, maxPrefetchPause)).UnixNano()
+	for {
+		cur := p.pausedUntil.Load()
+		if cur >= until {
+			return
+		}
+		if p.pausedUntil.CompareAndSwap(cur, until) {
+			if cur < time.Now().UnixNano() {
+				p.log.Info("an upstream rate-limits prefetches (429): prefetching paused", "for", min(d, maxPrefetchPause))
+			}
+			p.metric.WithLabelValues("throttled").Inc()
+			return
+		}
+	}
+}
+
+// waitPause returns once no pause holds the workers back, or false when ctx ends first.
+func (p *prefetcher) waitPause() bool {
+	for {
+		d := time.Duration(p.pausedUntil.Load() - time.Now().UnixNano())
+		if d <= 0 {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // prefetchTask is one job of a worker: fill req, or (expand) read the stored .mod req and
@@ -58,14 +116,17 @@ const maxPrefetchSeen = 100000
 
 // newPrefetcher starts workers workers under parent. It returns nil when workers < 1: every
 // method of a nil prefetcher does nothing.
-func newPrefetcher(parent context.Context, workers int, reg prometheus.Registerer,
+func newPrefetcher(parent context.Context, workers int, reg prometheus.Registerer, log *slog.Logger,
 	fetch func(context.Context, goproxy.Request) error, read func(context.Context, goproxy.Request) ([]byte, error)) (*prefetcher, error) {
 	if workers < 1 {
 		return nil, nil
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "holoproxy_prefetch_total",
-		Help: "Background prefetches of the module graph by result: queued, fetched, failed, dropped (queue full).",
+		Help: "Background prefetches of the module graph by result: queued, fetched, failed, dropped (queue full), throttled (an upstream answered 429: prefetching paused).",
 	}, []string{"result"})
 	if reg != nil {
 		if err := reg.Register(m); err != nil {
@@ -74,7 +135,7 @@ func newPrefetcher(parent context.Context, workers int, reg prometheus.Registere
 	}
 	ctx, cancel := context.WithCancel(parent)
 	p := &prefetcher{fetch: fetch, read: read, queue: make(chan prefetchTask, 64*workers),
-		ctx: ctx, cancel: cancel, seen: map[seenKey]struct{}{}, metric: m}
+		ctx: ctx, cancel: cancel, seen: map[seenKey]struct{}{}, metric: m, log: log}
 	for range workers {
 		p.wg.Add(1)
 		go p.work()
@@ -93,9 +154,16 @@ func (p *prefetcher) work() {
 				p.expand(t.req)
 				continue
 			}
+			if !p.waitPause() {
+				return
+			}
 			if err := p.fetch(p.ctx, t.req); err != nil {
 				if p.ctx.Err() != nil {
 					return
+				}
+				var th *throttledError
+				if errors.As(err, &th) {
+					p.pause(th.wait)
 				}
 				p.failed.Add(1)
 				p.metric.WithLabelValues("failed").Inc()

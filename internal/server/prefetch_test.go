@@ -75,7 +75,7 @@ func newPrefetchRig(t *testing.T, workers int) *prefetchRig {
 		}
 		return []byte(mod), nil
 	}
-	p, err := newPrefetcher(context.Background(), workers, nil, fetch, read)
+	p, err := newPrefetcher(context.Background(), workers, nil, nil, fetch, read)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestPrefetchBoundedAndClosed(t *testing.T) {
 }
 
 func TestPrefetchOff(t *testing.T) {
-	p, err := newPrefetcher(context.Background(), 0, nil, nil, nil)
+	p, err := newPrefetcher(context.Background(), 0, nil, nil, nil, nil)
 	if err != nil || p != nil {
 		t.Fatalf("newPrefetcher(0) = %v, %v; want nil, nil", p, err)
 	}

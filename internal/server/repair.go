@@ -191,13 +191,16 @@ func (r *Repair) SetProbeClient(c *http.Client, closeIdle func()) {
 // scorer) and the prefetch workers (filling through srv). Stop ends both.
 func (r *Repair) Start(srv *Server, hc *http.Client) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := newPrefetcher(ctx, r.cfg.Prefetch, r.cfg.Registerer,
+	p, err := newPrefetcher(ctx, r.cfg.Prefetch, r.cfg.Registerer, srv.log,
 		func(ctx context.Context, req goproxy.Request) error {
 			if srv.relay.skipDisk() {
 				return errNotStoring // a prefetch that cannot be stored is wasted
 			}
 			res, release := srv.fill(ctx, req, nil)
 			release()
+			if res.throttled > 0 {
+				return &throttledError{err: res.err, wait: res.throttled}
+			}
 			if res.err != nil {
 				return res.err
 			}

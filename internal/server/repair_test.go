@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +261,57 @@ func TestRepairMount(t *testing.T) {
 	}
 	if doc.Cache == nil || doc.Cache.Misses != 1 || doc.Cache.Hits != 1 || doc.Cache.BytesServed == 0 || doc.Hedges == nil || doc.Prefetch == nil {
 		t.Fatalf("api/chain cache %+v hedges %v prefetch %v", doc.Cache, doc.Hedges, doc.Prefetch)
+	}
+}
+
+// TestRepairPrefetchThrottled: an upstream that rate-limits a prefetch (429, Retry-After)
+// pauses prefetching for that long; the clients' own requests go on meanwhile, and
+// prefetching resumes after the pause.
+func TestRepairPrefetchThrottled(t *testing.T) {
+	o := newOrigin(t)
+	var throttle atomic.Bool
+	throttle.Store(true)
+	o.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if throttle.Load() && strings.HasSuffix(r.URL.Path, ".zip") {
+			w.Header().Set("Retry-After", "2")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return true
+		}
+		return false
+	})
+	e, rp := newRepairEnv(t, o.URL(), RepairConfig{NoHedge: true, Prefetch: 2}, nil)
+	throttled := func() float64 { return counterValue(rp.prefetch.Load().metric.WithLabelValues("throttled")) }
+
+	// A client's .info pulls its .mod and .zip; the .zip is refused with 429.
+	e.get(t, "/example.com/m/@v/v1.0.0.info", http.StatusOK)
+	deadline := time.Now().Add(10 * time.Second)
+	for throttled() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no prefetch was throttled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	paused := time.Now()
+	// The next client .info queues prefetches that wait out the pause...
+	e.get(t, "/example.com/m/@v/v1.1.0.info", http.StatusOK)
+	// ...while the client's own requests are answered at once.
+	e.get(t, "/example.com/other/@v/v1.0.0.mod", http.StatusOK)
+	time.Sleep(300 * time.Millisecond)
+	if n := o.count("example.com/m/@v/v1.1.0.mod") + o.count("example.com/m/@v/v1.1.0.zip"); n != 0 && time.Since(paused) < 2*time.Second {
+		t.Errorf("%d prefetches reached the upstream during the pause it asked for", n)
+	}
+	throttle.Store(false)
+	deadline = time.Now().Add(15 * time.Second)
+	for o.count("example.com/m/@v/v1.1.0.zip") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("prefetching did not resume after the pause")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waited := time.Since(paused); waited < 1500*time.Millisecond {
+		t.Errorf("prefetching resumed %v after a 429 asking for 2s", waited)
+	}
+	if !strings.Contains(e.logs.String(), "prefetching paused") {
+		t.Errorf("no log line about the pause:\n%s", e.logs)
 	}
 }

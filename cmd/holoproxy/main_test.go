@@ -116,7 +116,6 @@ func TestExitCodes(t *testing.T) {
 		{name: "serve argument", args: []string{"serve", "now"}, code: exitUsage, want: "no arguments"},
 		{name: "help", args: []string{"--help"}, code: exitOK},
 		{name: "version", args: []string{"--version"}, code: exitOK},
-		{name: "chain off", args: []string{"serve", "--upstream=off", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "no proxy"},
 		{name: "chain direct", args: []string{"serve", "--upstream=direct", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "not supported yet"},
 		{name: "bad upstream", args: []string{"serve", "--upstream=ftp://x", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "want an http, https or file URL"},
 		{name: "upstream is self", args: []string{"serve", "--listen=127.0.0.1:7070", "--upstream=http://localhost:7070", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: "own listen address"},

@@ -172,7 +172,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		// Set here, userAgentTransport need not copy every fill's request to add it.
 		c.Header.Set("User-Agent", userAgent())
 	}
-	if err := checkChain(chain, log); err != nil {
+	if err := checkChain(chain, o.upstream != "", log); err != nil {
 		return err
 	}
 	if err := server.CheckNotSelf(o.listen, chain); err != nil {
@@ -397,8 +397,10 @@ func upstreamClient(o serveOptions, obs *observability, creds *goproxy.Credentia
 func userAgent() string { return "holoproxy/" + buildVersion() }
 
 // checkChain logs the entries of chain that holoproxy does not fetch from and refuses a
-// chain with no proxy to fetch from before its end.
-func checkChain(chain *goproxy.Chain, log *slog.Logger) error {
+// chain with no proxy to fetch from before its end, except a chain of "off" alone given
+// explicitly (offline: holoproxy serves its cache and answers every miss 404), which
+// from `go env GOPROXY` is more likely a leftover than a wish.
+func checkChain(chain *goproxy.Chain, explicit bool, log *slog.Logger) error {
 	for i, e := range chain.Entries {
 		if e.Client != nil {
 			continue
@@ -407,7 +409,11 @@ func checkChain(chain *goproxy.Chain, log *slog.Logger) error {
 			log.Warn("direct in the upstream chain is not supported yet: the chain ends there", "chain", chain.String())
 		}
 		if i == 0 {
-			return fmt.Errorf("upstream chain %q has no proxy before %q: pass --upstream with a proxy URL", chain.String(), e.Name())
+			if e.Off && explicit {
+				log.Info("offline (--upstream off): only the cache is served; every miss is answered 404")
+				return nil
+			}
+			return fmt.Errorf("upstream chain %q has no proxy before %q: pass --upstream with a proxy URL (or --upstream off to serve the cache alone)", chain.String(), e.Name())
 		}
 		return nil
 	}

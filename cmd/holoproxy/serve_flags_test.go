@@ -141,3 +141,27 @@ func TestNewLoggerJSONDurations(t *testing.T) {
 		t.Errorf("durations in JSON: %v, %v; want 1m0s, 937µs", rec["list_ttl"], rec["duration"])
 	}
 }
+
+// A chain of "off" alone: refused when it comes from go env (a leftover GOPROXY=off more
+// likely than a wish), accepted from --upstream (offline: the cache alone).
+func TestServeOffline(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := execute(append([]string{"serve", "--listen=" + busy.Addr().String(), "--cache-dir=" + t.TempDir(), "--sumdb=off"}, args...),
+			func(string) (string, bool) { return "", false }, &out, &errb)
+		return code, errb.String()
+	}
+	if code, stderr := run(); code != exitFailure || !strings.Contains(stderr, "no proxy before") || !strings.Contains(stderr, "--upstream off") {
+		t.Errorf("GOPROXY=off from go env: exit %d, %q; want a failure that names --upstream off", code, stderr)
+	}
+	// Explicit: it gets as far as listening (on a port this test holds), saying it is offline.
+	if code, stderr := run("--upstream=off"); code != exitFailure || !strings.Contains(stderr, "offline") || !strings.Contains(stderr, "listen") {
+		t.Errorf("--upstream off: exit %d, %q; want it to start offline and fail only at listen", code, stderr)
+	}
+}

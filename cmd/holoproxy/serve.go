@@ -21,6 +21,7 @@ import (
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
 	"github.com/holoproxy/holoproxy/internal/server"
+	"github.com/holoproxy/holoproxy/internal/server/dashboard"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
 
@@ -207,8 +208,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		Logger:      log,
 		RelayMemory: o.relayMemory.config(),
 	}
+	var ev *store.Evictor
 	if o.cacheMaxSize > 0 {
-		ev := store.NewEvictor(disk, store.EvictorConfig{Max: int64(o.cacheMaxSize), Logger: log})
+		ev = store.NewEvictor(disk, store.EvictorConfig{Max: int64(o.cacheMaxSize), Logger: log})
 		if err := registerEvictor(obs.reg, ev); err != nil {
 			return err
 		}
@@ -247,6 +249,15 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
 	mux := server.NewRoutes(srv)
 	if o.repair.dashboard {
+		rp.StoreStats = func() dashboard.StoreStats {
+			var st dashboard.StoreStats
+			st.Unwritable, st.Unstored = srv.StoreState()
+			if ev != nil {
+				st.MaxBytes = int64(o.cacheMaxSize)
+				st.SizeBytes, st.Evicted, st.EvictedBytes = ev.Stats()
+			}
+			return st
+		}
 		rp.Mount(mux)
 	}
 	mux.Handle("/metrics", obs.handler())

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -44,6 +45,17 @@ func TestCacheMaxSize(t *testing.T) {
 				m["holoproxy_cache_size_bytes"], m["holoproxy_cache_evicted_files_total"])
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	var doc struct {
+		Store struct {
+			MaxBytes  int64 `json:"max_bytes"`
+			SizeBytes int64 `json:"size_bytes"`
+			Evicted   int64 `json:"evicted"`
+		} `json:"store"`
+	}
+	if _, body, _ := get(t, base+"api/chain"); json.Unmarshal(body, &doc) != nil || doc.Store.MaxBytes != max ||
+		doc.Store.Evicted == 0 || doc.Store.SizeBytes > max {
+		t.Errorf("/api/chain store = %+v; want the bound %d, evictions and a size under it", doc.Store, max)
 	}
 	st := verifyStore(t, cache, org)
 	var zips, mod int

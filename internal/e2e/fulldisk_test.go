@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -111,6 +112,17 @@ func TestFullCacheDisk(t *testing.T) {
 			!strings.Contains(k, `outcome="not_found"`) && v > 0 {
 			t.Errorf("%s = %v: the full disk was charged to an upstream or failed a fill", k, v)
 		}
+	}
+	// The dashboard's document says so too.
+	var doc struct {
+		Store *struct {
+			Unwritable bool  `json:"unwritable"`
+			Unstored   int64 `json:"unstored"`
+		} `json:"store"`
+	}
+	if _, body, _ := get(t, "http://"+p.addr+"/api/chain"); json.Unmarshal(body, &doc) != nil || doc.Store == nil ||
+		!doc.Store.Unwritable || doc.Store.Unstored < int64(len(lines)) {
+		t.Errorf("/api/chain store = %+v; want unwritable with at least %d unstored answers", doc.Store, len(lines))
 	}
 	if waitLog(p, "level=ERROR", "the cache cannot store answers", "no space left on device") == "" {
 		t.Errorf("holoproxy did not log that the cache cannot store answers")

@@ -108,6 +108,7 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 		// Relayed from memory: answered, never committed; the key stays unstored, so the
 		// next request fetches it again (and stores it, once the disk takes files again).
 		s.metrics.relayed.Inc()
+		s.relay.unstored.Add(1)
 		res.file = pending
 		c.res = res
 		close(c.done)

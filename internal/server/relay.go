@@ -34,6 +34,8 @@ type relay struct {
 	logged atomic.Int64 // UnixNano of the last log line about a refusal
 	mu     sync.Mutex
 	cause  error // the disk's last refusal, guarded by mu
+	// unstored counts the answers relayed from memory (holoproxy_server_unstored_answers_total).
+	unstored atomic.Int64
 }
 
 func newRelay(budget int64, retry time.Duration, log *slog.Logger) *relay {
@@ -165,4 +167,10 @@ func (c *capReader) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
 	c.n -= int64(k)
 	return k, err
+}
+
+// StoreState reports whether the store refuses files right now (misses are then relayed
+// from memory) and how many answers were relayed unstored since start.
+func (s *Server) StoreState() (unwritable bool, unstored int64) {
+	return s.relay.down.Load(), s.relay.unstored.Load()
 }

@@ -135,6 +135,9 @@ func TestFullDiskRelaysFromMemory(t *testing.T) {
 	if got := counterValue(e.s.metrics.relayed); got < 3 {
 		t.Errorf("unstored answers = %v, want at least 3", got)
 	}
+	if down, n := e.s.StoreState(); !down || float64(n) != counterValue(e.s.metrics.relayed) {
+		t.Errorf("StoreState = %v, %d; want true and the metric's %v", down, n, counterValue(e.s.metrics.relayed))
+	}
 	// Every relayed answer gave its memory back once its fill ended.
 	e.s.fills.Wait()
 	if !e.s.relay.mem.TryAcquire(e.s.relay.budget) {

@@ -66,6 +66,10 @@ type Repair struct {
 	names  []string
 	probed []string // names of the upstreams the prober probes (not file trees)
 
+	// StoreStats, when set before Mount, gives the dashboard the state of the cache's
+	// store (Server.StoreState and the size bound's figures).
+	StoreStats func() dashboard.StoreStats
+
 	probeClient    *http.Client // set by SetProbeClient before Start
 	probeCloseIdle func()
 
@@ -256,6 +260,7 @@ func (r *Repair) Dashboard() *dashboard.Handler {
 	if r.Hedger != nil {
 		cfg.Hedges = r.Hedger.Stats
 	}
+	cfg.Store = r.StoreStats
 	return dashboard.New(cfg)
 }
 

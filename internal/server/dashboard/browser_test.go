@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,8 +142,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	ring := NewRing(0)
 	cc := &CacheCounter{Header: "X-Holoproxy-Cache"}
 	var hedges health.HedgeStats
+	var storeMu sync.Mutex
+	store := StoreStats{MaxBytes: 50 << 30, SizeBytes: 31 << 30, Evicted: 12, EvictedBytes: 1 << 30}
 	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC,
-		Hedges: func() health.HedgeStats { return hedges }})
+		Hedges: func() health.HedgeStats { return hedges },
+		Store:  func() StoreStats { storeMu.Lock(); defer storeMu.Unlock(); return store }})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -184,6 +188,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	fh.set(1, health.StateUnhealthy, 0.38, time.Now(), "3 failures in a row, last tcp_timeout")
 	poll("B shown unhealthy without a reload",
 		`(() => { const s = document.querySelector('[data-upstream="`+proxyB+`"] .state'); return !!s && s.textContent === 'unhealthy'; })()`)
+	poll("the cache disk tile with its size bound",
+		`(() => { const t = document.getElementById('store-tile'); return !!t && t.textContent.includes('31.0 GiB of 50.0 GiB') && t.textContent.includes('12 zips evicted') && !t.classList.contains('alert'); })()`)
+	storeMu.Lock()
+	store.Unwritable, store.Unstored = true, 7
+	storeMu.Unlock()
+	poll("the cache disk tile alerting without a reload",
+		`(() => { const t = document.getElementById('store-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('refuses files') && t.textContent.includes('7 answers relayed'); })()`)
 	mark, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.__holoproxyMark || 0`))
 	if err != nil || mark != 42 {
 		t.Fatalf("page mark %d (%v): the page was reloaded", mark, err)

@@ -45,6 +45,8 @@ type Config struct {
 	Hedges func() health.HedgeStats
 	// Prefetch, when set, reports the prefetch counts.
 	Prefetch func() PrefetchStats
+	// Store, when set, reports the state of the cache's store.
+	Store func() StoreStats
 	// Chain is the upstream list in GOPROXY syntax, shown in the header.
 	Chain string
 	// Span is the time the heatmap and the slowest requests cover (default 5m), in Columns
@@ -55,6 +57,20 @@ type Config struct {
 	Slowest int
 	// Now tells the time (default time.Now).
 	Now func() time.Time
+}
+
+// StoreStats are the state of the cache's store the dashboard shows.
+type StoreStats struct {
+	// Unwritable is set while the store refuses files (disk full, over quota, read-only):
+	// misses are relayed from memory and not stored.
+	Unwritable bool  `json:"unwritable"`
+	Unstored   int64 `json:"unstored"` // answers relayed from memory, not stored, since start
+	// With a size bound (--cache-max-size): the bound, the size at the last eviction pass,
+	// and the zips evicted since start. Zero without a bound.
+	MaxBytes     int64 `json:"max_bytes,omitempty"`
+	SizeBytes    int64 `json:"size_bytes,omitempty"`
+	Evicted      int64 `json:"evicted,omitempty"`
+	EvictedBytes int64 `json:"evicted_bytes,omitempty"`
 }
 
 // PrefetchStats are the prefetch counters the dashboard shows.
@@ -135,6 +151,7 @@ type Chain struct {
 	Cache       *CacheView         `json:"cache,omitempty"`
 	Hedges      *health.HedgeStats `json:"hedges,omitempty"`
 	Prefetch    *PrefetchStats     `json:"prefetch,omitempty"`
+	Store       *StoreStats        `json:"store,omitempty"`
 	Slowest     []Request          `json:"slowest"`
 }
 
@@ -256,6 +273,10 @@ func (h *Handler) Snapshot() Chain {
 	if h.cfg.Prefetch != nil {
 		ps := h.cfg.Prefetch()
 		doc.Prefetch = &ps
+	}
+	if h.cfg.Store != nil {
+		ss := h.cfg.Store()
+		doc.Store = &ss
 	}
 	h.heatmap(&doc, now, order)
 	return doc

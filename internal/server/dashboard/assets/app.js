@@ -120,6 +120,18 @@
     if (p) {
       box.append(tile("Prefetched", p.fetched, p.queued + " queued · " + p.dropped + " dropped · " + p.failed + " failed"));
     }
+    const st = doc.store;
+    if (st) {
+      const bound = st.max_bytes ? fmtBytes(st.size_bytes) + " of " + fmtBytes(st.max_bytes) : "no size bound";
+      const evicted = st.evicted ? " · " + st.evicted + " zips evicted (" + fmtBytes(st.evicted_bytes) + ")" : "";
+      const t = st.unwritable
+        ? tile("Cache disk", "refuses files", st.unstored + " answers relayed unstored · " + bound)
+        : tile("Cache disk", st.max_bytes ? fmtBytes(st.size_bytes) : "storing", bound + evicted + (st.unstored ? " · " + st.unstored + " relayed unstored" : ""),
+            st.max_bytes ? Math.min(1, st.size_bytes / st.max_bytes) : undefined);
+      t.id = "store-tile";
+      if (st.unwritable) t.classList.add("alert");
+      box.append(t);
+    }
   }
 
   function renderUpstreams(doc) {

@@ -26,13 +26,7 @@ func TestFileUpstream(t *testing.T) {
 	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + chain, "--probe-interval=50ms"}, nil)
 
 	g := newApp(t, "http://"+p.addr, mods, roots)
-	if out, err := goWith(t, g, nil, "mod", "download", "all"); err != nil {
-		t.Fatalf("go mod download all: %v\n%s", err, out)
-	}
-	if out, err := goWith(t, g, nil, "build", "-o", filepath.Join(t.TempDir(), "app.bin"), "."); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	checkGoSum(t, g, sumLineSet(t, mods))
+	downloadAndBuild(t, g, nil, "through file trees", sumLineSet(t, mods))
 
 	m := scrape(t, p.addr)
 	halfURL := "file://" + filepath.ToSlash(half)

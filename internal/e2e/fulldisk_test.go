@@ -88,13 +88,7 @@ func TestFullCacheDisk(t *testing.T) {
 	g := newApp(t, "http://"+p.addr, mods, roots)
 
 	env := []string{"GOSUMDB=" + db.Key}
-	if out, err := goWith(t, g, env, "mod", "download", "all"); err != nil {
-		t.Fatalf("go mod download all with the cache disk full: %v\n%s", err, out)
-	}
-	if out, err := goWith(t, g, env, "build", "-o", filepath.Join(t.TempDir(), "app.bin"), "."); err != nil {
-		t.Fatalf("go build with the cache disk full: %v\n%s", err, out)
-	}
-	lines := checkGoSum(t, g, sumLineSet(t, mods))
+	lines := downloadAndBuild(t, g, env, "with the cache disk full", sumLineSet(t, mods))
 
 	m := scrape(t, p.addr)
 	if m["holoproxy_server_store_unwritable"] != 1 {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,13 +32,7 @@ func TestServeOffline(t *testing.T) {
 		t.Errorf("holoproxy did not say it is offline")
 	}
 	g2 := newApp(t, "http://"+off.addr, mods, roots)
-	if out, err := goWith(t, g2, nil, "mod", "download", "all"); err != nil {
-		t.Fatalf("go mod download all, offline: %v\n%s", err, out)
-	}
-	if out, err := goWith(t, g2, nil, "build", "-o", filepath.Join(t.TempDir(), "app.bin"), "."); err != nil {
-		t.Fatalf("go build, offline: %v\n%s", err, out)
-	}
-	checkGoSum(t, g2, sumLineSet(t, mods))
+	downloadAndBuild(t, g2, nil, "offline", sumLineSet(t, mods))
 
 	missing := modtree.Module{Path: "mods.test/never", Version: "v1.0.0"}
 	key := strings.TrimPrefix(treeFile(t, "", missing, ".info"), "/")

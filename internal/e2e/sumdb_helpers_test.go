@@ -53,6 +53,20 @@ func goWith(t *testing.T, g goRun, extra []string, args ...string) (string, erro
 	return g.normalize(string(out)), err
 }
 
+// downloadAndBuild runs `go mod download all` and `go build` in g's app with extra
+// environment, failing the test (naming when, e.g. "with the cache disk full") if either
+// fails, and returns the lines of the go.sum it wrote, each checked against want.
+func downloadAndBuild(t *testing.T, g goRun, extra []string, when string, want map[string]bool) []string {
+	t.Helper()
+	if out, err := goWith(t, g, extra, "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all %s: %v\n%s", when, err, out)
+	}
+	if out, err := goWith(t, g, extra, "build", "-o", filepath.Join(t.TempDir(), "app.bin"), "."); err != nil {
+		t.Fatalf("go build %s: %v\n%s", when, err, out)
+	}
+	return checkGoSum(t, g, want)
+}
+
 // get GETs url and returns the status, the body and the header.
 func get(t *testing.T, url string) (int, []byte, http.Header) {
 	t.Helper()

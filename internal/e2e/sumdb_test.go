@@ -40,13 +40,7 @@ func TestGoCommandVerifiesThroughHoloproxy(t *testing.T) {
 	g := newApp(t, "http://"+p.addr, mods, roots)
 
 	env := []string{"GOSUMDB=" + db.Key}
-	if out, err := goWith(t, g, env, "mod", "download", "all"); err != nil {
-		t.Fatalf("go mod download all: %v\n%s", err, out)
-	}
-	if out, err := goWith(t, g, env, "build", "-o", filepath.Join(t.TempDir(), "app.bin"), "."); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	lines := checkGoSum(t, g, sumLineSet(t, mods))
+	lines := downloadAndBuild(t, g, env, "verifying through holoproxy", sumLineSet(t, mods))
 
 	reqs := db.Requests()
 	lookups := 0

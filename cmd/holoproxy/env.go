@@ -79,8 +79,8 @@ func checkPositive(cmd *cobra.Command, names ...string) error {
 // 1MiB, 1MB, 1.5GiB (go-humanize's ParseBytes).
 type byteSize int64
 
-func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
-func (b *byteSize) Type() string   { return "bytes" }
+func (b byteSize) String() string { return humanize.IBytes(uint64(b)) }
+func (b *byteSize) Type() string  { return "bytes" }
 
 func (b *byteSize) Set(s string) error {
 	n, err := humanize.ParseBytes(s)

@@ -81,6 +81,7 @@ func newRootCmd(getenv func(string) (string, bool)) *cobra.Command {
 	root.AddCommand(newWarmCmd())
 	root.AddCommand(newTraceCmd())
 	root.AddCommand(newVerifyCmd())
+	root.AddCommand(newTrimCmd())
 	addEnvTwins(root)
 	return root
 }

@@ -40,6 +40,7 @@ type serveOptions struct {
 	httpServer      string
 	relayMemory     byteSize
 	cacheMaxSize    byteSize
+	clientAuth      string
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
@@ -96,6 +97,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
 	o.net.register(f)
 	o.tls.register(f)
+	f.StringVar(&o.clientAuth, "client-auth", "", "admit only clients with HTTP basic credentials found in this file (user:bcrypt-hash lines, as htpasswd -B writes them; read again when it changes); /healthz and /readyz stay open")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
@@ -259,6 +261,16 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 			return st
 		}
 		rp.Mount(mux)
+	}
+	if o.clientAuth != "" {
+		auth, err := server.NewClientAuth(o.clientAuth, log)
+		if err != nil {
+			return err
+		}
+		mux.RequireAuth(auth)
+		if !o.tls.enabled() {
+			log.Warn("--client-auth without --tls-cert: client passwords cross the network in clear text")
+		}
 	}
 	mux.Handle("/metrics", obs.handler())
 	mux.Handle("/sumdb/", server.LogRequests(log, sums.handler()))

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,21 +11,32 @@ import (
 )
 
 // TestUpstreamCredentials: an upstream that wants HTTP basic authentication gets the
-// credentials the go command would send it, from the user info of its URL in the chain or
-// from the netrc file (GOAUTH=netrc), and the go command downloads through holoproxy as it
-// would straight from the upstream. The secret never shows: not in holoproxy's log, not on
-// /metrics, not in its answers. Without credentials, or with GOAUTH=off, the client is told
-// that the upstream answered 401.
+// credentials the go command would send it: the user info of its URL in the chain, or the
+// netrc file's entry (GOAUTH=netrc) matched as the go command matches it (https only,
+// machine = host:port). The go command downloads through holoproxy as it would straight
+// from the upstream. The secret never shows: not in holoproxy's log, not on /metrics, not
+// in its answers. Otherwise the client is told that the upstream answered 401.
 func TestUpstreamCredentials(t *testing.T) {
 	const secret = "s3cret-t0ken"
 	mods, roots := fixtureModules()
 	org := newOrigin(t, mods)
 	org.user, org.password = "team", secret
-	hostURL := func(userinfo string) string { return strings.Replace(org.URL, "http://", "http://"+userinfo, 1) }
-	netrc := filepath.Join(t.TempDir(), "netrc")
-	if err := os.WriteFile(netrc, []byte("machine 127.0.0.1\n\tlogin team\n\tpassword "+secret+"\n"), 0o600); err != nil {
+	tlsOrg := httptest.NewTLSServer(org) // the same origin over https
+	t.Cleanup(tlsOrg.Close)
+	caFile := filepath.Join(t.TempDir(), "origin.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsOrg.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	hostPort := strings.TrimPrefix(tlsOrg.URL, "https://")
+	withUser := func(base, userinfo string) string { return strings.Replace(base, "://", "://"+userinfo, 1) }
+	netrcFile := func(machine string) string {
+		f := filepath.Join(t.TempDir(), "netrc")
+		if err := os.WriteFile(f, []byte("machine "+machine+"\n\tlogin team\n\tpassword "+secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	netrc := netrcFile(hostPort)
 	noNetrc := filepath.Join(t.TempDir(), "none")
 
 	for _, tc := range []struct {
@@ -33,14 +46,16 @@ func TestUpstreamCredentials(t *testing.T) {
 		ok       bool
 		logs     string // a line holoproxy logs at start
 	}{
-		{"user info in the URL", hostURL("team:" + secret + "@"), []string{"NETRC=" + noNetrc}, true, ""},
-		{"netrc", org.URL, []string{"NETRC=" + netrc, "GOAUTH=netrc"}, true, "upstream credentials from the netrc file"},
-		{"none", org.URL, []string{"NETRC=" + noNetrc}, false, ""},
-		{"GOAUTH=off", org.URL, []string{"NETRC=" + netrc, "GOAUTH=off"}, false, "GOAUTH=off"},
-		{"wrong user info wins over netrc", hostURL("team:wrong@"), []string{"NETRC=" + netrc, "GOAUTH=netrc"}, false, ""},
+		{"user info in the URL", withUser(org.URL, "team:"+secret+"@"), []string{"NETRC=" + noNetrc}, true, ""},
+		{"netrc", tlsOrg.URL, []string{"NETRC=" + netrc, "GOAUTH=netrc"}, true, "upstream credentials from the netrc file"},
+		{"netrc machine without the port", tlsOrg.URL, []string{"NETRC=" + netrcFile("127.0.0.1"), "GOAUTH=netrc"}, false, ""},
+		{"netrc over plain http", org.URL, []string{"NETRC=" + netrcFile(strings.TrimPrefix(org.URL, "http://")), "GOAUTH=netrc"}, false, ""},
+		{"none", tlsOrg.URL, []string{"NETRC=" + noNetrc}, false, ""},
+		{"GOAUTH=off", tlsOrg.URL, []string{"NETRC=" + netrc, "GOAUTH=off"}, false, "GOAUTH=off"},
+		{"wrong user info wins over netrc", withUser(tlsOrg.URL, "team:wrong@"), []string{"NETRC=" + netrc, "GOAUTH=netrc"}, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + tc.upstream}, tc.env)
+			p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + tc.upstream, "--ca-file=" + caFile}, tc.env)
 			g := newApp(t, "http://"+p.addr, mods, roots)
 			out, err := goWith(t, g, []string{"GOSUMDB=off", "GOFLAGS=-mod=mod"}, "mod", "download", "all")
 			switch {
@@ -63,8 +78,13 @@ func TestUpstreamCredentials(t *testing.T) {
 					t.Errorf("the credentials show in holoproxy's %s", what)
 				}
 			}
-			if !strings.Contains(string(metrics), `upstream="`+org.URL+`"`) {
-				t.Errorf("/metrics has no series labelled with the upstream's URL without user info")
+			upstream := strings.Split(tc.upstream, "@")
+			name := upstream[len(upstream)-1]
+			if !strings.Contains(name, "://") {
+				name = strings.SplitN(tc.upstream, "://", 2)[0] + "://" + name
+			}
+			if !strings.Contains(string(metrics), `upstream="`+name+`"`) {
+				t.Errorf("/metrics has no series labelled with the upstream's URL without user info, %s", name)
 			}
 			if code, _, _ := get(t, "http://"+p.addr+"/healthz"); code != http.StatusOK {
 				t.Errorf("/healthz = %d", code)

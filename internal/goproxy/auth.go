@@ -8,14 +8,16 @@ import (
 
 // Credentials are the HTTP basic credentials the go command would send to upstreams: those
 // in the user info of a proxy URL of the GOPROXY list, for every request below that URL,
-// and those of a netrc file (GOAUTH=netrc, the go command's default), for every request to
-// the host of a proxy of the list that carries none in its URL. Its RoundTripper adds them
-// to the requests that match; requests that already carry an Authorization header, and
-// those to any other host (after a redirect, say), go as they are.
+// and those of a netrc file (GOAUTH=netrc, the go command's default), matched as the go
+// command matches them: only over https, and when the entry's machine is the request's
+// host (with its port, if the URL has one), or a prefix of host and path ending at a '/'.
+// User info in a proxy URL wins over a netrc entry. Its RoundTripper adds them to the
+// requests that match; requests that already carry an Authorization header, and those
+// nothing matches (another host after a redirect, say), go as they are.
 type Credentials struct {
-	byURL  []urlCredential
-	byHost []NetrcEntry
-	list   []*url.URL // the proxies of the list, for UseNetrc
+	byURL []urlCredential
+	netrc map[string]NetrcEntry // by machine
+	list  []*url.URL            // the proxies of the list, for UseNetrc's report
 }
 
 type urlCredential struct {
@@ -41,31 +43,54 @@ func ListCredentials(list string) *Credentials {
 	return c
 }
 
-// UseNetrc adds, for each proxy of the list whose URL has no user info, the first netrc
-// entry whose machine is its host (with or without the port). It returns the names of the
-// proxies that got credentials so.
+// UseNetrc adds the entries of a netrc file (the first of a machine listed twice wins, as
+// with the go command). It returns the names of the list's proxies that get credentials
+// from them.
 func (c *Credentials) UseNetrc(entries []NetrcEntry) []string {
+	if c.netrc == nil {
+		c.netrc = map[string]NetrcEntry{}
+	}
+	for _, e := range entries {
+		if _, dup := c.netrc[e.Machine]; !dup {
+			c.netrc[e.Machine] = e
+		}
+	}
 	var got []string
 	for _, u := range c.list {
 		if u.User != nil {
 			continue
 		}
-		for _, e := range entries {
-			if strings.EqualFold(e.Machine, u.Host) || strings.EqualFold(e.Machine, u.Hostname()) {
-				c.byHost = append(c.byHost, NetrcEntry{Machine: strings.ToLower(u.Host), Login: e.Login, Password: e.Password})
-				got = append(got, (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
-				break
-			}
+		if _, ok := c.fromNetrc(u); ok {
+			got = append(got, (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
 		}
 	}
 	return got
 }
 
 // Empty reports whether there are no credentials at all.
-func (c *Credentials) Empty() bool { return c == nil || len(c.byURL)+len(c.byHost) == 0 }
+func (c *Credentials) Empty() bool { return c == nil || len(c.byURL)+len(c.netrc) == 0 }
 
-// lookup returns the credentials for u: the longest matching URL prefix first, then the
-// host's netrc entry.
+// fromNetrc returns the netrc entry for u: https only, the longest machine that is u's
+// host and path cut at a '/'.
+func (c *Credentials) fromNetrc(u *url.URL) (NetrcEntry, bool) {
+	if u.Scheme != "https" || len(c.netrc) == 0 {
+		return NetrcEntry{}, false
+	}
+	prefix := strings.TrimSuffix(u.Host+u.EscapedPath(), "/")
+	for {
+		if e, ok := c.netrc[prefix]; ok {
+			return e, true
+		}
+		i := strings.LastIndexByte(prefix, '/')
+		if i < 0 {
+			return NetrcEntry{}, false
+		}
+		prefix = prefix[:i]
+	}
+}
+
+// lookup returns the credentials for u: the longest matching proxy URL first, then the
+// netrc file.
 func (c *Credentials) lookup(u *url.URL) (user, password string, ok bool) {
 	host := strings.ToLower(u.Host)
 	best := -1
@@ -85,10 +110,8 @@ func (c *Credentials) lookup(u *url.URL) (user, password string, ok bool) {
 		pw, _ := c.byURL[best].user.Password()
 		return c.byURL[best].user.Username(), pw, true
 	}
-	for _, e := range c.byHost {
-		if e.Machine == host {
-			return e.Login, e.Password, true
-		}
+	if e, ok := c.fromNetrc(u); ok {
+		return e.Login, e.Password, true
 	}
 	return "", "", false
 }

@@ -30,8 +30,14 @@ func TestParseNetrc(t *testing.T) {
 		{"macdef body skipped to the empty line",
 			"machine a.test login u password p\nmacdef init\nmachine evil.test login x password y\n\nmachine b.test login v password q\n",
 			[]NetrcEntry{{"a.test", "u", "p"}, {"b.test", "v", "q"}}},
-		{"default ends it", "machine a.test login u password p\ndefault login x password y\nmachine b.test login v password q",
+		{"default at the end of a line ends it", "machine a.test login u password p default\nmachine b.test login v password q",
 			[]NetrcEntry{{"a.test", "u", "p"}}},
+		{"default alone on a line ends it", "machine a.test login u password p\ndefault\nmachine b.test login v password q",
+			[]NetrcEntry{{"a.test", "u", "p"}}},
+		{"default taken as a key does not", "machine a.test login u password p\ndefault login x password y\nmachine b.test login v password q",
+			[]NetrcEntry{{"a.test", "u", "p"}, {"b.test", "v", "q"}}},
+		{"a macro ends at an empty line only", "macdef m\n  \nmachine evil.test login x password y\n\nmachine b.test login v password q",
+			[]NetrcEntry{{"b.test", "v", "q"}}},
 		{"empty", "", nil},
 		{"key without value", "machine", nil},
 	} {
@@ -83,21 +89,31 @@ func TestCredentials(t *testing.T) {
 			http.Redirect(w, r, other.URL+"/elsewhere", http.StatusFound)
 		}
 	})
-	b := newAuthServer(t, nil)
+	// b and c serve https, as the go command sends netrc credentials over https only.
+	b := &authServer{seen: map[string]string{}}
+	b.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.seen[r.URL.Path] = r.Header.Get("Authorization")
+		b.mu.Unlock()
+	}))
+	t.Cleanup(b.Close)
 	hostA := strings.TrimPrefix(a.URL, "http://")
-	hostB := strings.TrimPrefix(b.URL, "http://")
-	bHostname, _, _ := strings.Cut(hostB, ":")
+	hostB := strings.TrimPrefix(b.URL, "https://")
+	hostname, _, _ := strings.Cut(hostB, ":")
 
-	list := "http://u:s3cret@" + hostA + "/a/,http://v:deeper@" + hostA + "/a/b|http://" + hostB + ",off"
+	list := "http://u:s3cret@" + hostA + "/a/,http://v:deeper@" + hostA + "/a/b|" + b.URL + "/go," + b.URL + "/other,off"
 	creds := ListCredentials(list)
 	got := creds.UseNetrc([]NetrcEntry{
-		{Machine: hostA, Login: "netrc-a", Password: "x"}, // the URL's user info wins
-		{Machine: bHostname, Login: "netrc-b", Password: "y"},
+		{Machine: hostA, Login: "netrc-a", Password: "x"},          // plain http, and the URL's user info wins
+		{Machine: hostname, Login: "no-port", Password: "z"},       // the go command matches the port too
+		{Machine: hostB + "/go", Login: "netrc-go", Password: "y"}, // a machine with a path: a prefix
+		{Machine: hostB, Login: "netrc-b", Password: "w"},
+		{Machine: hostB, Login: "second", Password: "ignored"}, // the first entry of a machine wins
 	})
-	if want := []string{b.URL}; !reflect.DeepEqual(got, want) {
+	if want := []string{b.URL + "/go", b.URL + "/other"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("UseNetrc gave credentials to %v, want %v", got, want)
 	}
-	hc := &http.Client{Transport: creds.RoundTripper(http.DefaultTransport)}
+	hc := &http.Client{Transport: creds.RoundTripper(b.Client().Transport)}
 	do := func(u string, preset string) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
@@ -120,7 +136,9 @@ func TestCredentials(t *testing.T) {
 	do(a.URL+"/a/b/m/@v/list", "")
 	do(a.URL+"/ab/m/@v/list", "")
 	do(a.URL+"/a/redirect", "")
-	do(b.URL+"/m/@v/list", "")
+	do(a.URL+"/plain", "")
+	do(b.URL+"/go/m/@v/list", "")
+	do(b.URL+"/other/m/@v/list", "")
 	do(b.URL+"/preset", "Bearer t")
 	for _, c := range []struct {
 		srv             *authServer
@@ -130,8 +148,10 @@ func TestCredentials(t *testing.T) {
 		{a, "/a/b/m/@v/list", basic("v", "deeper"), "the longest matching URL wins"},
 		{a, "/ab/m/@v/list", "", "a sibling path is not below the proxy URL"},
 		{a, "/a/redirect", basic("u", "s3cret"), "below the proxy URL"},
+		{a, "/plain", "", "a netrc entry is never sent over plain http"},
 		{other, "/elsewhere", "", "a redirect to another host gets none"},
-		{b, "/m/@v/list", basic("netrc-b", "y"), "netrc entry of the host without its port"},
+		{b, "/go/m/@v/list", basic("netrc-go", "y"), "the netrc machine with the longest path"},
+		{b, "/other/m/@v/list", basic("netrc-b", "w"), "the netrc entry of host:port, the first listed"},
 		{b, "/preset", "Bearer t", "a request's own Authorization is kept"},
 	} {
 		if got := c.srv.auth(c.path); got != c.want {

@@ -16,35 +16,26 @@ type NetrcEntry struct {
 }
 
 // ParseNetrc reads the machine entries of a netrc file the way the go command does
-// (GOAUTH=netrc): tokens separated by white space; "machine", "login" and "password"
-// each take the next token, and an entry counts once it has all three; a "macdef" body
-// runs to the next empty line and is skipped; parsing stops at "default", which the go
-// command does not use. Other tokens ("account") are skipped with their value.
-// The go command's own parser is internal to it (cmd/go/internal/auth), so it cannot be
-// imported; this one follows the same rules, which the tests pin down case by case.
+// (GOAUTH=netrc). Each line is split into white-space separated tokens taken two at a
+// time, a key and its value: "machine" starts an entry, "login" and "password" fill it,
+// and an entry counts once it has all three; "macdef" makes the following lines, up to an
+// empty one, a macro body that is skipped; other keys are skipped with their value. A
+// "default" left over at the end of a line (not taken as a value) ends the file. The go
+// command's parser is internal to it (cmd/go/internal/auth), so it cannot be imported;
+// the tests pin these rules down case by case, odd ones included.
 func ParseNetrc(data string) []NetrcEntry {
 	var out []NetrcEntry
 	var cur NetrcEntry
 	inMacro := false
 	for _, line := range strings.Split(data, "\n") {
 		if inMacro {
-			if strings.TrimSpace(line) == "" {
-				inMacro = false
-			}
+			inMacro = line != ""
 			continue
 		}
 		f := strings.Fields(line)
-		for i := 0; i < len(f); i++ {
-			tok := f[i]
-			if tok == "default" {
-				return out
-			}
-			if i+1 >= len(f) {
-				break // a key without its value on this line
-			}
-			val := f[i+1]
-			i++
-			switch tok {
+		i := 0
+		for ; i+1 < len(f); i += 2 {
+			switch key, val := f[i], f[i+1]; key {
 			case "machine":
 				cur = NetrcEntry{Machine: val}
 			case "login":
@@ -58,6 +49,9 @@ func ParseNetrc(data string) []NetrcEntry {
 				out = append(out, cur)
 				cur = NetrcEntry{}
 			}
+		}
+		if i < len(f) && f[i] == "default" {
+			break
 		}
 	}
 	return out

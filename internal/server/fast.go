@@ -290,6 +290,13 @@ func (rt *Routes) FastHandler(s *Server) fasthttp.RequestHandler {
 			s.fastBadURI(ctx, err)
 			return
 		}
+		if rt.auth != nil && !rt.admit(path, string(ctx.Request.Header.Peek("Authorization"))) {
+			ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="holoproxy", charset="UTF-8"`)
+			ctx.Response.Header.SetContentType(hdrText[0])
+			ctx.SetStatusCode(http.StatusUnauthorized)
+			ctx.SetBodyString(unauthorizedBody)
+			return
+		}
 		if rt.fixed(path) != nil {
 			adapted(ctx)
 			return

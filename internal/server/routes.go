@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"strings"
 )
@@ -14,6 +15,17 @@ type Routes struct {
 	modules  http.Handler
 	exact    map[string]http.Handler
 	prefixes []prefixRoute
+	auth     *ClientAuth // when set, every path but the probes wants credentials
+}
+
+// RequireAuth makes every path but /healthz and /readyz answer 401 unless the request
+// carries credentials a admits. Call it before serving.
+func (rt *Routes) RequireAuth(a *ClientAuth) { rt.auth = a }
+
+// admit reports whether a request for path with the Authorization header value
+// authorization may be served.
+func (rt *Routes) admit(path, authorization string) bool {
+	return rt.auth == nil || rt.auth.open(path) || rt.auth.Allow(authorization)
 }
 
 type prefixRoute struct {
@@ -52,6 +64,14 @@ func (rt *Routes) fixed(p string) http.Handler {
 
 // ServeHTTP implements http.Handler.
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !rt.admit(r.URL.Path, r.Header.Get("Authorization")) {
+		h := w.Header()
+		h.Set("WWW-Authenticate", `Basic realm="holoproxy", charset="UTF-8"`)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, unauthorizedBody)
+		return
+	}
 	if h := rt.fixed(r.URL.Path); h != nil {
 		h.ServeHTTP(w, r)
 		return

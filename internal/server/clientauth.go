@@ -1,0 +1,153 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ClientAuth admits clients by HTTP basic authentication against a password file: one
+// "user:bcrypt-hash" per line (htpasswd -B writes them), blank lines and #-comments
+// allowed. The go command sends such credentials to a GOPROXY URL from its netrc file or
+// the URL's user info, so a proxy holding private modules need not serve them to anyone
+// who can reach its port. The file is read again when it changes (looked at once a second
+// at most); a file that no longer parses keeps the last good users, logged once.
+//
+// A bcrypt comparison costs tens of milliseconds by design: each Authorization value's
+// verdict is remembered (up to authCacheSize values, forgotten when the file changes), so
+// a client pays it once, not on every request of a graph walk.
+type ClientAuth struct {
+	file string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	users   map[string][]byte // guarded by mu
+	stamp   fileStamp         // of the file users came from
+	failed  fileStamp         // of the last version that did not parse, logged once
+	checked time.Time
+	seen    *lru.Cache[string, bool] // Authorization value -> admitted; replaced on reload
+}
+
+// authCacheSize bounds the remembered verdicts.
+const authCacheSize = 4096
+
+// fileStamp tells versions of a file apart.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stampOf(name string) fileStamp {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return fileStamp{size: -1}
+	}
+	return fileStamp{fi.Size(), fi.ModTime()}
+}
+
+// NewClientAuth reads the password file; an unreadable or malformed file is an error.
+func NewClientAuth(file string, log *slog.Logger) (*ClientAuth, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &ClientAuth{file: file, log: log}
+	st := stampOf(file)
+	users, err := readPasswords(file)
+	if err != nil {
+		return nil, err
+	}
+	seen, _ := lru.New[string, bool](authCacheSize)
+	a.users, a.stamp, a.seen, a.checked = users, st, seen, time.Now()
+	return a, nil
+}
+
+// readPasswords parses a password file.
+func readPasswords(file string) (map[string][]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("client password file: %w", err)
+	}
+	users := map[string][]byte{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return nil, fmt.Errorf("client password file %s:%d: want user:bcrypt-hash", file, n)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("client password file %s:%d: the hash of %q is not bcrypt (htpasswd -B): %v", file, n, user, err)
+		}
+		users[user] = []byte(hash)
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("client password file %s: no user", file)
+	}
+	return users, sc.Err()
+}
+
+// reload reads the file again when it changed since the last look (a second ago at
+// most). Called with mu held.
+func (a *ClientAuth) reload() {
+	now := time.Now()
+	if now.Sub(a.checked) < time.Second {
+		return
+	}
+	a.checked = now
+	st := stampOf(a.file)
+	if st == a.stamp || st == a.failed {
+		return
+	}
+	users, err := readPasswords(a.file)
+	if err != nil {
+		a.failed = st
+		a.log.Warn("client password file changed but does not load: keeping the last good users", "err", err)
+		return
+	}
+	seen, _ := lru.New[string, bool](authCacheSize)
+	a.users, a.stamp, a.seen = users, st, seen
+	a.log.Info("client password file reloaded", "users", len(users))
+}
+
+// Allow reports whether authorization, a request's Authorization header, names a user of
+// the file with its password.
+func (a *ClientAuth) Allow(authorization string) bool {
+	a.mu.Lock()
+	a.reload()
+	seen, users := a.seen, a.users
+	a.mu.Unlock()
+	if ok, hit := seen.Get(authorization); hit {
+		return ok
+	}
+	ok := false
+	if enc, found := strings.CutPrefix(authorization, "Basic "); found {
+		if raw, err := base64.StdEncoding.DecodeString(enc); err == nil {
+			if user, pass, found := strings.Cut(string(raw), ":"); found {
+				if hash, known := users[user]; known {
+					ok = bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
+				}
+			}
+		}
+	}
+	seen.Add(authorization, ok)
+	return ok
+}
+
+// open reports whether path is answered without credentials: the probes of a load
+// balancer, which cannot send any.
+func (a *ClientAuth) open(path string) bool { return path == "/healthz" || path == "/readyz" }
+
+// unauthorized is the one-line answer to a request without valid credentials.
+const unauthorizedBody = "holoproxy: this proxy wants HTTP basic credentials (the go command sends them from its netrc file or the GOPROXY URL)\n"

@@ -1,0 +1,151 @@
+package server
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// passwordFile writes a password file of users (name -> password) and returns its name.
+func passwordFile(t *testing.T, dir string, users map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("# holoproxy clients\n\n")
+	for u, p := range users {
+		h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(u + ":" + string(h) + "\n")
+	}
+	name := filepath.Join(dir, "clients")
+	if err := os.WriteFile(name, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func TestClientAuthFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"no user":      "# nobody\n",
+		"no colon":     "alice\n",
+		"not bcrypt":   "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+		"missing file": "",
+		"empty user":   ":$2y$10$abcdefghijklmnopqrstuuRRVZ1Xn8Xu7jQ9D4pFJ8sYQF8wTb3bC\n",
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		if content != "" {
+			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := NewClientAuth(file, nil); err == nil {
+			t.Errorf("%s: NewClientAuth accepted the file", name)
+		}
+	}
+}
+
+// TestClientAuth: with RequireAuth, both fronts answer 401 with a challenge to requests
+// without the right credentials, serve those with them, leave the probes open, and follow
+// the password file when it changes.
+func TestClientAuth(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), nil)
+	dir := t.TempDir()
+	file := passwordFile(t, dir, map[string]string{"alice": "wonderland", "bob": "builder"})
+	auth, err := NewClientAuth(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := NewRoutes(e.s)
+	rt.Handle("/healthz", HealthHandler())
+	rt.RequireAuth(auth)
+
+	netSrv := httptest.NewServer(rt)
+	defer netSrv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := NewFastServer(rt.FastHandler(e.s), FastServerConfig{ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	go fs.Serve(ln)
+	defer fs.Shutdown()
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	get := func(base, path, user, pass string) (int, http.Header, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, resp.Header, b.String()
+	}
+	info := "/example.com/m/@v/v1.0.0.info"
+	for front, base := range map[string]string{"net/http": netSrv.URL, "fasthttp": "http://" + ln.Addr().String()} {
+		for _, c := range []struct {
+			path, user, pass string
+			want             int
+		}{
+			{info, "", "", 401},
+			{info, "alice", "rabbit", 401},
+			{info, "mallory", "wonderland", 401},
+			{info, "alice", "wonderland", 200},
+			{info, "alice", "wonderland", 200}, // the remembered verdict
+			{info, "bob", "builder", 200},
+			{"/healthz", "", "", 200},
+			{"/example.com/m/@v/list", "", "", 401},
+		} {
+			code, h, body := get(base, c.path, c.user, c.pass)
+			if code != c.want {
+				t.Errorf("%s: GET %s as %q/%q = %d, want %d", front, c.path, c.user, c.pass, code, c.want)
+			}
+			if code == 401 && (!strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") || strings.Count(body, "\n") != 1) {
+				t.Errorf("%s: 401 without a Basic challenge or a one-line reason: %q, %q", front, h.Get("WWW-Authenticate"), body)
+			}
+		}
+	}
+
+	// The file changes: bob is gone, carol is in; the remembered verdicts go with it.
+	time.Sleep(10 * time.Millisecond) // a modification time the stat can tell apart
+	passwordFile(t, dir, map[string]string{"alice": "wonderland", "carol": "singer"})
+	auth.mu.Lock()
+	auth.checked = time.Time{} // look at the file on the next request, not a second later
+	auth.mu.Unlock()
+	for _, c := range []struct {
+		user, pass string
+		want       int
+	}{{"bob", "builder", 401}, {"carol", "singer", 200}, {"alice", "wonderland", 200}} {
+		if code, _, _ := get(netSrv.URL, info, c.user, c.pass); code != c.want {
+			t.Errorf("after the file changed: %s = %d, want %d", c.user, code, c.want)
+		}
+	}
+	// A file that no longer parses keeps the last good users.
+	if err := os.WriteFile(file, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth.mu.Lock()
+	auth.checked = time.Time{}
+	auth.mu.Unlock()
+	if code, _, _ := get(netSrv.URL, info, "carol", "singer"); code != 200 {
+		t.Errorf("after a broken file: carol = %d, want 200 (the last good users)", code)
+	}
+}

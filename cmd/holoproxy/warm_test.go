@@ -241,3 +241,47 @@ func TestWarmTrustsCAFile(t *testing.T) {
 		t.Errorf("with --ca-file: exit %d, stderr %q; want 0", code, errOut)
 	}
 }
+
+// TestWarmCredentials: warm sends the credentials of its --proxy URL's user info (and of
+// the netrc file, over https) to an origin that wants them, and never prints them.
+func TestWarmCredentials(t *testing.T) {
+	f := newWarmFixture(t, 4)
+	authed := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		f.origin.Config.Handler.ServeHTTP(w, r)
+	}))
+	authed.Config.ErrorLog = log.New(io.Discard, "", 0)
+	authed.StartTLS()
+	t.Cleanup(authed.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authed.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	netrc := filepath.Join(t.TempDir(), "netrc")
+	if err := os.WriteFile(netrc, []byte("machine "+strings.TrimPrefix(authed.URL, "https://")+" login ci password s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, proxy, netrc string
+		want               int
+	}{
+		{"none", authed.URL, filepath.Join(t.TempDir(), "none"), exitFailure},
+		{"user info", strings.Replace(authed.URL, "https://", "https://ci:s3cret@", 1), filepath.Join(t.TempDir(), "none"), exitOK},
+		{"netrc", authed.URL, netrc, exitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NETRC", tc.netrc)
+			t.Setenv("GOAUTH", "netrc")
+			code, out, errOut := runCLI("warm", "--proxy="+tc.proxy, "--ca-file="+ca, "--progress=off", "--to="+t.TempDir(), f.app)
+			if code != tc.want {
+				t.Errorf("exit %d, want %d\n%s", code, tc.want, errOut)
+			}
+			if strings.Contains(out+errOut, "s3cret") {
+				t.Errorf("warm printed the password")
+			}
+		})
+	}
+}

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -26,48 +24,40 @@ import (
 // verdict is remembered (up to authCacheSize values, forgotten when the file changes), so
 // a client pays it once, not on every request of a graph walk.
 type ClientAuth struct {
-	file string
-	log  *slog.Logger
+	users *reloader[clientUsers]
+}
 
-	mu      sync.Mutex
-	users   map[string][]byte // guarded by mu
-	stamp   fileStamp         // of the file users came from
-	failed  fileStamp         // of the last version that did not parse, logged once
-	checked time.Time
-	seen    *lru.Cache[string, bool] // Authorization value -> admitted; replaced on reload
+// clientUsers is one version of the password file with the verdicts given under it.
+type clientUsers struct {
+	hashes map[string][]byte
+	seen   *lru.Cache[string, bool] // Authorization value -> admitted
 }
 
 // authCacheSize bounds the remembered verdicts.
 const authCacheSize = 4096
-
-// fileStamp tells versions of a file apart.
-type fileStamp struct {
-	size int64
-	mod  time.Time
-}
-
-func stampOf(name string) fileStamp {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return fileStamp{size: -1}
-	}
-	return fileStamp{fi.Size(), fi.ModTime()}
-}
 
 // NewClientAuth reads the password file; an unreadable or malformed file is an error.
 func NewClientAuth(file string, log *slog.Logger) (*ClientAuth, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &ClientAuth{file: file, log: log}
-	st := stampOf(file)
-	users, err := readPasswords(file)
+	parse := func() (clientUsers, error) {
+		hashes, err := readPasswords(file)
+		if err != nil {
+			return clientUsers{}, err
+		}
+		seen, _ := lru.New[string, bool](authCacheSize)
+		return clientUsers{hashes, seen}, nil
+	}
+	r, err := newReloader(parse,
+		func(u clientUsers) { log.Info("client password file reloaded", "users", len(u.hashes)) },
+		func(err error) {
+			log.Warn("client password file changed but does not load: keeping the last good users", "err", err)
+		}, file)
 	if err != nil {
 		return nil, err
 	}
-	seen, _ := lru.New[string, bool](authCacheSize)
-	a.users, a.stamp, a.seen, a.checked = users, st, seen, time.Now()
-	return a, nil
+	return &ClientAuth{users: r}, nil
 }
 
 // readPasswords parses a password file.
@@ -98,36 +88,11 @@ func readPasswords(file string) (map[string][]byte, error) {
 	return users, sc.Err()
 }
 
-// reload reads the file again when it changed since the last look (a second ago at
-// most). Called with mu held.
-func (a *ClientAuth) reload() {
-	now := time.Now()
-	if now.Sub(a.checked) < time.Second {
-		return
-	}
-	a.checked = now
-	st := stampOf(a.file)
-	if st == a.stamp || st == a.failed {
-		return
-	}
-	users, err := readPasswords(a.file)
-	if err != nil {
-		a.failed = st
-		a.log.Warn("client password file changed but does not load: keeping the last good users", "err", err)
-		return
-	}
-	seen, _ := lru.New[string, bool](authCacheSize)
-	a.users, a.stamp, a.seen = users, st, seen
-	a.log.Info("client password file reloaded", "users", len(users))
-}
-
 // Allow reports whether authorization, a request's Authorization header, names a user of
 // the file with its password.
 func (a *ClientAuth) Allow(authorization string) bool {
-	a.mu.Lock()
-	a.reload()
-	seen, users := a.seen, a.users
-	a.mu.Unlock()
+	u := a.users.get()
+	seen, users := u.seen, u.hashes
 	if ok, hit := seen.Get(authorization); hit {
 		return ok
 	}

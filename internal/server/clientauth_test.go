@@ -127,9 +127,7 @@ func TestClientAuth(t *testing.T) {
 	// The file changes: bob is gone, carol is in; the remembered verdicts go with it.
 	time.Sleep(10 * time.Millisecond) // a modification time the stat can tell apart
 	passwordFile(t, dir, map[string]string{"alice": "wonderland", "carol": "singer"})
-	auth.mu.Lock()
-	auth.checked = time.Time{} // look at the file on the next request, not a second later
-	auth.mu.Unlock()
+	auth.users.lookNow() // look at the file on the next request, not a second later
 	for _, c := range []struct {
 		user, pass string
 		want       int
@@ -142,9 +140,7 @@ func TestClientAuth(t *testing.T) {
 	if err := os.WriteFile(file, []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	auth.mu.Lock()
-	auth.checked = time.Time{}
-	auth.mu.Unlock()
+	auth.users.lookNow()
 	if code, _, _ := get(netSrv.URL, info, "carol", "singer"); code != 200 {
 		t.Errorf("after a broken file: carol = %d, want 200 (the last good users)", code)
 	}

@@ -454,3 +454,17 @@ func cacheDirOrDefault(dir string) (string, error) {
 	}
 	return filepath.Join(base, "holoproxy"), nil
 }
+
+// attachCache attaches to the cache directory dir (the default when empty) of a serve that
+// may be running: attach, not open, so that its fills in progress are left alone.
+func attachCache(dir string) (*store.Disk, string, error) {
+	cacheDir, err := cacheDirOrDefault(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := store.AttachDisk(cacheDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("cache directory: %w", err)
+	}
+	return st, cacheDir, nil
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -50,16 +49,11 @@ func newTrimCmd() *cobra.Command {
 
 // runTrim makes one eviction pass and reports it on out.
 func runTrim(ctx context.Context, o trimOptions, out io.Writer) error {
-	cacheDir, err := cacheDirOrDefault(o.cacheDir)
+	st, cacheDir, err := attachCache(o.cacheDir)
 	if err != nil {
 		return err
 	}
-	// Attach, not open: a serve on the same directory keeps its fills in progress.
-	st, err := store.AttachDisk(cacheDir)
-	if err != nil {
-		return fmt.Errorf("cache directory: %w", err)
-	}
-	res, err := store.NewEvictor(st, store.EvictorConfig{Max: int64(o.maxSize), Logger: slog.New(slog.DiscardHandler)}).Pass(ctx)
+	res, err := store.NewEvictor(st, store.EvictorConfig{Max: int64(o.maxSize), Logger: discardLogger()}).Pass(ctx)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/holoproxy/holoproxy/internal/checksum"
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
-	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // verifyOptions are the flags of holoproxy verify.
@@ -63,14 +62,9 @@ func newVerifyCmd() *cobra.Command {
 // runVerify verifies the store at o.cacheDir and writes one line per failure and the counts
 // to out. It returns an error when a file failed or could not be checked.
 func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
-	cacheDir, err := cacheDirOrDefault(o.cacheDir)
+	st, cacheDir, err := attachCache(o.cacheDir)
 	if err != nil {
 		return err
-	}
-	// Attach, not open: a serve on the same directory keeps its fills in progress.
-	st, err := store.AttachDisk(cacheDir)
-	if err != nil {
-		return fmt.Errorf("cache directory: %w", err)
 	}
 	db, nosumdb, err := resolveSumDB(ctx, o.checks)
 	if err != nil {

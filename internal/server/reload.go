@@ -2,6 +2,7 @@ package server
 
 import (
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,18 +45,6 @@ func stamps(files []string) []fileStamp {
 	return out
 }
 
-func sameStamps(a, b []fileStamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // newReloader parses the files once; an error there is the caller's to report.
 func newReloader[T any](parse func() (T, error), onReload func(T), onFail func(error), files ...string) (*reloader[T], error) {
 	st := stamps(files)
@@ -73,7 +62,7 @@ func (r *reloader[T]) get() T {
 	defer r.mu.Unlock()
 	if now := time.Now(); now.Sub(r.checked) >= reloadInterval {
 		r.checked = now
-		if st := stamps(r.files); !sameStamps(st, r.loaded) && !sameStamps(st, r.failed) {
+		if st := stamps(r.files); !slices.Equal(st, r.loaded) && !slices.Equal(st, r.failed) {
 			val, err := r.parse()
 			if err != nil {
 				r.failed = st

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
+)
+
+func TestParseS3URL(t *testing.T) {
+	for _, tc := range []struct{ in, bucket, prefix, err string }{
+		{in: "s3://cache", bucket: "cache"},
+		{in: "s3://cache/", bucket: "cache"},
+		{in: "s3://cache/team/go", bucket: "cache", prefix: "team/go/"},
+		{in: "s3://cache/team/go/", bucket: "cache", prefix: "team/go/"},
+		{in: "https://cache/x", err: "want s3://BUCKET"},
+		{in: "s3:///x", err: "want s3://BUCKET"},
+		{in: "s3://key:secret@cache", err: "want s3://BUCKET"},
+		{in: "s3://cache/a/../b", err: "prefix"},
+		{in: "s3://cache/a?x=1", err: "want s3://BUCKET"},
+	} {
+		b, p, err := ParseS3URL(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseS3URL(%q) = %q, %q, %v; want error with %q", tc.in, b, p, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || b != tc.bucket || p != tc.prefix {
+			t.Errorf("ParseS3URL(%q) = %q, %q, %v; want %q, %q", tc.in, b, p, err, tc.bucket, tc.prefix)
+		}
+	}
+}
+
+func s3Bucket(t *testing.T, srv *lab.S3Server, url, secret string) *S3Bucket {
+	t.Helper()
+	b, err := NewS3Bucket(S3Config{URL: url, Endpoint: srv.Endpoint,
+		Creds: credentials.NewStaticV4(srv.AccessKey, secret, ""), UserAgent: "holoproxy/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The shared tier against a real S3 server (Versity's gateway, which checks signatures):
+// replicas fill each other, an object altered in the server's own files is refused, and a
+// server that went away is skipped.
+func TestS3SharedTier(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "cache")
+	ctx := context.Background()
+
+	if err := s3Bucket(t, srv, "s3://cache", "wrong-secret").Check(ctx); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("Check with a wrong secret = %v, want the server's 403", err)
+	}
+	if err := s3Bucket(t, srv, "s3://nothere", srv.SecretKey).Check(ctx); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Check of a missing bucket = %v, want 'does not exist'", err)
+	}
+	bucket := s3Bucket(t, srv, "s3://cache/team", srv.SecretKey)
+	if err := bucket.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	replica := func() *Shared {
+		d, err := OpenDisk(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Shared{Local: d, Bucket: bucket, Timeout: 2 * time.Second, Backoff: time.Hour,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	a := replica()
+	zip := strings.Repeat("0123456789abcdef", 3<<16) // 3 MiB
+	keys := map[string]string{
+		"github.com/!azure/go-autorest/@v/v14.2.0+incompatible.zip": zip,
+		"example.com/m/v2/@v/v2.0.0-20240101000000-abcdefabcdef.mod": "module example.com/m/v2\n",
+		"example.com/m/@v/list": "v1.0.0\nv1.1.0\n",
+	}
+	for k, v := range keys {
+		commitString(t, a, k, v)
+	}
+	if st := a.Stats(); st.Uploads != 3 || st.UploadErrors != 0 {
+		t.Fatalf("uploads: %+v", st)
+	}
+	// The objects are where the prefix says, whole.
+	zkey := "github.com/!azure/go-autorest/@v/v14.2.0+incompatible.zip"
+	if fi, err := os.Stat(srv.ObjectPath("cache", "team/"+zkey)); err != nil || fi.Size() != int64(len(zip)) {
+		t.Fatalf("object file: %v, %v", fi, err)
+	}
+
+	c := replica()
+	for k, v := range keys {
+		got, info, err := readEntry(t, c, k)
+		if err != nil || got != v {
+			t.Fatalf("%s through the bucket: %d bytes, %v", k, len(got), err)
+		}
+		if d := time.Since(info.ModTime); d < 0 || d > time.Minute {
+			t.Errorf("%s: ModTime %v is not the object's time", k, info.ModTime)
+		}
+	}
+	if st := c.Stats(); st.Hits != 3 || st.Corrupt != 0 {
+		t.Fatalf("replica stats: %+v", st)
+	}
+	if _, _, err := readEntry(t, c, "example.com/m/@v/v9.9.9.info"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a key in no tier: %v", err)
+	}
+	if st := c.Stats(); st.Misses != 1 || st.Errors != 0 || st.Down {
+		t.Fatalf("a miss counted as %+v", st)
+	}
+
+	// Alter the zip in the server's files, same length: the next replica refuses it.
+	p := srv.ObjectPath("cache", "team/"+zkey)
+	if err := os.WriteFile(p, []byte(strings.Repeat("X", len(zip))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := replica()
+	if _, _, err := readEntry(t, d, zkey); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("altered object: %v, want not-exist", err)
+	}
+	if st := d.Stats(); st.Corrupt != 1 {
+		t.Fatalf("altered object counted as %+v", st)
+	}
+
+	// Delete removes both tiers.
+	if err := a.Delete(ctx, "example.com/m/@v/list"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Stat(ctx, "example.com/m/@v/list"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("deleted object still in the bucket: %v", err)
+	}
+
+	// A server that went away: a miss costs one refused connection, then it is skipped.
+	srv.Stop()
+	e := replica()
+	start := time.Now()
+	if _, _, err := readEntry(t, e, "example.com/m/v2/@v/v2.0.0-20240101000000-abcdefabcdef.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read with the server gone: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("read with the server gone took %v", d)
+	}
+	if st := e.Stats(); st.Errors != 1 || !st.Down {
+		t.Fatalf("server gone, stats %+v", st)
+	}
+}

@@ -1,0 +1,362 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Bucket is an object store under the shared tier of a cache: the place replicas of
+// holoproxy put what they fill and look for what they miss. Keys are store keys.
+// Implementations are safe for concurrent use.
+type Bucket interface {
+	// Get opens the object under key. A missing key answers an error satisfying
+	// errors.Is(err, fs.ErrNotExist).
+	Get(ctx context.Context, key string) (io.ReadCloser, Object, error)
+	// Stat describes the object under key, with Get's errors.
+	Stat(ctx context.Context, key string) (Object, error)
+	// Put stores the size bytes read from r under key, recording sum (Object.SHA256).
+	Put(ctx context.Context, key string, r io.Reader, size int64, sum string) error
+	// Delete removes the object under key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// String names the bucket in logs and errors (an s3:// URL), never with credentials.
+	String() string
+}
+
+// Object describes an object of a Bucket.
+type Object struct {
+	Size    int64
+	ModTime time.Time // when it was stored: the TTL of list and @latest runs from it
+	// SHA256 is the hex SHA-256 of the content that the writer recorded with the object;
+	// empty for an object holoproxy did not write.
+	SHA256 string
+}
+
+// Shared is a Store of two tiers: a local Disk that answers every read, over a Bucket that
+// replicas share. A read the disk misses is looked for in the bucket and copied to the
+// disk first (checked against the digest its writer recorded, so a torn or altered object
+// is never served); every Commit goes to the disk, then to the bucket. The bucket is the
+// scale-out path: replicas behind a load balancer fill each other, and a new replica
+// starts warm. Walk sees the disk only (an Evictor bounds the disk, never the bucket).
+//
+// The bucket is an optimisation, never a point of failure: a bucket that fails or is slow
+// costs at most Timeout on a read, after which reads and writes skip it for Backoff, and
+// its errors reach the caller as not-found (the fill goes upstream) and the log, once per
+// Backoff. What is committed while the bucket is skipped stays on the disk alone.
+//
+// The exported fields are the configuration; set them before first use.
+type Shared struct {
+	// Local holds the entries this replica serves. Required.
+	Local *Disk
+	// Bucket is the shared tier. Required.
+	Bucket Bucket
+	// Timeout bounds each Stat of the bucket, and each Get up to its first byte
+	// (default 5s). A Get's body and a Put take as long as their bytes need, within
+	// TransferTimeout.
+	Timeout time.Duration
+	// TransferTimeout bounds a whole copy from or to the bucket (default 10m).
+	TransferTimeout time.Duration
+	// Backoff is how long reads and writes skip the bucket after it failed (default 10s).
+	Backoff time.Duration
+	// Logger receives the bucket's failures, at most one line per Backoff, and each
+	// object that failed its digest.
+	Logger *slog.Logger
+	// OnCopied, when set, is told the size of each entry copied from the bucket to the
+	// disk (an Evictor's Stored), as the disk's other commits are told by their writer.
+	OnCopied func(size int64)
+
+	copies   singleflight.Group
+	failedAt atomic.Int64 // UnixNano of the last bucket failure; 0 when none
+	logged   atomic.Int64 // UnixNano of the last failure logged
+	stats    sharedCounters
+}
+
+// SharedStats counts what a Shared store did with its bucket since it started.
+type SharedStats struct {
+	// Hits are reads the disk missed that the bucket answered; Misses, those it did not
+	// hold either (or held only as an object holoproxy did not write: Foreign).
+	Hits, Misses, Foreign int64
+	// Corrupt counts objects whose content did not match their recorded digest or size.
+	Corrupt int64
+	// Uploads are commits put in the bucket; UploadErrors, puts that failed.
+	Uploads, UploadErrors int64
+	// Errors are failed bucket reads; Skipped, reads and writes left out in a Backoff.
+	Errors, Skipped int64
+	// BytesDown and BytesUp are the bytes copied from and to the bucket.
+	BytesDown, BytesUp int64
+	// Down reports whether the bucket is being skipped now.
+	Down bool
+}
+
+type sharedCounters struct {
+	hits, misses, foreign, corrupt, uploads, uploadErrors, errors, skipped, down, up atomic.Int64
+}
+
+// Stats returns the counts so far.
+func (s *Shared) Stats() SharedStats {
+	c := &s.stats
+	return SharedStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Foreign: c.foreign.Load(),
+		Corrupt: c.corrupt.Load(), Uploads: c.uploads.Load(), UploadErrors: c.uploadErrors.Load(),
+		Errors: c.errors.Load(), Skipped: c.skipped.Load(), BytesDown: c.down.Load(), BytesUp: c.up.Load(),
+		Down: !s.usable()}
+}
+
+func (s *Shared) timeout() time.Duration  { return orDefault(s.Timeout, 5*time.Second) }
+func (s *Shared) transfer() time.Duration { return orDefault(s.TransferTimeout, 10*time.Minute) }
+func (s *Shared) backoff() time.Duration  { return orDefault(s.Backoff, 10*time.Second) }
+
+func (s *Shared) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// usable reports whether the bucket is to be used now: not within Backoff of a failure.
+func (s *Shared) usable() bool {
+	at := s.failedAt.Load()
+	return at == 0 || time.Since(time.Unix(0, at)) >= s.backoff()
+}
+
+// failed records a failure of the bucket: it is skipped for Backoff, and the failure is
+// logged unless one was within the last Backoff.
+func (s *Shared) failed(op, key string, err error) {
+	now := time.Now().UnixNano()
+	s.failedAt.Store(now)
+	last := s.logged.Load()
+	if (last == 0 || time.Duration(now-last) >= s.backoff()) && s.logged.CompareAndSwap(last, now) {
+		s.log().Warn("shared cache failed; skipping it for a while, serving from the local disk and upstream",
+			"bucket", s.Bucket.String(), "op", op, "key", key, "skip", s.backoff(), "err", err)
+	}
+}
+
+// notFound is the error of a read that the bucket did not answer, whatever the reason.
+func notFound(key string, why error) error {
+	return fmt.Errorf("store: %s: %w (shared cache: %v)", key, fs.ErrNotExist, why)
+}
+
+// Open implements Store: from the disk, else copied from the bucket to the disk first.
+func (s *Shared) Open(ctx context.Context, key string) (Entry, error) {
+	e, err := s.Local.Open(ctx, key)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return e, err
+	}
+	if cerr := s.copyIn(ctx, key); cerr != nil {
+		return Entry{}, cerr
+	}
+	return s.Local.Open(ctx, key)
+}
+
+// copyIn copies key from the bucket to the disk, once for all concurrent callers. The
+// copy runs on even when ctx ends, for the others and for the next request.
+func (s *Shared) copyIn(ctx context.Context, key string) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	if !s.usable() {
+		s.stats.skipped.Add(1)
+		return notFound(key, errors.New("skipped after a recent failure"))
+	}
+	ch := s.copies.DoChan(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.transfer())
+		defer cancel()
+		return nil, s.download(ctx, key)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// download copies key from the bucket into a temporary file of the disk, checks it, and
+// commits it with the object's time (so that a list's TTL runs from when it was fetched).
+func (s *Shared) download(ctx context.Context, key string) error {
+	// Timeout runs to the first byte only: the timer is stopped once Get answers, and the
+	// body then has what is left of ctx (TransferTimeout).
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timer := time.AfterFunc(s.timeout(), cancel)
+	rc, obj, err := s.Bucket.Get(gctx, key)
+	if !timer.Stop() { // fired: gctx is cancelled, whatever Get answered
+		if err == nil {
+			rc.Close()
+		}
+		err = fmt.Errorf("no answer within %v", s.timeout())
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			s.stats.misses.Add(1)
+			return err
+		}
+		s.stats.errors.Add(1)
+		s.failed("get", key, err)
+		return notFound(key, err)
+	}
+	defer rc.Close()
+	if obj.SHA256 == "" {
+		s.stats.foreign.Add(1)
+		s.stats.misses.Add(1)
+		return notFound(key, errors.New("object without holoproxy's digest, ignored"))
+	}
+	tmp, err := s.Local.CreateTemp(ctx)
+	if err != nil {
+		return err // the disk's own failure, for the caller to see
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, obj.Size+1))
+	s.stats.down.Add(n)
+	if err != nil {
+		s.Local.Discard(tmp)
+		if isWrite(err) {
+			return err
+		}
+		s.stats.errors.Add(1)
+		s.failed("get", key, err)
+		return notFound(key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != obj.Size || got != obj.SHA256 {
+		s.Local.Discard(tmp)
+		s.stats.corrupt.Add(1)
+		s.log().Error("shared cache object does not match its digest; ignored, the next fill replaces it",
+			"bucket", s.Bucket.String(), "key", key, "size", n, "want_size", obj.Size, "sha256", got, "want_sha256", obj.SHA256)
+		return notFound(key, errors.New("object does not match its digest"))
+	}
+	if !obj.ModTime.IsZero() {
+		if err := os.Chtimes(tmp.Name(), time.Time{}, obj.ModTime); err != nil {
+			s.Local.Discard(tmp)
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if err := s.Local.Commit(ctx, key, tmp); err != nil {
+		return err
+	}
+	s.stats.hits.Add(1)
+	if s.OnCopied != nil {
+		s.OnCopied(n)
+	}
+	return nil
+}
+
+// isWrite reports whether a copy failed on the file's side (a *fs.PathError of the file).
+func isWrite(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe)
+}
+
+// Stat implements Store: the disk's entry, else the bucket's object (not copied).
+func (s *Shared) Stat(ctx context.Context, key string) (Info, error) {
+	info, err := s.Local.Stat(ctx, key)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return info, err
+	}
+	if err := CheckKey(key); err != nil {
+		return Info{}, err
+	}
+	if !s.usable() {
+		s.stats.skipped.Add(1)
+		return Info{}, notFound(key, errors.New("skipped after a recent failure"))
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	obj, berr := s.Bucket.Stat(sctx, key)
+	switch {
+	case errors.Is(berr, fs.ErrNotExist):
+		return Info{}, err
+	case berr != nil:
+		if ctx.Err() == nil {
+			s.stats.errors.Add(1)
+			s.failed("stat", key, berr)
+		}
+		return Info{}, notFound(key, berr)
+	case obj.SHA256 == "":
+		return Info{}, notFound(key, errors.New("object without holoproxy's digest, ignored"))
+	}
+	return Info{Size: obj.Size, ModTime: obj.ModTime}, nil
+}
+
+// CreateTemp implements Store: a temporary file of the disk.
+func (s *Shared) CreateTemp(ctx context.Context) (*os.File, error) { return s.Local.CreateTemp(ctx) }
+
+// Discard implements Store.
+func (s *Shared) Discard(tmp *os.File) { s.Local.Discard(tmp) }
+
+// Commit implements Store: the disk's commit, then a copy in the bucket. Only the disk's
+// failure is returned; the bucket's is counted and logged (the entry is stored here, and
+// a replica that misses it fills it from upstream).
+func (s *Shared) Commit(ctx context.Context, key string, tmp *os.File) error {
+	if err := s.Local.Commit(ctx, key, tmp); err != nil {
+		return err
+	}
+	if !s.usable() {
+		s.stats.skipped.Add(1)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.transfer())
+	defer cancel()
+	if err := s.upload(ctx, key); err != nil {
+		s.stats.uploadErrors.Add(1)
+		if !isWrite(err) {
+			s.failed("put", key, err)
+		}
+	}
+	return nil
+}
+
+// upload puts the disk's entry key in the bucket with its digest.
+func (s *Shared) upload(ctx context.Context, key string) error {
+	e, err := s.Local.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer e.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, e.Body); err != nil {
+		return err
+	}
+	if _, err := e.Body.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := s.Bucket.Put(ctx, key, e.Body, e.Size, hex.EncodeToString(h.Sum(nil))); err != nil {
+		return err
+	}
+	s.stats.uploads.Add(1)
+	s.stats.up.Add(e.Size)
+	return nil
+}
+
+// Delete implements Store: from the disk and from the bucket.
+func (s *Shared) Delete(ctx context.Context, key string) error {
+	if err := s.Local.Delete(ctx, key); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	if err := s.Bucket.Delete(ctx, key); err != nil {
+		return fmt.Errorf("store: deleting %s from %s: %w", key, s.Bucket, err)
+	}
+	return nil
+}
+
+// Walk implements Store over the disk alone.
+func (s *Shared) Walk(ctx context.Context, prefix string, fn func(key string, info Info) error) error {
+	return s.Local.Walk(ctx, prefix, fn)
+}

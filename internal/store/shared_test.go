@@ -1,0 +1,332 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memBucket is a Bucket in memory whose failures a test sets.
+type memBucket struct {
+	mu      sync.Mutex
+	objects map[string]memObject
+	gets    atomic.Int64
+	puts    atomic.Int64
+	// fail, when set, is every call's error; block makes Get and Stat wait for their ctx.
+	fail  error
+	block bool
+	// release, when set, holds every Get until it is closed.
+	release chan struct{}
+}
+
+type memObject struct {
+	data []byte
+	Object
+}
+
+func newMemBucket() *memBucket { return &memBucket{objects: map[string]memObject{}} }
+
+func (b *memBucket) String() string { return "mem://test" }
+
+func (b *memBucket) state() (error, bool, chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.fail, b.block, b.release
+}
+
+func (b *memBucket) lookup(ctx context.Context, key string) (memObject, error) {
+	fail, block, release := b.state()
+	if block {
+		<-ctx.Done()
+		return memObject{}, ctx.Err()
+	}
+	if release != nil {
+		<-release
+	}
+	if fail != nil {
+		return memObject{}, fail
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o, ok := b.objects[key]
+	if !ok {
+		return memObject{}, fs.ErrNotExist
+	}
+	return o, nil
+}
+
+func (b *memBucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, error) {
+	b.gets.Add(1)
+	o, err := b.lookup(ctx, key)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	return io.NopCloser(bytes.NewReader(o.data)), o.Object, nil
+}
+
+func (b *memBucket) Stat(ctx context.Context, key string) (Object, error) {
+	o, err := b.lookup(ctx, key)
+	return o.Object, err
+}
+
+func (b *memBucket) Put(ctx context.Context, key string, r io.Reader, size int64, sum string) error {
+	if fail, _, _ := b.state(); fail != nil {
+		return fail
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != size {
+		return errors.New("size mismatch")
+	}
+	b.puts.Add(1)
+	b.set(key, data, sum, time.Now())
+	return nil
+}
+
+func (b *memBucket) set(key string, data []byte, sum string, mod time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.objects[key] = memObject{data: data, Object: Object{Size: int64(len(data)), ModTime: mod, SHA256: sum}}
+}
+
+func (b *memBucket) Delete(ctx context.Context, key string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.objects, key)
+	return nil
+}
+
+func digest(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+func newShared(t *testing.T, b Bucket) *Shared {
+	t.Helper()
+	d, err := OpenDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Shared{Local: d, Bucket: b, Timeout: 200 * time.Millisecond, Backoff: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func commitString(t *testing.T, st Store, key, data string) {
+	t.Helper()
+	ctx := context.Background()
+	tmp, err := st.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tmp.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(ctx, key, tmp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readEntry(t *testing.T, st Store, key string) (string, Info, error) {
+	t.Helper()
+	e, err := st.Open(context.Background(), key)
+	if err != nil {
+		return "", Info{}, err
+	}
+	defer e.Body.Close()
+	data, err := io.ReadAll(e.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data), e.Info, nil
+}
+
+// Two replicas over one bucket: what one commits, the other reads, copied to its disk with
+// the time it was stored (a list's TTL goes on running), and read from the disk afterwards.
+func TestSharedReplicasFillEachOther(t *testing.T) {
+	b := newMemBucket()
+	a, c := newShared(t, b), newShared(t, b)
+	const key = "example.com/m/@v/v1.0.0.mod"
+	commitString(t, a, key, "module example.com/m\n")
+	if b.puts.Load() != 1 {
+		t.Fatalf("puts = %d after a commit, want 1", b.puts.Load())
+	}
+	if _, err := c.Local.Stat(context.Background(), key); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("replica's disk has the key before any read: %v", err)
+	}
+	info, err := c.Stat(context.Background(), key)
+	if err != nil || info.Size != int64(len("module example.com/m\n")) {
+		t.Fatalf("Stat through the bucket = %+v, %v", info, err)
+	}
+	got, _, err := readEntry(t, c, key)
+	if err != nil || got != "module example.com/m\n" {
+		t.Fatalf("read through the bucket = %q, %v", got, err)
+	}
+	if st := c.Stats(); st.Hits != 1 || st.BytesDown != int64(len(got)) {
+		t.Fatalf("stats = %+v, want one hit", st)
+	}
+	// Now on the replica's disk: no second Get.
+	gets := b.gets.Load()
+	if _, _, err := readEntry(t, c, key); err != nil || b.gets.Load() != gets {
+		t.Fatalf("second read: err %v, gets %d -> %d", err, gets, b.gets.Load())
+	}
+
+	// A list stored an hour ago reaches the replica with that time.
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	b.set("example.com/m/@v/list", []byte("v1.0.0\n"), digest([]byte("v1.0.0\n")), old)
+	_, info, err = readEntry(t, c, "example.com/m/@v/list")
+	if err != nil || !info.ModTime.Equal(old) {
+		t.Fatalf("list ModTime = %v, %v; want %v", info.ModTime, err, old)
+	}
+}
+
+// The bucket is never trusted further than the digest its writer recorded: an object whose
+// content does not match, a short one, and one holoproxy did not write are misses, and
+// nothing of them is left on the disk.
+func TestSharedRefusesWhatDoesNotMatch(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	good := []byte("module example.com/m\n")
+	b.set("a/@v/v1.0.0.mod", []byte("module example.com/evil\n"), digest(good), time.Now())
+	b.set("b/@v/v1.0.0.mod", good[:5], digest(good), time.Now())
+	b.mu.Lock()
+	o := b.objects["b/@v/v1.0.0.mod"]
+	o.Size = int64(len(good)) // the object claims the full size but ends early
+	b.objects["b/@v/v1.0.0.mod"] = o
+	b.mu.Unlock()
+	b.set("c/@v/v1.0.0.mod", good, "", time.Now())
+	for _, key := range []string{"a/@v/v1.0.0.mod", "b/@v/v1.0.0.mod", "c/@v/v1.0.0.mod"} {
+		if _, _, err := readEntry(t, s, key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: err = %v, want not-exist", key, err)
+		}
+		if _, err := s.Local.Stat(context.Background(), key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left on the disk: %v", key, err)
+		}
+	}
+	if _, err := s.Stat(context.Background(), "c/@v/v1.0.0.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat of a foreign object: %v, want not-exist", err)
+	}
+	st := s.Stats()
+	if st.Corrupt != 2 || st.Foreign != 1 || st.Hits != 0 {
+		t.Errorf("stats = %+v, want 2 corrupt, 1 foreign, no hit", st)
+	}
+	entries, _ := os.ReadDir(s.Local.tmp)
+	if len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	// The next fill replaces the bad object.
+	commitString(t, s, "a/@v/v1.0.0.mod", string(good))
+	b.mu.Lock()
+	fixed := string(b.objects["a/@v/v1.0.0.mod"].data)
+	b.mu.Unlock()
+	if fixed != string(good) {
+		t.Errorf("bucket object after the fill = %q", fixed)
+	}
+}
+
+// A bucket that hangs costs a read Timeout once; then it is skipped for Backoff: reads are
+// misses at once and commits go to the disk alone.
+func TestSharedBucketFailureIsSkipped(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	b.block = true
+	start := time.Now()
+	_, _, err := readEntry(t, s, "m/@v/v1.0.0.info")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read of a hanging bucket: %v, want not-exist", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("read of a hanging bucket took %v (Timeout is %v)", d, s.Timeout)
+	}
+	if !s.Stats().Down {
+		t.Fatal("the bucket is not marked down after a timeout")
+	}
+	gets := b.gets.Load()
+	if _, _, err := readEntry(t, s, "m/@v/v1.0.1.info"); !errors.Is(err, fs.ErrNotExist) || b.gets.Load() != gets {
+		t.Fatalf("read during the backoff: %v, gets %d -> %d (want no Get)", err, gets, b.gets.Load())
+	}
+	commitString(t, s, "m/@v/v1.0.2.info", `{"Version":"v1.0.2"}`)
+	if b.puts.Load() != 0 {
+		t.Fatal("a commit during the backoff reached the bucket")
+	}
+	if got, _, err := readEntry(t, s, "m/@v/v1.0.2.info"); err != nil || got != `{"Version":"v1.0.2"}` {
+		t.Fatalf("the disk lost a commit made during the backoff: %q, %v", got, err)
+	}
+	if st := s.Stats(); st.Errors != 1 || st.Skipped != 2 {
+		t.Fatalf("stats = %+v, want 1 error and 2 skipped", st)
+	}
+
+	// After the backoff the bucket is used again.
+	b.mu.Lock()
+	b.block = false
+	b.mu.Unlock()
+	s.Backoff = time.Millisecond
+	time.Sleep(2 * time.Millisecond)
+	commitString(t, s, "m/@v/v1.0.3.info", `{"Version":"v1.0.3"}`)
+	if b.puts.Load() != 1 || s.Stats().Down {
+		t.Fatalf("after the backoff: puts %d, down %v", b.puts.Load(), s.Stats().Down)
+	}
+}
+
+// Concurrent readers of a key the disk misses share one copy from the bucket.
+func TestSharedOneCopyPerKey(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	data := strings.Repeat("z", 1<<20)
+	b.set("m/@v/v1.0.0.zip", []byte(data), digest([]byte(data)), time.Now())
+	b.release = make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := readEntry(t, s, "m/@v/v1.0.0.zip")
+			if err == nil && got != data {
+				err = errors.New("wrong content")
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them all ask
+	close(b.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.gets.Load(); n != 1 {
+		t.Fatalf("bucket Gets = %d for 20 concurrent readers, want 1", n)
+	}
+}
+
+// Keys are checked before the bucket is asked.
+func TestSharedRefusesBadKeys(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	for _, key := range []string{"../x", "/abs", "a/.tmp/x", ""} {
+		if _, err := s.Open(context.Background(), key); err == nil || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Open(%q) = %v, want an invalid-key error", key, err)
+		}
+		if _, err := s.Stat(context.Background(), key); err == nil || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat(%q) = %v, want an invalid-key error", key, err)
+		}
+	}
+	if b.gets.Load() != 0 {
+		t.Fatalf("bad keys reached the bucket: %d gets", b.gets.Load())
+	}
+}

@@ -80,7 +80,7 @@ func TestS3SharedTier(t *testing.T) {
 	a := replica()
 	zip := strings.Repeat("0123456789abcdef", 3<<16) // 3 MiB
 	keys := map[string]string{
-		"github.com/!azure/go-autorest/@v/v14.2.0+incompatible.zip": zip,
+		"github.com/!azure/go-autorest/@v/v14.2.0+incompatible.zip":  zip,
 		"example.com/m/v2/@v/v2.0.0-20240101000000-abcdefabcdef.mod": "module example.com/m/v2\n",
 		"example.com/m/@v/list": "v1.0.0\nv1.1.0\n",
 	}

@@ -42,6 +42,7 @@ type serveOptions struct {
 	cacheMaxSize    byteSize
 	clientAuth      string
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
+	shared          sharedOptions   // --shared-cache, --s3-endpoint, --s3-region (serve_shared.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
@@ -65,6 +66,9 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			if err := o.tls.check(); err != nil {
+				return err
+			}
+			if err := o.shared.check(); err != nil {
 				return err
 			}
 			var level slog.Level
@@ -95,6 +99,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
+	o.shared.register(f)
 	o.net.register(f)
 	o.tls.register(f)
 	f.StringVar(&o.clientAuth, "client-auth", "", "admit only clients with HTTP basic credentials found in this file (user:bcrypt-hash lines, as htpasswd -B writes them; read again when it changes); /healthz and /readyz stay open")
@@ -186,6 +191,17 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	var st store.Store = disk
+	sh, err := openShared(ctx, o.shared, o.net, disk, obs, log)
+	if err != nil {
+		return err
+	}
+	if sh != nil {
+		if err := registerShared(obs.reg, sh); err != nil {
+			return err
+		}
+		st = sh
+	}
 	db, nosumdb, err := resolveSumDB(ctx, o.checks)
 	if err != nil {
 		return err
@@ -200,7 +216,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		func(upstream string, _ goproxy.Request, err error) { sums.metrics.ObserveFill(upstream, err) },
 	}
 	cfg := server.Config{
-		Store:       disk,
+		Store:       st,
 		Chain:       chain,
 		ListTTL:     o.listTTL,
 		NegativeTTL: o.negativeTTL,
@@ -212,7 +228,11 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	var ev *store.Evictor
 	if o.cacheMaxSize > 0 {
+		// The local disk only: the shared bucket is bounded by its own lifecycle rules.
 		ev = store.NewEvictor(disk, store.EvictorConfig{Max: int64(o.cacheMaxSize), Logger: log})
+		if sh != nil {
+			sh.OnCopied = ev.Stored
+		}
 		if err := registerEvictor(obs.reg, ev); err != nil {
 			return err
 		}
@@ -292,7 +312,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		ln = tls.NewListener(ln, tlsConf) // over the send timeout's connections
 	}
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
-	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "cache_dir", disk.Root(), "upstream", chain.String(),
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "cache_dir", disk.Root(), "shared_cache", o.shared.url, "upstream", chain.String(),
 		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer, "send_timeout", o.sendTimeout)
 	var hs httpServer
 	if o.httpServer == "net/http" {

@@ -111,27 +111,40 @@ func NewS3Bucket(cfg S3Config) (*S3Bucket, error) {
 func (b *S3Bucket) String() string { return b.name }
 
 // Check asks whether the bucket exists and the credentials may read it: a bucket that
-// cannot be used at all is better found at start than at the first miss.
+// cannot be used at all is better found at start than at the first miss. The service's
+// refusals (a missing bucket included) are *S3Error; others are failures to reach it.
 func (b *S3Bucket) Check(ctx context.Context) error {
 	ok, err := b.client.BucketExists(ctx, b.bucket)
 	if err != nil {
 		return fmt.Errorf("shared cache %s: %w", b.name, s3Error(err))
 	}
 	if !ok {
-		return fmt.Errorf("shared cache %s: the bucket %q does not exist", b.name, b.bucket)
+		return fmt.Errorf("shared cache %s: %w", b.name, &S3Error{Code: "NoSuchBucket", StatusCode: http.StatusNotFound,
+			Message: fmt.Sprintf("the bucket %q does not exist", b.bucket)})
 	}
 	return nil
 }
 
+// S3Error is an error answer of the S3 service (not a failure to reach it).
+type S3Error struct {
+	Code       string // the service's error code: AccessDenied, NoSuchBucket, ...
+	StatusCode int
+	Message    string
+}
+
+func (e *S3Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.StatusCode, e.Message)
+}
+
 // s3Error turns a not-found answer into an error satisfying errors.Is(err,
-// fs.ErrNotExist), and gives others the service's own message.
+// fs.ErrNotExist), and other answers of the service into an *S3Error.
 func s3Error(err error) error {
 	resp := minio.ToErrorResponse(err)
 	switch {
 	case resp.Code == "NoSuchKey" || (resp.StatusCode == http.StatusNotFound && resp.Code != "NoSuchBucket"):
 		return fmt.Errorf("%w: %v", fs.ErrNotExist, err)
 	case resp.Code != "":
-		return fmt.Errorf("%s (HTTP %d): %s", resp.Code, resp.StatusCode, resp.Message)
+		return &S3Error{Code: resp.Code, StatusCode: resp.StatusCode, Message: resp.Message}
 	}
 	return err
 }
@@ -165,7 +178,7 @@ func (b *S3Bucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, 
 	return obj, objectOf(info), nil
 }
 
-// Stat implements Bucket.
+// Stat describes the object under key, with Get's errors.
 func (b *S3Bucket) Stat(ctx context.Context, key string) (Object, error) {
 	name, err := b.object(key)
 	if err != nil {

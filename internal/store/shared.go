@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +24,6 @@ type Bucket interface {
 	// Get opens the object under key. A missing key answers an error satisfying
 	// errors.Is(err, fs.ErrNotExist).
 	Get(ctx context.Context, key string) (io.ReadCloser, Object, error)
-	// Stat describes the object under key, with Get's errors.
-	Stat(ctx context.Context, key string) (Object, error)
 	// Put stores the size bytes read from r under key, recording sum (Object.SHA256).
 	Put(ctx context.Context, key string, r io.Reader, size int64, sum string) error
 	// Delete removes the object under key; deleting a missing key is not an error.
@@ -76,6 +75,7 @@ type Shared struct {
 	OnCopied func(size int64)
 
 	copies   singleflight.Group
+	missed   missMemo
 	failedAt atomic.Int64 // UnixNano of the last bucket failure; 0 when none
 	logged   atomic.Int64 // UnixNano of the last failure logged
 	stats    sharedCounters
@@ -83,15 +83,14 @@ type Shared struct {
 
 // SharedStats counts what a Shared store did with its bucket since it started.
 type SharedStats struct {
-	// Hits are reads the disk missed that the bucket answered; Misses, those it did not
-	// hold either (or held only as an object holoproxy did not write: Foreign).
-	Hits, Misses, Foreign int64
-	// Corrupt counts objects whose content did not match their recorded digest or size.
-	Corrupt int64
-	// Uploads are commits put in the bucket; UploadErrors, puts that failed.
-	Uploads, UploadErrors int64
-	// Errors are failed bucket reads; Skipped, reads and writes left out in a Backoff.
-	Errors, Skipped int64
+	// Reads the disk missed (Open or Stat), by what the bucket did: Hits answered; Misses
+	// did not hold the key; Foreign held it only as an object holoproxy did not write (no
+	// digest); Corrupt held an object whose content did not match its digest or size;
+	// Errors failed; SkippedReads were not asked within a Backoff.
+	Hits, Misses, Foreign, Corrupt, Errors, SkippedReads int64
+	// Commits copied to the bucket (Uploads), failing to (UploadErrors), or left on the
+	// disk alone within a Backoff (SkippedWrites).
+	Uploads, UploadErrors, SkippedWrites int64
 	// BytesDown and BytesUp are the bytes copied from and to the bucket.
 	BytesDown, BytesUp int64
 	// Down reports whether the bucket is being skipped now.
@@ -99,15 +98,17 @@ type SharedStats struct {
 }
 
 type sharedCounters struct {
-	hits, misses, foreign, corrupt, uploads, uploadErrors, errors, skipped, down, up atomic.Int64
+	hits, misses, foreign, corrupt, errors, skippedReads atomic.Int64
+	uploads, uploadErrors, skippedWrites, down, up       atomic.Int64
 }
 
 // Stats returns the counts so far.
 func (s *Shared) Stats() SharedStats {
 	c := &s.stats
 	return SharedStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Foreign: c.foreign.Load(),
-		Corrupt: c.corrupt.Load(), Uploads: c.uploads.Load(), UploadErrors: c.uploadErrors.Load(),
-		Errors: c.errors.Load(), Skipped: c.skipped.Load(), BytesDown: c.down.Load(), BytesUp: c.up.Load(),
+		Corrupt: c.corrupt.Load(), Errors: c.errors.Load(), SkippedReads: c.skippedReads.Load(),
+		Uploads: c.uploads.Load(), UploadErrors: c.uploadErrors.Load(), SkippedWrites: c.skippedWrites.Load(),
+		BytesDown: c.down.Load(), BytesUp: c.up.Load(),
 		Down: !s.usable()}
 }
 
@@ -171,13 +172,20 @@ func (s *Shared) copyIn(ctx context.Context, key string) error {
 		return err
 	}
 	if !s.usable() {
-		s.stats.skipped.Add(1)
+		s.stats.skippedReads.Add(1)
 		return notFound(key, errors.New("skipped after a recent failure"))
+	}
+	if s.missed.recent(key) {
+		return notFound(key, errors.New("not there a moment ago"))
 	}
 	ch := s.copies.DoChan(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.transfer())
 		defer cancel()
-		return nil, s.download(ctx, key)
+		err := s.download(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			s.missed.note(key)
+		}
+		return nil, err
 	})
 	select {
 	case r := <-ch:
@@ -214,7 +222,6 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	defer rc.Close()
 	if obj.SHA256 == "" {
 		s.stats.foreign.Add(1)
-		s.stats.misses.Add(1)
 		return notFound(key, errors.New("object without holoproxy's digest, ignored"))
 	}
 	tmp, err := s.Local.CreateTemp(ctx)
@@ -262,35 +269,19 @@ func isWrite(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// Stat implements Store: the disk's entry, else the bucket's object (not copied).
+// Stat implements Store: the disk's entry, else the bucket's, copied to the disk first as
+// Open does. A caller that finds an entry opens it next (a fill that finds its key stored
+// answers from the store), so the copy is what it would cost anyway; and a key whose
+// object the copy refuses is missing for Stat as for Open, so the fill goes upstream.
 func (s *Shared) Stat(ctx context.Context, key string) (Info, error) {
 	info, err := s.Local.Stat(ctx, key)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return info, err
 	}
-	if err := CheckKey(key); err != nil {
-		return Info{}, err
+	if cerr := s.copyIn(ctx, key); cerr != nil {
+		return Info{}, cerr
 	}
-	if !s.usable() {
-		s.stats.skipped.Add(1)
-		return Info{}, notFound(key, errors.New("skipped after a recent failure"))
-	}
-	sctx, cancel := context.WithTimeout(ctx, s.timeout())
-	defer cancel()
-	obj, berr := s.Bucket.Stat(sctx, key)
-	switch {
-	case errors.Is(berr, fs.ErrNotExist):
-		return Info{}, err
-	case berr != nil:
-		if ctx.Err() == nil {
-			s.stats.errors.Add(1)
-			s.failed("stat", key, berr)
-		}
-		return Info{}, notFound(key, berr)
-	case obj.SHA256 == "":
-		return Info{}, notFound(key, errors.New("object without holoproxy's digest, ignored"))
-	}
-	return Info{Size: obj.Size, ModTime: obj.ModTime}, nil
+	return s.Local.Stat(ctx, key)
 }
 
 // CreateTemp implements Store: a temporary file of the disk.
@@ -306,8 +297,9 @@ func (s *Shared) Commit(ctx context.Context, key string, tmp *os.File) error {
 	if err := s.Local.Commit(ctx, key, tmp); err != nil {
 		return err
 	}
+	s.missed.forget(key)
 	if !s.usable() {
-		s.stats.skipped.Add(1)
+		s.stats.skippedWrites.Add(1)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.transfer())
@@ -359,4 +351,52 @@ func (s *Shared) Delete(ctx context.Context, key string) error {
 // Walk implements Store over the disk alone.
 func (s *Shared) Walk(ctx context.Context, prefix string, fn func(key string, info Info) error) error {
 	return s.Local.Walk(ctx, prefix, fn)
+}
+
+// missMemo remembers for a moment the keys the bucket did not answer, so that the reads
+// of one miss (the server's Open, then its fill's Stat) ask the bucket once.
+type missMemo struct {
+	mu   sync.Mutex
+	keys map[string]time.Time // when each key's memo ends
+}
+
+// missMemoTTL is how long a miss is remembered: long enough for one request's reads, short
+// enough that what another replica stores meanwhile is found by the next request.
+const missMemoTTL = time.Second
+
+// missMemoMax bounds the memo: past it, the expired keys are dropped, and all of them if
+// none has expired (it is only a saving).
+const missMemoMax = 8192
+
+func (m *missMemo) recent(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	end, ok := m.keys[key]
+	return ok && time.Now().Before(end)
+}
+
+func (m *missMemo) note(key string) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys == nil {
+		m.keys = map[string]time.Time{}
+	}
+	if len(m.keys) >= missMemoMax {
+		for k, end := range m.keys {
+			if !now.Before(end) {
+				delete(m.keys, k)
+			}
+		}
+		if len(m.keys) >= missMemoMax {
+			clear(m.keys)
+		}
+	}
+	m.keys[key] = now.Add(missMemoTTL)
+}
+
+func (m *missMemo) forget(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.keys, key)
 }

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
+)
+
+// TestSharedCacheReplicas: two replicas over one S3 bucket (a real S3 server, Versity's
+// gateway). The go command downloads and builds through replica A; with the origin gone,
+// the go command downloads and builds through replica B, whose own disk was empty: every
+// file comes from the bucket, verified, with the honest go.sum. An object altered in the
+// bucket is refused and fetched from upstream again; a bucket the service refuses stops
+// serve at start; a bucket that goes away costs nothing but its use.
+func TestSharedCacheReplicas(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "gomods")
+	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	shared := []string{"--shared-cache=s3://gomods/team", "--s3-endpoint=" + srv.Endpoint, "--prefetch=0"}
+
+	mods, roots := fixtureModules()
+	org := newOrigin(t, mods)
+	a := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL}, shared...), env)
+	downloadAndBuild(t, newApp(t, "http://"+a.addr, mods, roots), nil, "through replica A", sumLineSet(t, mods))
+	a.cmd.Process.Signal(syscall.SIGTERM) // commits (and their uploads) finish before it exits
+	if err := a.wait(t); err != nil {
+		t.Fatalf("replica A did not stop cleanly: %v", err)
+	}
+	if !strings.Contains(a.log.String(), "shared_cache=s3://gomods/team") {
+		t.Errorf("replica A's serving line does not name the shared cache")
+	}
+	originURL := org.URL
+	org.Close()
+
+	cacheB := t.TempDir()
+	b := startHoloproxy(t, append([]string{"--cache-dir=" + cacheB, "--upstream=" + originURL}, shared...), env)
+	downloadAndBuild(t, newApp(t, "http://"+b.addr, mods, roots), nil, "through replica B, origin gone", sumLineSet(t, mods))
+	m := scrape(t, b.addr)
+	if m[`holoproxy_shared_cache_reads_total{result="hit"}`] == 0 || m[`holoproxy_shared_cache_reads_total{result="error"}`] != 0 ||
+		m[`holoproxy_shared_cache_reads_total{result="corrupt"}`] != 0 || m["holoproxy_shared_cache_up"] != 1 {
+		t.Errorf("replica B's shared cache metrics: hit %v, error %v, corrupt %v, up %v",
+			m[`holoproxy_shared_cache_reads_total{result="hit"}`], m[`holoproxy_shared_cache_reads_total{result="error"}`],
+			m[`holoproxy_shared_cache_reads_total{result="corrupt"}`], m["holoproxy_shared_cache_up"])
+	}
+	// What B copied is on its disk, whole: it verifies against the origin's files.
+	if st := verifyStore(t, cacheB, org); len(st.keys) == 0 {
+		t.Errorf("replica B's disk holds nothing after serving from the bucket")
+	}
+
+	// An altered object (same length) is refused; the answer comes from upstream, and the
+	// commit puts the right bytes back in the bucket.
+	org2 := newOrigin(t, mods)
+	zkey := strings.TrimPrefix(treeFile(t, "", mods[0], ".zip"), "/")
+	want, err := os.ReadFile(treeFile(t, org2.dir, mods[0], ".zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := srv.ObjectPath("gomods", "team/"+zkey)
+	if err := os.WriteFile(obj, bytes.Repeat([]byte{'X'}, len(want)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org2.URL}, shared...), env)
+	code, body, h := get(t, "http://"+c.addr+"/"+zkey)
+	if code != http.StatusOK || !bytes.Equal(body, want) || h.Get("X-Holoproxy-Cache") != "miss" {
+		t.Fatalf("GET %s with its object altered: %d, %d bytes, cache %q; want 200, the origin's zip, a miss",
+			zkey, code, len(body), h.Get("X-Holoproxy-Cache"))
+	}
+	if m := scrape(t, c.addr); m[`holoproxy_shared_cache_reads_total{result="corrupt"}`] != 1 {
+		t.Errorf("altered object not counted as corrupt: %v", m[`holoproxy_shared_cache_reads_total{result="corrupt"}`])
+	}
+	if waitLog(c, "does not match its digest", zkey) == "" {
+		t.Errorf("no log line names the altered object")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if got, _ := os.ReadFile(obj); bytes.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the altered object was not replaced within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A bucket the service refuses stops serve before it listens, saying why.
+	for name, tc := range map[string]struct {
+		env  []string
+		flag string
+		want string
+	}{
+		"wrong secret":   {[]string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=wrong"}, "--shared-cache=s3://gomods", "AccessDenied"},
+		"missing bucket": {env, "--shared-cache=s3://nothere", `the bucket "nothere" does not exist`},
+		"no endpoint":    {env, "--shared-cache=s3://gomods", "--s3-endpoint"},
+	} {
+		args := []string{"serve", "--listen=127.0.0.1:0", "--cache-dir=" + t.TempDir(), "--upstream=" + org2.URL, tc.flag}
+		if name != "no endpoint" {
+			args = append(args, "--s3-endpoint="+srv.Endpoint)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, holoproxyBinary(t), args...)
+		cmd.Env = append(append(os.Environ(), "HOLOPROXY_SUMDB=off", "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_S3="), tc.env...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), "msg=serving") {
+			t.Errorf("%s: serve exited with %v; want it refused before serving, saying %q:\n%s", name, err, tc.want, out)
+		}
+	}
+
+	// The bucket goes away: a replica serves from upstream, pausing its use of the bucket.
+	srv.Stop()
+	d := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org2.URL}, shared...), env)
+	if waitLog(d, "shared cache unreachable at start") == "" {
+		t.Errorf("no warning that the bucket is unreachable at start")
+	}
+	ikey := strings.TrimPrefix(treeFile(t, "", mods[1], ".info"), "/")
+	start := time.Now()
+	if code, _, h := get(t, "http://"+d.addr+"/"+ikey); code != http.StatusOK || h.Get("X-Holoproxy-Cache") != "miss" {
+		t.Fatalf("GET %s with the bucket gone: %d, cache %q", ikey, code, h.Get("X-Holoproxy-Cache"))
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("GET with the bucket gone took %v", el)
+	}
+	if m := scrape(t, d.addr); m["holoproxy_shared_cache_up"] != 0 || m[`holoproxy_shared_cache_reads_total{result="error"}`] == 0 {
+		t.Errorf("bucket gone: up %v, read errors %v; want 0 and some", m["holoproxy_shared_cache_up"], m[`holoproxy_shared_cache_reads_total{result="error"}`])
+	}
+}

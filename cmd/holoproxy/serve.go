@@ -254,6 +254,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	if sh != nil {
+		sh.Check = srv.CheckStored // before the first request: a bucket is checked as an upstream is
+	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer cancel()

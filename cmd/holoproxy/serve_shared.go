@@ -103,7 +103,7 @@ func registerShared(reg prometheus.Registerer, sh *store.Shared) error {
 	return reg.Register(&sharedCollector{
 		sh: sh,
 		reads: prometheus.NewDesc("holoproxy_shared_cache_reads_total",
-			"Reads the local cache missed, by what the shared bucket did: hit (copied to the local disk), miss, foreign (an object holoproxy did not write, ignored), corrupt (did not match its recorded SHA-256, ignored), error, skipped (within the pause after a failure).",
+			"Reads the local cache missed, by what the shared bucket did: hit (copied to the local disk), miss, foreign (an object holoproxy did not write, ignored), corrupt (did not match its recorded SHA-256, ignored), refused (failed the checks of a fill: validation, checksum database), error, skipped (within the pause after a failure).",
 			[]string{"result"}, nil),
 		writes: prometheus.NewDesc("holoproxy_shared_cache_writes_total",
 			"Files stored in the local cache and copied to the shared bucket (ok), failing to (error), or not copied within the pause after a failure (skipped).",
@@ -131,6 +131,7 @@ func (c *sharedCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.reads, st.Misses, "miss")
 	counter(c.reads, st.Foreign, "foreign")
 	counter(c.reads, st.Corrupt, "corrupt")
+	counter(c.reads, st.Refused, "refused")
 	counter(c.reads, st.Errors, "error")
 	counter(c.reads, st.SkippedReads, "skipped")
 	counter(c.writes, st.Uploads, "ok")

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
+	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab"
+	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 )
 
 // TestSharedCacheReplicas: two replicas over one S3 bucket (a real S3 server, Versity's
@@ -130,5 +136,73 @@ func TestSharedCacheReplicas(t *testing.T) {
 	}
 	if m := scrape(t, d.addr); m["holoproxy_shared_cache_up"] != 0 || m[`holoproxy_shared_cache_reads_total{result="error"}`] == 0 {
 		t.Errorf("bucket gone: up %v, read errors %v; want 0 and some", m["holoproxy_shared_cache_up"], m[`holoproxy_shared_cache_reads_total{result="error"}`])
+	}
+}
+
+// TestSharedCacheCheckedLikeAnUpstream: whoever may write the bucket can record a digest of
+// anything, so what a replica copies from it passes the checks of an upstream's answer. A
+// .mod naming another module and a zip altered inside (both with matching digests) are
+// refused, the first by validation, the second by the checksum database; the go command
+// gets the honest files from upstream, and the bucket gets them back.
+func TestSharedCacheCheckedLikeAnUpstream(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "gomods")
+	mods, roots := fixtureModules()
+	db := sumdbtest.New(t, mods)
+	org := newOrigin(t, mods)
+
+	put := func(key string, data []byte) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sum := sha256.Sum256(data)
+		_, err := srv.Client(t).PutObject(ctx, "gomods", key, bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectOptions{UserMetadata: map[string]string{"Holoproxy-Sha256": hex.EncodeToString(sum[:])}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	zipMod, modMod := mods[0], mods[1]
+	zkey := strings.TrimPrefix(treeFile(t, "", zipMod, ".zip"), "/")
+	mkey := strings.TrimPrefix(treeFile(t, "", modMod, ".mod"), "/")
+	honestZip, err := os.ReadFile(treeFile(t, org.dir, zipMod, ".zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := modtree.TamperZip(honestZip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(zkey, bad)
+	put(mkey, []byte("module evil.test/other\n"))
+
+	p := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL, "--prefetch=0",
+		"--shared-cache=s3://gomods", "--s3-endpoint=" + srv.Endpoint}, sumdbArgs(db, "")...),
+		[]string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey})
+	downloadAndBuild(t, newApp(t, "http://"+p.addr, mods, roots), []string{"GOSUMDB=" + db.Key},
+		"with poisoned objects in the bucket", sumLineSet(t, mods))
+	if m := scrape(t, p.addr); m[`holoproxy_shared_cache_reads_total{result="refused"}`] != 2 {
+		t.Errorf("refused bucket objects: %v, want 2", m[`holoproxy_shared_cache_reads_total{result="refused"}`])
+	}
+	for _, key := range []string{zkey, mkey} {
+		if waitLog(p, "shared cache object refused", key) == "" {
+			t.Errorf("no log line says %s was refused", key)
+		}
+	}
+	honestMod, err := os.ReadFile(treeFile(t, org.dir, modMod, ".mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string][]byte{zkey: honestZip, mkey: honestMod} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if got, _ := os.ReadFile(srv.ObjectPath("gomods", key)); bytes.Equal(got, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the poisoned %s was not replaced in the bucket within 15s", key)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

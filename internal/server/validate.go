@@ -212,3 +212,33 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// CheckStored runs the checks of a fill's answer on a file about to be stored under key
+// from somewhere other than an upstream (a shared cache's bucket, store.Shared.Check): the
+// size limit and validation of its kind, and Verify for a .mod or .zip. A file that fails
+// is refused with the reason, as an upstream's answer would be.
+func (s *Server) CheckStored(ctx context.Context, key string, f *os.File) error {
+	req, err := goproxy.ParseRequest(key)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := checkLength(st.Size(), req.MaxSize(), -1); err != nil {
+		return fmt.Errorf("%s: %w", err.reason, err)
+	}
+	if err := s.check(req, f); err != nil {
+		return fmt.Errorf("%s: %w", err.reason, err)
+	}
+	if s.cfg.Verify != nil && (req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := s.cfg.Verify(ctx, req, f); err != nil {
+			return fmt.Errorf("%s: %w", verifyReason(err), err)
+		}
+	}
+	return nil
+}

@@ -70,6 +70,11 @@ type Shared struct {
 	// Logger receives the bucket's failures, at most one line per Backoff, and each
 	// object that failed its digest.
 	Logger *slog.Logger
+	// Check, when set, is run on each object copied from the bucket once its digest
+	// matched, before it is committed to the disk: the checks an upstream's answer passes
+	// (server.Server.CheckStored), so that a bucket is trusted no further than an upstream
+	// (its writers could record a digest of anything). An error refuses the object.
+	Check func(ctx context.Context, key string, f *os.File) error
 	// OnCopied, when set, is told the size of each entry copied from the bucket to the
 	// disk (an Evictor's Stored), as the disk's other commits are told by their writer.
 	OnCopied func(size int64)
@@ -86,8 +91,9 @@ type SharedStats struct {
 	// Reads the disk missed (Open or Stat), by what the bucket did: Hits answered; Misses
 	// did not hold the key; Foreign held it only as an object holoproxy did not write (no
 	// digest); Corrupt held an object whose content did not match its digest or size;
-	// Errors failed; SkippedReads were not asked within a Backoff.
-	Hits, Misses, Foreign, Corrupt, Errors, SkippedReads int64
+	// Refused held one that failed Check; Errors failed; SkippedReads were not asked
+	// within a Backoff.
+	Hits, Misses, Foreign, Corrupt, Refused, Errors, SkippedReads int64
 	// Commits copied to the bucket (Uploads), failing to (UploadErrors), or left on the
 	// disk alone within a Backoff (SkippedWrites).
 	Uploads, UploadErrors, SkippedWrites int64
@@ -98,15 +104,15 @@ type SharedStats struct {
 }
 
 type sharedCounters struct {
-	hits, misses, foreign, corrupt, errors, skippedReads atomic.Int64
-	uploads, uploadErrors, skippedWrites, down, up       atomic.Int64
+	hits, misses, foreign, corrupt, refused, errors, skippedReads atomic.Int64
+	uploads, uploadErrors, skippedWrites, down, up                atomic.Int64
 }
 
 // Stats returns the counts so far.
 func (s *Shared) Stats() SharedStats {
 	c := &s.stats
 	return SharedStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Foreign: c.foreign.Load(),
-		Corrupt: c.corrupt.Load(), Errors: c.errors.Load(), SkippedReads: c.skippedReads.Load(),
+		Corrupt: c.corrupt.Load(), Refused: c.refused.Load(), Errors: c.errors.Load(), SkippedReads: c.skippedReads.Load(),
 		Uploads: c.uploads.Load(), UploadErrors: c.uploadErrors.Load(), SkippedWrites: c.skippedWrites.Load(),
 		BytesDown: c.down.Load(), BytesUp: c.up.Load(),
 		Down: !s.usable()}
@@ -246,6 +252,15 @@ func (s *Shared) download(ctx context.Context, key string) error {
 		s.log().Error("shared cache object does not match its digest; ignored, the next fill replaces it",
 			"bucket", s.Bucket.String(), "key", key, "size", n, "want_size", obj.Size, "sha256", got, "want_sha256", obj.SHA256)
 		return notFound(key, errors.New("object does not match its digest"))
+	}
+	if s.Check != nil {
+		if err := s.Check(ctx, key, tmp); err != nil {
+			s.Local.Discard(tmp)
+			s.stats.refused.Add(1)
+			s.log().Error("shared cache object refused by the checks of a fill; ignored, the next fill replaces it",
+				"bucket", s.Bucket.String(), "key", key, "err", err)
+			return notFound(key, fmt.Errorf("object refused: %w", err))
+		}
 	}
 	if !obj.ModTime.IsZero() {
 		if err := os.Chtimes(tmp.Name(), time.Time{}, obj.ModTime); err != nil {

@@ -329,3 +329,40 @@ func TestSharedRefusesBadKeys(t *testing.T) {
 		t.Fatalf("bad keys reached the bucket: %d gets", b.gets.Load())
 	}
 }
+
+// Check sees each object whose digest matched before it reaches the disk; what it refuses
+// is a miss and leaves nothing behind.
+func TestSharedCheckRefuses(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	var checked []string
+	s.Check = func(ctx context.Context, key string, f *os.File) error {
+		data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+		if err != nil {
+			return err
+		}
+		checked = append(checked, key)
+		if strings.Contains(string(data), "evil") {
+			return errors.New("names another module")
+		}
+		return nil
+	}
+	for key, data := range map[string]string{"good/@v/v1.0.0.mod": "module good\n", "bad/@v/v1.0.0.mod": "module evil\n"} {
+		b.set(key, []byte(data), digest([]byte(data)), time.Now())
+	}
+	if got, _, err := readEntry(t, s, "good/@v/v1.0.0.mod"); err != nil || got != "module good\n" {
+		t.Fatalf("checked object: %q, %v", got, err)
+	}
+	if _, _, err := readEntry(t, s, "bad/@v/v1.0.0.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("refused object: %v, want not-exist", err)
+	}
+	if _, err := s.Local.Stat(context.Background(), "bad/@v/v1.0.0.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("refused object on the disk: %v", err)
+	}
+	if len(checked) != 2 {
+		t.Fatalf("Check saw %v, want both keys", checked)
+	}
+	if st := s.Stats(); st.Refused != 1 || st.Hits != 1 {
+		t.Fatalf("stats %+v, want 1 refused and 1 hit", st)
+	}
+}

@@ -281,6 +281,12 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 				st.MaxBytes = int64(o.cacheMaxSize)
 				st.SizeBytes, st.Evicted, st.EvictedBytes = ev.Stats()
 			}
+			if sh != nil {
+				s := sh.Stats()
+				st.Shared = &dashboard.SharedStats{Bucket: sh.Bucket.String(), Down: s.Down, Hits: s.Hits,
+					Misses: s.Misses, Refused: s.Foreign + s.Corrupt + s.Refused, Errors: s.Errors,
+					Uploads: s.Uploads, UploadErrors: s.UploadErrors}
+			}
 			return st
 		}
 		rp.Mount(mux)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,6 +56,18 @@ func TestSharedCacheReplicas(t *testing.T) {
 		t.Errorf("replica B's shared cache metrics: hit %v, error %v, corrupt %v, up %v",
 			m[`holoproxy_shared_cache_reads_total{result="hit"}`], m[`holoproxy_shared_cache_reads_total{result="error"}`],
 			m[`holoproxy_shared_cache_reads_total{result="corrupt"}`], m["holoproxy_shared_cache_up"])
+	}
+	var doc struct {
+		Store struct {
+			Shared struct {
+				Bucket string `json:"bucket"`
+				Hits   int64  `json:"hits"`
+			} `json:"shared"`
+		} `json:"store"`
+	}
+	if _, body, _ := get(t, "http://"+b.addr+"/api/chain"); json.Unmarshal(body, &doc) != nil ||
+		doc.Store.Shared.Bucket != "s3://gomods/team/" || doc.Store.Shared.Hits == 0 {
+		t.Errorf("/api/chain shared cache = %+v; want the bucket and its hits", doc.Store.Shared)
 	}
 	// What B copied is on its disk, whole: it verifies against the origin's files.
 	if st := verifyStore(t, cacheB, org); len(st.keys) == 0 {

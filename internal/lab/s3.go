@@ -86,7 +86,7 @@ func (s *S3Server) start(bin string) error {
 	ln.Close()
 	s.Endpoint = "http://" + addr
 	s.cmd = exec.Command(bin, "--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--quiet", "posix", s.Dir)
+		"--quiet", "--keep-alive", "posix", s.Dir)
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {

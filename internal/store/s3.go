@@ -12,6 +12,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
 
 // digestMeta is the user metadata under which holoproxy records an object's SHA-256.
@@ -57,6 +58,9 @@ func ParseS3URL(raw string) (bucket, prefix string, err error) {
 	}
 	if u.Scheme != "s3" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", fmt.Errorf("shared cache %q: want s3://BUCKET or s3://BUCKET/PREFIX", raw)
+	}
+	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
+		return "", "", fmt.Errorf("shared cache %q: bucket name %q: %v", raw, u.Host, err)
 	}
 	prefix = strings.Trim(u.Path, "/")
 	if prefix != "" {
@@ -166,16 +170,12 @@ func (b *S3Bucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, 
 	if err != nil {
 		return nil, Object{}, err
 	}
-	obj, err := b.client.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
+	// Core's GetObject is one GET; Client's, read after a Stat, is a HEAD and then a GET.
+	body, info, _, err := minio.Core{Client: b.client}.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, Object{}, s3Error(err)
 	}
-	info, err := obj.Stat() // sends the GET and reads its header
-	if err != nil {
-		obj.Close()
-		return nil, Object{}, s3Error(err)
-	}
-	return obj, objectOf(info), nil
+	return body, objectOf(info), nil
 }
 
 // Stat describes the object under key, with Get's errors.

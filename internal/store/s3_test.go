@@ -27,6 +27,8 @@ func TestParseS3URL(t *testing.T) {
 		{in: "s3://key:secret@cache", err: "want s3://BUCKET"},
 		{in: "s3://cache/a/../b", err: "prefix"},
 		{in: "s3://cache/a?x=1", err: "want s3://BUCKET"},
+		{in: "s3://b1", err: "bucket name"},
+		{in: "s3://Cache_Bucket", err: "bucket name"},
 	} {
 		b, p, err := ParseS3URL(tc.in)
 		if tc.err != "" {

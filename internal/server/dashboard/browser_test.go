@@ -191,8 +191,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	poll("the cache disk tile with its size bound",
 		`(() => { const t = document.getElementById('store-tile'); return !!t && t.textContent.includes('31.0 GiB of 50.0 GiB') && t.textContent.includes('12 zips evicted') && !t.classList.contains('alert'); })()`)
 	storeMu.Lock()
+	store.Shared = &SharedStats{Bucket: "s3://gomods/team/", Hits: 900, Misses: 100, Uploads: 120, Refused: 2}
+	storeMu.Unlock()
+	poll("the shared cache tile",
+		`(() => { const t = document.getElementById('shared-tile'); return !!t && t.textContent.includes('900 hits') && t.textContent.includes('90% of 1000 disk misses') && t.textContent.includes('s3://gomods/team/') && t.textContent.includes('2 refused') && !t.classList.contains('alert'); })()`)
+	storeMu.Lock()
+	store.Shared = &SharedStats{Bucket: "s3://gomods/team/", Down: true, Hits: 900, Misses: 100, Errors: 3}
 	store.Unwritable, store.Unstored = true, 7
 	storeMu.Unlock()
+	poll("the shared cache tile alerting without a reload",
+		`(() => { const t = document.getElementById('shared-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('paused') && t.textContent.includes('3 errors'); })()`)
 	poll("the cache disk tile alerting without a reload",
 		`(() => { const t = document.getElementById('store-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('refuses files') && t.textContent.includes('7 answers relayed'); })()`)
 	mark, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.__holoproxyMark || 0`))

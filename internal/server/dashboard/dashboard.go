@@ -71,6 +71,26 @@ type StoreStats struct {
 	SizeBytes    int64 `json:"size_bytes,omitempty"`
 	Evicted      int64 `json:"evicted,omitempty"`
 	EvictedBytes int64 `json:"evicted_bytes,omitempty"`
+	// Shared is the shared cache tier (--shared-cache), nil without one.
+	Shared *SharedStats `json:"shared,omitempty"`
+}
+
+// SharedStats are the state of the shared cache tier the dashboard shows: its bucket, and
+// what it did since start with the reads the local disk missed and with the files filled.
+type SharedStats struct {
+	Bucket string `json:"bucket"` // s3://bucket/prefix
+	// Down is set while the bucket is left alone after a failure.
+	Down bool `json:"down"`
+	// Hits are misses of the disk the bucket answered; Misses, those it did not; Refused,
+	// objects ignored (altered, foreign, or failing the checks of a fill); Errors, failed
+	// reads.
+	Hits    int64 `json:"hits"`
+	Misses  int64 `json:"misses"`
+	Refused int64 `json:"refused"`
+	Errors  int64 `json:"errors"`
+	// Uploads are files put in the bucket; UploadErrors, puts that failed.
+	Uploads      int64 `json:"uploads"`
+	UploadErrors int64 `json:"upload_errors"`
 }
 
 // PrefetchStats are the prefetch counters the dashboard shows.

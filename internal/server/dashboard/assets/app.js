@@ -131,6 +131,19 @@
       t.id = "store-tile";
       if (st.unwritable) t.classList.add("alert");
       box.append(t);
+      const sh = st.shared;
+      if (sh) {
+        const looked = sh.hits + sh.misses;
+        const rest = " · " + sh.uploads + " uploaded" + (sh.refused ? " · " + sh.refused + " refused" : "") +
+          (sh.errors + sh.upload_errors ? " · " + (sh.errors + sh.upload_errors) + " errors" : "");
+        const s = sh.down
+          ? tile("Shared cache", "paused", sh.bucket + " failed: serving from disk and upstream" + rest)
+          : tile("Shared cache", sh.hits + " hits", sh.bucket + " · " + (looked ? Math.round(sh.hits / looked * 100) + "% of " + looked + " disk misses" : "no disk miss yet") + rest,
+              looked ? sh.hits / looked : undefined);
+        s.id = "shared-tile";
+        if (sh.down) s.classList.add("alert");
+        box.append(s);
+      }
     }
   }
 

@@ -128,6 +128,13 @@ func (s *S3Server) Stop() {
 	<-s.waited
 }
 
+// Pause stops the server's process (SIGSTOP) without closing its socket: connections are
+// still accepted by the kernel, and nothing is answered, as from a hung service.
+func (s *S3Server) Pause() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume lets a paused server go on (SIGCONT).
+func (s *S3Server) Resume() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
+
 // Client returns an S3 client of the server with its credentials.
 func (s *S3Server) Client(tb testing.TB) *minio.Client {
 	tb.Helper()

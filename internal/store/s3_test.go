@@ -153,3 +153,57 @@ func TestS3SharedTier(t *testing.T) {
 		t.Fatalf("server gone, stats %+v", st)
 	}
 }
+
+// A bucket that hangs (its server stopped, its socket still accepting) costs a read its
+// first-byte Timeout and a commit its transfer time, never more; the disk keeps what was
+// committed, and the bucket is used again once it answers.
+func TestS3StalledBucket(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "cache")
+	bucket := s3Bucket(t, srv, "s3://cache", srv.SecretKey)
+	d, err := OpenDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Shared{Local: d, Bucket: bucket, Timeout: 300 * time.Millisecond, MinRate: 1 << 30,
+		Backoff: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	commitString(t, s, "m/@v/v1.0.0.mod", "module m\n")
+	if st := s.Stats(); st.Uploads != 1 {
+		t.Fatalf("upload before the stall: %+v", st)
+	}
+
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	commitString(t, s, "m/@v/v1.1.0.mod", "module m\n")
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("a commit to a hung bucket took %v (transfer time ~%v)", el, s.transferFor(9))
+	}
+	if st := s.Stats(); st.UploadErrors != 1 || !st.Down {
+		t.Errorf("commit to a hung bucket: %+v, want an upload error and the bucket down", st)
+	}
+	if got, _, err := readEntry(t, s, "m/@v/v1.1.0.mod"); err != nil || got != "module m\n" {
+		t.Fatalf("the disk lost the commit: %q, %v", got, err)
+	}
+	time.Sleep(250 * time.Millisecond) // past the backoff: the next read asks the bucket
+	start = time.Now()
+	if _, _, err := readEntry(t, s, "m/@v/v9.0.0.mod"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read of a hung bucket: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("a read of a hung bucket took %v (Timeout %v)", el, s.Timeout)
+	}
+	if st := s.Stats(); st.Errors != 1 {
+		t.Errorf("read of a hung bucket: %+v, want one error", st)
+	}
+
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	commitString(t, s, "m/@v/v1.2.0.mod", "module m\n")
+	if st := s.Stats(); st.Uploads != 2 || st.Down {
+		t.Errorf("after the bucket came back: %+v, want a second upload", st)
+	}
+}

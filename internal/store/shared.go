@@ -59,11 +59,13 @@ type Shared struct {
 	Local *Disk
 	// Bucket is the shared tier. Required.
 	Bucket Bucket
-	// Timeout bounds each Stat of the bucket, and each Get up to its first byte
-	// (default 5s). A Get's body and a Put take as long as their bytes need, within
-	// TransferTimeout.
+	// Timeout bounds each Get of the bucket up to its first byte (default 5s).
 	Timeout time.Duration
-	// TransferTimeout bounds a whole copy from or to the bucket (default 10m).
+	// MinRate is the slowest a copy from or to the bucket may go, in bytes a second
+	// (default 1 MiB/s): an object of n bytes gets Timeout plus n/MinRate, at most
+	// TransferTimeout. A bucket that stalls mid-copy is cut there and counts as failed.
+	MinRate int64
+	// TransferTimeout bounds any one copy from or to the bucket (default 10m).
 	TransferTimeout time.Duration
 	// Backoff is how long reads and writes skip the bucket after it failed (default 10s).
 	Backoff time.Duration
@@ -121,6 +123,16 @@ func (s *Shared) Stats() SharedStats {
 func (s *Shared) timeout() time.Duration  { return orDefault(s.Timeout, 5*time.Second) }
 func (s *Shared) transfer() time.Duration { return orDefault(s.TransferTimeout, 10*time.Minute) }
 func (s *Shared) backoff() time.Duration  { return orDefault(s.Backoff, 10*time.Second) }
+
+// transferFor is how long a copy of size bytes may take: Timeout plus size at MinRate, at
+// most TransferTimeout.
+func (s *Shared) transferFor(size int64) time.Duration {
+	rate := s.MinRate
+	if rate <= 0 {
+		rate = 1 << 20
+	}
+	return min(s.timeout()+time.Duration(float64(size)/float64(rate)*float64(time.Second)), s.transfer())
+}
 
 func (s *Shared) log() *slog.Logger {
 	if s.Logger == nil {
@@ -204,8 +216,7 @@ func (s *Shared) copyIn(ctx context.Context, key string) error {
 // download copies key from the bucket into a temporary file of the disk, checks it, and
 // commits it with the object's time (so that a list's TTL runs from when it was fetched).
 func (s *Shared) download(ctx context.Context, key string) error {
-	// Timeout runs to the first byte only: the timer is stopped once Get answers, and the
-	// body then has what is left of ctx (TransferTimeout).
+	// Timeout runs to the first byte; once Get answers, the body has transferFor its size.
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	timer := time.AfterFunc(s.timeout(), cancel)
@@ -215,6 +226,10 @@ func (s *Shared) download(ctx context.Context, key string) error {
 			rc.Close()
 		}
 		err = fmt.Errorf("no answer within %v", s.timeout())
+	}
+	if err == nil {
+		body := time.AfterFunc(s.transferFor(obj.Size), cancel)
+		defer body.Stop()
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -317,9 +332,7 @@ func (s *Shared) Commit(ctx context.Context, key string, tmp *os.File) error {
 		s.stats.skippedWrites.Add(1)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.transfer())
-	defer cancel()
-	if err := s.upload(ctx, key); err != nil {
+	if err := s.upload(context.WithoutCancel(ctx), key); err != nil {
 		s.stats.uploadErrors.Add(1)
 		if !isWrite(err) {
 			s.failed("put", key, err)
@@ -328,13 +341,16 @@ func (s *Shared) Commit(ctx context.Context, key string, tmp *os.File) error {
 	return nil
 }
 
-// upload puts the disk's entry key in the bucket with its digest.
+// upload puts the disk's entry key in the bucket with its digest, within transferFor its
+// size.
 func (s *Shared) upload(ctx context.Context, key string) error {
 	e, err := s.Local.Open(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer e.Body.Close()
+	ctx, cancel := context.WithTimeout(ctx, s.transferFor(e.Size))
+	defer cancel()
 	h := sha256.New()
 	if _, err := io.Copy(h, e.Body); err != nil {
 		return err

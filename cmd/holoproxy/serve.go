@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/module"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -41,6 +44,7 @@ type serveOptions struct {
 	relayMemory     byteSize
 	cacheMaxSize    byteSize
 	clientAuth      string
+	gonoproxy       string
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	shared          sharedOptions   // --shared-cache, --s3-endpoint, --s3-region (serve_shared.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
@@ -71,6 +75,9 @@ func newServeCmd() *cobra.Command {
 			if err := o.shared.check(); err != nil {
 				return err
 			}
+			if err := checkPatterns("--gonoproxy", o.gonoproxy); err != nil {
+				return err
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
@@ -97,6 +104,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.upstream, "upstream", "", "upstream chain in GOPROXY syntax (default: the output of 'go env GOPROXY' at start)")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
+	f.StringVar(&o.gonoproxy, "gonoproxy", "", "module path patterns never asked of the upstreams, as GONOPROXY (e.g. corp.example/*,*.internal): answered 404 at once unless cached, so private module paths never leave for a public proxy, and the client's fallback (a next proxy, direct) takes over. Not read from go env, whose GONOPROXY defaults to GOPRIVATE: on a proxy those are often the modules an upstream of the chain serves")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
 	o.shared.register(f)
@@ -225,6 +233,12 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		Registerer:  obs.reg,
 		Logger:      log,
 		RelayMemory: o.relayMemory.config(),
+	}
+	if o.gonoproxy != "" {
+		patterns := o.gonoproxy
+		cfg.NoProxy = func(path string) bool { return module.MatchPrefixPatterns(patterns, path) }
+		cfg.NoProxyReason = "matches --gonoproxy " + patterns + "; set GOPRIVATE (or GONOPROXY) in the client's go env to fetch it directly"
+		log.Info("modules matching --gonoproxy are never asked of the upstreams (404 unless cached)", "gonoproxy", patterns)
 	}
 	var ev *store.Evictor
 	if o.cacheMaxSize > 0 {
@@ -496,4 +510,16 @@ func attachCache(dir string) (*store.Disk, string, error) {
 		return nil, "", fmt.Errorf("cache directory: %w", err)
 	}
 	return st, cacheDir, nil
+}
+
+// checkPatterns refuses a list of module path patterns (GOPRIVATE syntax: comma-separated
+// path.Match globs matching a path prefix) with a malformed glob, which
+// module.MatchPrefixPatterns would silently never match.
+func checkPatterns(flag, list string) error {
+	for _, p := range strings.Split(list, ",") {
+		if _, err := path.Match(p, ""); err != nil {
+			return usagef("%s %q: pattern %q: %v", flag, list, p, err)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/module"
 )
 
 func TestListTTL(t *testing.T) {
@@ -360,5 +362,45 @@ func TestSettle(t *testing.T) {
 	e.s.commits.add(-1)
 	if err := e.s.Settle(ctx); err != nil {
 		t.Errorf("Settle after the commit ended: %v", err)
+	}
+}
+
+// A module that NoProxy names is never asked of the chain: every kind of request for it is
+// a 404 that says why, unless the store already holds the answer; other modules are
+// fetched as always.
+func TestNoProxy(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), func(c *Config) {
+		c.NoProxy = func(p string) bool { return module.MatchPrefixPatterns("example.com/m", p) }
+		c.NoProxyReason = "matches --gonoproxy example.com/m"
+	})
+	// Stored before the pattern applied (say, by an earlier configuration): still served.
+	tmp, err := e.store.CreateTemp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := fixture(t, o, "example.com/m/@v/v1.0.0.mod")
+	tmp.Write(mod)
+	if err := e.store.Commit(context.Background(), "example.com/m/@v/v1.0.0.mod", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.get(t, "/example.com/m/@v/v1.0.0.mod", 200); !bytes.Equal(w.Body.Bytes(), mod) {
+		t.Errorf("a stored .mod of a GONOPROXY module was not served")
+	}
+	for _, p := range []string{"/example.com/m/@v/list", "/example.com/m/@latest", "/example.com/m/@v/v1.1.0.info",
+		"/example.com/m/@v/v1.1.0.mod", "/example.com/m/@v/v1.1.0.zip", "/example.com/m/@v/master.info"} {
+		w := e.get(t, p, 404)
+		assertOneLine(t, w)
+		if !strings.Contains(w.Body.String(), "never asks its upstreams for example.com/m") || !strings.Contains(w.Body.String(), "--gonoproxy example.com/m") {
+			t.Errorf("GET %s: body %q does not say why", p, w.Body.String())
+		}
+	}
+	if n := o.total(); n != 0 {
+		t.Errorf("origin asked %d times for a GONOPROXY module", n)
+	}
+	// Other modules are fetched as always.
+	e.get(t, "/example.com/other/@v/v1.0.0.info", 200)
+	if n := o.count("example.com/other/@v/v1.0.0.info"); n != 1 {
+		t.Errorf("origin asked %d times for a module outside the pattern, want 1", n)
 	}
 }

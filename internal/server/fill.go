@@ -241,6 +241,10 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	if msg, ok := s.neg.get(key, s.cfg.Now()); ok {
 		return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}, nil
 	}
+	if s.cfg.NoProxy != nil && s.cfg.NoProxy(req.Module) {
+		msg := fmt.Sprintf("%s: holoproxy never asks its upstreams for %s: it %s", describe(req), req.Module, s.cfg.NoProxyReason)
+		return fillResult{err: errors.New(msg), notFound: true, status: http.StatusNotFound}, nil
+	}
 
 	ctx = goproxy.WithHeader(ctx, http.Header{HopHeader: {strings.Join(append(hops, s.cfg.InstanceID), ", ")}})
 	var got *fetched

@@ -42,6 +42,13 @@ type Config struct {
 	NegativeTTL time.Duration
 	// FillTimeout bounds one fill from the chain, whoever waits on it (default 10m).
 	FillTimeout time.Duration
+	// NoProxy, when set, names the module paths never asked of the chain (GONOPROXY): a
+	// request for one that the store does not hold is answered 404 at once, with
+	// NoProxyReason, so that private module paths never leave for a public proxy and the
+	// client's own fallback (a next proxy, or direct) takes over.
+	NoProxy func(modulePath string) bool
+	// NoProxyReason ends the 404 body of a NoProxy module ("matches GONOPROXY=...").
+	NoProxyReason string
 	// Verify, when set, checks a filled .mod or .zip (already written to file) against the
 	// checksum database before it is stored; an error refuses the answer.
 	Verify func(ctx context.Context, r goproxy.Request, file *os.File) error

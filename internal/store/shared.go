@@ -173,14 +173,21 @@ func notFound(key string, why error) error {
 
 // Open implements Store: from the disk, else copied from the bucket to the disk first.
 func (s *Shared) Open(ctx context.Context, key string) (Entry, error) {
-	e, err := s.Local.Open(ctx, key)
+	return viaBucket(s, ctx, key, s.Local.Open)
+}
+
+// viaBucket returns local(ctx, key), first copying key from the bucket when the disk does
+// not hold it.
+func viaBucket[T any](s *Shared, ctx context.Context, key string, local func(context.Context, string) (T, error)) (T, error) {
+	v, err := local(ctx, key)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return e, err
+		return v, err
 	}
-	if cerr := s.copyIn(ctx, key); cerr != nil {
-		return Entry{}, cerr
+	if err := s.copyIn(ctx, key); err != nil {
+		var zero T
+		return zero, err
 	}
-	return s.Local.Open(ctx, key)
+	return local(ctx, key)
 }
 
 // copyIn copies key from the bucket to the disk, once for all concurrent callers. The
@@ -304,14 +311,7 @@ func isWrite(err error) bool {
 // answers from the store), so the copy is what it would cost anyway; and a key whose
 // object the copy refuses is missing for Stat as for Open, so the fill goes upstream.
 func (s *Shared) Stat(ctx context.Context, key string) (Info, error) {
-	info, err := s.Local.Stat(ctx, key)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return info, err
-	}
-	if cerr := s.copyIn(ctx, key); cerr != nil {
-		return Info{}, cerr
-	}
-	return s.Local.Stat(ctx, key)
+	return viaBucket(s, ctx, key, s.Local.Stat)
 }
 
 // CreateTemp implements Store: a temporary file of the disk.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,8 +85,11 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Check(cctx); err != nil {
+		// The service's refusals and a certificate this machine does not trust are
+		// configuration, not weather: say so now rather than skip the bucket forever.
 		var se *store.S3Error
-		if errors.As(err, &se) {
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &se) || errors.As(err, &cve) {
 			return nil, err
 		}
 		log.Warn("shared cache unreachable at start; serving on, trying it again at each miss", "bucket", b.String(), "endpoint", o.endpoint, "err", err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -218,4 +219,43 @@ func TestSharedCacheCheckedLikeAnUpstream(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// TestSharedCacheOverTLS: the bucket's service over HTTPS, as S3 always is, with a
+// certificate of a private CA: trusted through --ca-file, the go command builds through a
+// replica that fills the bucket; without the CA, serve stops at start naming the
+// certificate, rather than skip the bucket for ever.
+func TestSharedCacheOverTLS(t *testing.T) {
+	ca, err := lab.NewCA(filepath.Join(t.TempDir(), "ca.pem"), "holoproxy shared cache test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := lab.StartS3TLS(t, ca)
+	srv.MakeBucket(t, "gomods")
+	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	mods, roots := fixtureModules()
+	org := newOrigin(t, mods)
+	args := []string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL, "--prefetch=0",
+		"--shared-cache=s3://gomods", "--s3-endpoint=" + srv.Endpoint}
+
+	p := startHoloproxy(t, append(args, "--ca-file="+ca.CertFile()), env)
+	downloadAndBuild(t, newApp(t, "http://"+p.addr, mods, roots), nil, "through a replica over an HTTPS bucket", sumLineSet(t, mods))
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(t); err != nil {
+		t.Fatalf("replica did not stop cleanly: %v", err)
+	}
+	zkey := strings.TrimPrefix(treeFile(t, "", mods[0], ".zip"), "/")
+	if _, err := os.Stat(srv.ObjectPath("gomods", zkey)); err != nil {
+		t.Errorf("the replica put nothing in the bucket over HTTPS: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, holoproxyBinary(t), append([]string{"serve", "--listen=127.0.0.1:0"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "HOLOPROXY_SUMDB=off"), env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "certificate") || strings.Contains(string(out), "msg=serving") {
+		t.Errorf("serve with a bucket whose certificate it does not trust: %v; want it stopped at start naming the certificate:\n%s", err, out)
+	}
+	t.Logf("without the CA: %s", strings.TrimSpace(string(out)))
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +36,7 @@ type S3Server struct {
 	// Dir is the directory it keeps buckets in: bucket B's object K is the file Dir/B/K.
 	Dir string
 
+	ca     *CA // the CA of its certificate, or nil for plain HTTP
 	cmd    *exec.Cmd
 	log    bytes.Buffer  // its output; read only once it exited
 	waited chan struct{} // closed when it exited
@@ -54,6 +58,13 @@ func s3Binary() (string, error) {
 // skips tb without a server binary, except under CI (CI=true), where it fails it.
 func StartS3(tb testing.TB) *S3Server {
 	tb.Helper()
+	return StartS3TLS(tb, nil)
+}
+
+// StartS3TLS is StartS3 serving HTTPS with a certificate of ca for 127.0.0.1 and
+// localhost (Endpoint is then https://127.0.0.1:PORT); a nil ca serves plain HTTP.
+func StartS3TLS(tb testing.TB, ca *CA) *S3Server {
+	tb.Helper()
 	bin, err := s3Binary()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -63,8 +74,17 @@ func StartS3(tb testing.TB) *S3Server {
 	}
 	secret := make([]byte, 16)
 	rand.Read(secret)
-	s := &S3Server{AccessKey: "holoproxy-test", SecretKey: hex.EncodeToString(secret), Dir: tb.TempDir()}
-	if err := s.start(bin); err != nil {
+	s := &S3Server{AccessKey: "holoproxy-test", SecretKey: hex.EncodeToString(secret), Dir: tb.TempDir(), ca: ca}
+	var tlsArgs []string
+	if ca != nil {
+		dir := tb.TempDir()
+		cert, key := filepath.Join(dir, "s3.crt"), filepath.Join(dir, "s3.key")
+		if _, err := ca.IssueFiles(cert, key, "127.0.0.1", "localhost"); err != nil {
+			tb.Fatal(err)
+		}
+		tlsArgs = []string{"--cert", cert, "--key", key}
+	}
+	if err := s.start(bin, tlsArgs); err != nil {
 		tb.Fatalf("starting %s: %v\n%s", S3Command, err, s.log.String())
 	}
 	tb.Cleanup(func() {
@@ -76,7 +96,7 @@ func StartS3(tb testing.TB) *S3Server {
 	return s
 }
 
-func (s *S3Server) start(bin string) error {
+func (s *S3Server) start(bin string, tlsArgs []string) error {
 	// A free port: the gateway prints, but does not let a caller read, the port it got.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,8 +105,11 @@ func (s *S3Server) start(bin string) error {
 	addr := ln.Addr().String()
 	ln.Close()
 	s.Endpoint = "http://" + addr
-	s.cmd = exec.Command(bin, "--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--quiet", "--keep-alive", "posix", s.Dir)
+	if tlsArgs != nil {
+		s.Endpoint = "https://" + addr
+	}
+	args := append([]string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "--keep-alive"}, tlsArgs...)
+	s.cmd = exec.Command(bin, append(args, "posix", s.Dir)...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
@@ -138,9 +161,15 @@ func (s *S3Server) Resume() error { return syscall.Kill(-s.cmd.Process.Pid, sysc
 // Client returns an S3 client of the server with its credentials.
 func (s *S3Server) Client(tb testing.TB) *minio.Client {
 	tb.Helper()
-	c, err := minio.New(s.Endpoint[len("http://"):], &minio.Options{
-		Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-	})
+	u, err := url.Parse(s.Endpoint)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts := &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), Secure: u.Scheme == "https"}
+	if s.ca != nil {
+		opts.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Pool()}}
+	}
+	c, err := minio.New(u.Host, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -166,6 +166,13 @@ func (s *Shared) failed(op, key string, err error) {
 	}
 }
 
+// diskFailed is the error of a copy from the bucket that the local disk refused (full,
+// read-only): a miss for the caller, whose fill then meets the disk itself and handles it
+// as it handles any disk failure (relaying from memory, the server's unwritable state).
+func diskFailed(key string, err error) error {
+	return notFound(key, fmt.Errorf("the local disk refused the copy: %w", err))
+}
+
 // notFound is the error of a read that the bucket did not answer, whatever the reason.
 func notFound(key string, why error) error {
 	return fmt.Errorf("store: %s: %w (shared cache: %v)", key, fs.ErrNotExist, why)
@@ -254,7 +261,7 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	}
 	tmp, err := s.Local.CreateTemp(ctx)
 	if err != nil {
-		return err // the disk's own failure, for the caller to see
+		return diskFailed(key, err)
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, obj.Size+1))
@@ -262,7 +269,7 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	if err != nil {
 		s.Local.Discard(tmp)
 		if isWrite(err) {
-			return err
+			return diskFailed(key, err)
 		}
 		s.stats.errors.Add(1)
 		s.failed("get", key, err)
@@ -287,11 +294,11 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	if !obj.ModTime.IsZero() {
 		if err := os.Chtimes(tmp.Name(), time.Time{}, obj.ModTime); err != nil {
 			s.Local.Discard(tmp)
-			return fmt.Errorf("store: %w", err)
+			return diskFailed(key, err)
 		}
 	}
 	if err := s.Local.Commit(ctx, key, tmp); err != nil {
-		return err
+		return diskFailed(key, err)
 	}
 	s.stats.hits.Add(1)
 	if s.OnCopied != nil {

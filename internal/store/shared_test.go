@@ -366,3 +366,25 @@ func TestSharedCheckRefuses(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 refused and 1 hit", st)
 	}
 }
+
+// A disk that refuses the copy (here its temporary directory is a file) makes the read a
+// miss, not a failure: the caller's fill meets the disk itself and handles it.
+func TestSharedDiskRefusesCopy(t *testing.T) {
+	b := newMemBucket()
+	s := newShared(t, b)
+	data := []byte("module m\n")
+	b.set("m/@v/v1.0.0.mod", data, digest(data), time.Now())
+	if err := os.RemoveAll(s.Local.tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Local.tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := readEntry(t, s, "m/@v/v1.0.0.mod")
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "local disk refused") {
+		t.Fatalf("read with the disk refusing: %v; want a miss naming the disk", err)
+	}
+	if st := s.Stats(); st.Errors != 0 || st.Down {
+		t.Fatalf("the disk's failure was charged to the bucket: %+v", st)
+	}
+}

@@ -259,3 +259,51 @@ func TestSharedCacheOverTLS(t *testing.T) {
 	}
 	t.Logf("without the CA: %s", strings.TrimSpace(string(out)))
 }
+
+// TestSharedCacheUnderSizeBound: --cache-max-size bounds the replica's disk, never the
+// bucket: a zip evicted from the disk comes back from the bucket, not from upstream.
+func TestSharedCacheUnderSizeBound(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "gomods")
+	const zipSize, n, max = 64 << 10, 10, 300 << 10
+	mods := bigModules("mods.test/sharedevict", n, zipSize)
+	org := newOrigin(t, mods)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL, "--cache-max-size=300KiB",
+		"--prefetch=0", "--shared-cache=s3://gomods", "--s3-endpoint=" + srv.Endpoint},
+		[]string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey})
+	base := "http://" + p.addr + "/"
+	want := map[string][]byte{}
+	for _, m := range mods {
+		for _, key := range fileKeys(t, m) {
+			code, body, _ := get(t, base+key)
+			if code != http.StatusOK {
+				t.Fatalf("GET %s = %d", key, code)
+			}
+			want[key] = body
+		}
+		time.Sleep(20 * time.Millisecond) // distinct access times, oldest first
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m := scrape(t, p.addr)
+		if m["holoproxy_cache_evicted_files_total"] > 0 && m["holoproxy_cache_size_bytes"] <= max {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("disk not brought under the bound within 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first := fileKeys(t, mods[0])[2] // its zip, read longest ago: evicted
+	before := org.counts()[first]
+	code, body, h := get(t, base+first)
+	if code != http.StatusOK || !bytes.Equal(body, want[first]) || h.Get("X-Holoproxy-Cache") != "hit" {
+		t.Errorf("GET %s after eviction: %d, %d bytes, cache %q; want 200, the zip, a hit from the bucket", first, code, len(body), h.Get("X-Holoproxy-Cache"))
+	}
+	if after := org.counts()[first]; after != before {
+		t.Errorf("the origin was asked %d times for %s after its eviction, want 0: the bucket holds it", after-before, first)
+	}
+	if m := scrape(t, p.addr); m[`holoproxy_shared_cache_reads_total{result="hit"}`] < 1 {
+		t.Errorf("no bucket hit counted")
+	}
+}

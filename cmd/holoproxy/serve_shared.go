@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -77,10 +78,9 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 	if err != nil {
 		return nil, fmt.Errorf("shared cache transport: %w", err)
 	}
-	b, err := store.NewS3Bucket(store.S3Config{URL: o.url, Endpoint: o.endpoint, Region: o.region,
-		Transport: t, UserAgent: userAgent()})
+	b, err := o.newBucket(t)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -95,6 +95,16 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 		log.Warn("shared cache unreachable at start; serving on, trying it again at each miss", "bucket", b.String(), "endpoint", o.endpoint, "err", err)
 	}
 	return &store.Shared{Local: disk, Bucket: b, Logger: log}, nil
+}
+
+// newBucket returns the bucket o names (after check), its requests carried by t.
+func (o sharedOptions) newBucket(t http.RoundTripper) (*store.S3Bucket, error) {
+	b, err := store.NewS3Bucket(store.S3Config{URL: o.url, Endpoint: o.endpoint, Region: o.region,
+		Transport: t, UserAgent: userAgent()})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return b, nil
 }
 
 // sharedCollector exports a Shared store's counts.

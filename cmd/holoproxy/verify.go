@@ -17,6 +17,7 @@ import (
 	"github.com/holoproxy/holoproxy/internal/checksum"
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // verifyOptions are the flags of holoproxy verify.
@@ -26,6 +27,7 @@ type verifyOptions struct {
 	upstream string
 	timeout  time.Duration
 	checks   checksumOptions
+	shared   sharedOptions // --shared-cache: verify that bucket instead of the cache directory
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -44,6 +46,9 @@ func newVerifyCmd() *cobra.Command {
 			if err := checkPositive(cmd, "timeout"); err != nil {
 				return err
 			}
+			if err := o.shared.check(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runVerify(ctx, o, cmd.OutOrStdout())
@@ -55,6 +60,8 @@ func newVerifyCmd() *cobra.Command {
 	f.StringVar(&o.upstream, "upstream", "", "upstream chain (GOPROXY syntax) whose proxies may serve the checksum database, used when --sumdb has no URL (default: 'go env GOPROXY')")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "bound on each request to the checksum database")
 	addChecksumFlags(f, &o.checks)
+	o.shared.register(f)
+	f.Lookup("shared-cache").Usage = "verify the objects of this S3 bucket of serve --shared-cache (s3://BUCKET[/PREFIX]) instead of the cache directory; with --purge, remove those that fail (an object whose content does not match the SHA-256 recorded with it fails too)"
 	f.Lookup("sumdb").Usage = "checksum database to verify against, in GOSUMDB syntax: name or name+key, either followed by a URL (default: the output of 'go env GOSUMDB')"
 	return cmd
 }
@@ -116,7 +123,22 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := checksum.VerifyStore(ctx, st, v, o.purge)
+	var target store.Store = st
+	where := cacheDir
+	if o.shared.url != "" {
+		b, err := o.shared.newBucket(t) // not hc: upstream credentials are not the bucket's
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, o.timeout)
+		err = b.Check(cctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		target, where = &store.BucketStore{Bucket: b}, b.String()
+	}
+	rep, err := checksum.VerifyStore(ctx, target, v, o.purge)
 	for _, f := range rep.Failures {
 		purged := ""
 		if f.Purged {
@@ -127,7 +149,7 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 	for _, f := range rep.Unverifiable {
 		fmt.Fprintf(out, "UNVERIFIED %s: %s\n", f.Key, f.Reason)
 	}
-	fmt.Fprintf(out, "%s (%s, database %s)\n", rep, cacheDir, db.Name)
+	fmt.Fprintf(out, "%s (%s, database %s)\n", rep, where, db.Name)
 	if err != nil {
 		return fmt.Errorf("verify stopped: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -305,5 +307,97 @@ func TestSharedCacheUnderSizeBound(t *testing.T) {
 	}
 	if m := scrape(t, p.addr); m[`holoproxy_shared_cache_reads_total{result="hit"}`] < 1 {
 		t.Errorf("no bucket hit counted")
+	}
+}
+
+// TestVerifySharedBucket: holoproxy verify --shared-cache audits the bucket itself: an
+// object whose content is not what the checksum database says (written with a matching
+// digest) and an object whose content does not match its recorded digest both fail and,
+// with --purge, are removed; the next run is clean.
+func TestVerifySharedBucket(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "gomods")
+	mods := []modtree.Module{{Path: "mods.test/sva", Version: "v1.0.0"}, {Path: "mods.test/svb", Version: "v1.0.0"},
+		{Path: "mods.test/svc", Version: "v1.0.0"}}
+	db := sumdbtest.New(t, mods)
+	org := newOrigin(t, mods)
+	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	shared := []string{"--shared-cache=s3://gomods/team", "--s3-endpoint=" + srv.Endpoint}
+	p := startHoloproxy(t, append(append([]string{"--cache-dir=" + t.TempDir(), "--upstream=" + org.URL, "--prefetch=0"},
+		shared...), sumdbArgs(db, "")...), env)
+	keys := map[int]string{} // the zip key of mods[i]
+	for i, m := range mods {
+		for _, ext := range []string{".mod", ".zip"} {
+			key := strings.TrimPrefix(treeFile(t, "", m, ext), "/")
+			if status, body, _ := get(t, "http://"+p.addr+"/"+key); status != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", key, status, body)
+			}
+			if ext == ".zip" {
+				keys[i] = key
+			}
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM) // its uploads finish first
+	if err := p.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	// mods[1]'s zip: altered inside, with a digest that matches (only the database can
+	// tell). mods[2]'s zip: its bytes changed behind the server's back (the digest tells).
+	honest, err := os.ReadFile(treeFile(t, org.dir, mods[1], ".zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := modtree.TamperZip(honest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(bad)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := srv.Client(t).PutObject(ctx, "gomods", "team/"+keys[1], bytes.NewReader(bad), int64(len(bad)),
+		minio.PutObjectOptions{UserMetadata: map[string]string{"Holoproxy-Sha256": hex.EncodeToString(sum[:])}}); err != nil {
+		t.Fatal(err)
+	}
+	obj2 := srv.ObjectPath("gomods", "team/"+keys[2])
+	data, err := os.ReadFile(obj2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(obj2, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	verify := func(args ...string) (int, string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, holoproxyBinary(t), append(append([]string{"verify", "--cache-dir=" + t.TempDir(),
+			"--sumdb=" + db.GOSUMDB(), "--gonosumdb=", "--goprivate="}, shared...), args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.WaitDelay = 10 * time.Second
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, string(out)
+		case errors.As(err, &ee):
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("holoproxy verify: %v\n%s", err, out)
+		return 0, ""
+	}
+	code, out := verify("--purge")
+	if code != 1 || !strings.Contains(out, "FAIL "+keys[1]) || !strings.Contains(out, "FAIL "+keys[2]) ||
+		!strings.Contains(out, "SHA-256") || !strings.Contains(out, "purged 2") || !strings.Contains(out, "s3://gomods/team/") {
+		t.Errorf("verify --shared-cache --purge: exit %d\n%s\nwant exit 1 naming both zips, purged 2", code, out)
+	}
+	t.Logf("verify --purge:\n%s", out)
+	for _, i := range []int{1, 2} {
+		if _, err := os.Stat(srv.ObjectPath("gomods", "team/"+keys[i])); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still in the bucket after --purge (stat: %v)", keys[i], err)
+		}
+	}
+	code, out = verify()
+	if code != 0 || !strings.Contains(out, "checked 4: ok 4") {
+		t.Errorf("verify after purge: exit %d\n%s\nwant exit 0 with 4 files ok", code, out)
 	}
 }

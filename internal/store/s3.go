@@ -232,3 +232,23 @@ func (b *S3Bucket) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// List calls fn for every object whose key starts with prefix, in lexical order, with what
+// a listing tells of it (no SHA256: listings carry no user metadata).
+func (b *S3Bucket) List(ctx context.Context, prefix string, fn func(key string, obj Object) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the listing goroutine when fn stops early
+	for info := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true}) {
+		if info.Err != nil {
+			return s3Error(info.Err)
+		}
+		key := strings.TrimPrefix(info.Key, b.prefix)
+		if CheckKey(key) != nil {
+			continue // not a key holoproxy writes
+		}
+		if err := fn(key, Object{Size: info.Size, ModTime: info.LastModified}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/holoproxy/holoproxy/internal/lab"
@@ -205,5 +206,54 @@ func TestS3StalledBucket(t *testing.T) {
 	commitString(t, s, "m/@v/v1.2.0.mod", "module m\n")
 	if st := s.Stats(); st.Uploads != 2 || st.Down {
 		t.Errorf("after the bucket came back: %+v, want a second upload", st)
+	}
+}
+
+// BucketStore reads a bucket as a Store: Walk lists it (the prefix's keys only), Open gives
+// an object holoproxy did not write as it is (verify then checks it against the checksum
+// database), and nothing can be committed.
+func TestBucketStore(t *testing.T) {
+	srv := lab.StartS3(t)
+	srv.MakeBucket(t, "cache")
+	ctx := context.Background()
+	put := func(name, data string) {
+		t.Helper()
+		if _, err := srv.Client(t).PutObject(ctx, "cache", name, strings.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("team/a/@v/v1.0.0.mod", "module a\n")
+	put("team/b/@v/v1.0.0.mod", "module b\n")
+	put("other/c/@v/v1.0.0.mod", "module c\n")
+	bs := &BucketStore{Bucket: s3Bucket(t, srv, "s3://cache/team", srv.SecretKey), TempDir: t.TempDir()}
+	var keys []string
+	if err := bs.Walk(ctx, "", func(key string, info Info) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, " ") != "a/@v/v1.0.0.mod b/@v/v1.0.0.mod" {
+		t.Fatalf("Walk = %v", keys)
+	}
+	got, info, err := readEntry(t, bs, "b/@v/v1.0.0.mod")
+	if err != nil || got != "module b\n" || info.Size != 9 {
+		t.Fatalf("Open of a foreign object = %q, %+v, %v", got, info, err)
+	}
+	if _, err := bs.Stat(ctx, "b/@v/v1.0.0.mod"); err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	if _, err := bs.Stat(ctx, "b/@v/v1.0.0.mo"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Stat of a key that is only a prefix of one: %v", err)
+	}
+	tmp, err := bs.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.Commit(ctx, "c/@v/v1.0.0.mod", tmp); err == nil {
+		t.Fatal("Commit to a BucketStore succeeded")
+	}
+	if entries, _ := os.ReadDir(bs.TempDir); len(entries) != 0 {
+		t.Fatalf("temporary files left: %v", entries)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 )
 
 // TestCacheMaxSize: with --cache-max-size, holoproxy keeps its cache under the bound by
@@ -20,32 +22,8 @@ func TestCacheMaxSize(t *testing.T) {
 	p := startHoloproxy(t, []string{"--cache-dir=" + cache, "--upstream=" + org.URL, "--cache-max-size=300KiB",
 		"--prefetch=0"}, nil)
 	base := "http://" + p.addr + "/"
-
-	want := map[string][]byte{}
-	for _, m := range mods {
-		for _, key := range fileKeys(t, m) {
-			code, body, _ := get(t, base+key)
-			if code != http.StatusOK {
-				t.Fatalf("GET %s = %d", key, code)
-			}
-			want[key] = body
-		}
-		time.Sleep(20 * time.Millisecond) // distinct access times, oldest first
-	}
-
-	var m map[string]float64
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		m = scrape(t, p.addr)
-		if m["holoproxy_cache_evicted_files_total"] > 0 && m["holoproxy_cache_size_bytes"] <= max {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache not brought under the bound within 15s: size %v, evicted %v",
-				m["holoproxy_cache_size_bytes"], m["holoproxy_cache_evicted_files_total"])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	want := getInOrder(t, base, mods)
+	m := waitEvicted(t, p.addr, max)
 	var doc struct {
 		Store struct {
 			MaxBytes  int64 `json:"max_bytes"`
@@ -90,4 +68,40 @@ func TestCacheMaxSize(t *testing.T) {
 	}
 	t.Logf("bound %d: %v bytes left, %v zips (%v bytes) evicted", max, m["holoproxy_cache_size_bytes"],
 		m["holoproxy_cache_evicted_files_total"], m["holoproxy_cache_evicted_bytes_total"])
+}
+
+// getInOrder GETs every file of mods through the proxy at base, module by module with a
+// pause between them (distinct access times, oldest first), and returns the bodies by key.
+func getInOrder(t *testing.T, base string, mods []modtree.Module) map[string][]byte {
+	t.Helper()
+	want := map[string][]byte{}
+	for _, m := range mods {
+		for _, key := range fileKeys(t, m) {
+			code, body, _ := get(t, base+key)
+			if code != http.StatusOK {
+				t.Fatalf("GET %s = %d", key, code)
+			}
+			want[key] = body
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return want
+}
+
+// waitEvicted waits (15 s at most) until the holoproxy at addr has evicted files and its
+// cache is under max bytes, and returns its metrics then.
+func waitEvicted(t *testing.T, addr string, max float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m := scrape(t, addr)
+		if m["holoproxy_cache_evicted_files_total"] > 0 && m["holoproxy_cache_size_bytes"] <= max {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache not brought under the bound within 15s: size %v, evicted %v",
+				m["holoproxy_cache_size_bytes"], m["holoproxy_cache_evicted_files_total"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -274,28 +274,8 @@ func TestSharedCacheUnderSizeBound(t *testing.T) {
 		"--prefetch=0", "--shared-cache=s3://gomods", "--s3-endpoint=" + srv.Endpoint},
 		[]string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey})
 	base := "http://" + p.addr + "/"
-	want := map[string][]byte{}
-	for _, m := range mods {
-		for _, key := range fileKeys(t, m) {
-			code, body, _ := get(t, base+key)
-			if code != http.StatusOK {
-				t.Fatalf("GET %s = %d", key, code)
-			}
-			want[key] = body
-		}
-		time.Sleep(20 * time.Millisecond) // distinct access times, oldest first
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		m := scrape(t, p.addr)
-		if m["holoproxy_cache_evicted_files_total"] > 0 && m["holoproxy_cache_size_bytes"] <= max {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("disk not brought under the bound within 15s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	want := getInOrder(t, base, mods)
+	waitEvicted(t, p.addr, max)
 	first := fileKeys(t, mods[0])[2] // its zip, read longest ago: evicted
 	before := org.counts()[first]
 	code, body, h := get(t, base+first)
@@ -370,20 +350,8 @@ func TestVerifySharedBucket(t *testing.T) {
 
 	verify := func(args ...string) (int, string) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, holoproxyBinary(t), append(append([]string{"verify", "--cache-dir=" + t.TempDir(),
-			"--sumdb=" + db.GOSUMDB(), "--gonosumdb=", "--goprivate="}, shared...), args...)...)
-		cmd.Env = append(os.Environ(), env...)
-		cmd.WaitDelay = 10 * time.Second
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return 0, string(out)
-		case errors.As(err, &ee):
-			return ee.ExitCode(), string(out)
-		}
-		t.Fatalf("holoproxy verify: %v\n%s", err, out)
-		return 0, ""
+		return runVerify(t, env, append(append([]string{"--cache-dir=" + t.TempDir(), "--sumdb=" + db.GOSUMDB(),
+			"--gonosumdb=", "--goprivate="}, shared...), args...)...)
 	}
 	code, out := verify("--purge")
 	if code != 1 || !strings.Contains(out, "FAIL "+keys[1]) || !strings.Contains(out, "FAIL "+keys[2]) ||

@@ -261,20 +261,7 @@ func TestVerifyPurge(t *testing.T) {
 
 	verify := func(args ...string) (int, string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, holoproxyBinary(t), append([]string{"verify", "--cache-dir=" + cache, "--sumdb=" + db.GOSUMDB(), "--gonosumdb=", "--goprivate="}, args...)...)
-		cmd.WaitDelay = 10 * time.Second
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return 0, string(out)
-		case errors.As(err, &ee):
-			return ee.ExitCode(), string(out)
-		}
-		t.Fatalf("holoproxy verify: %v\n%s", err, out)
-		return 0, ""
+		return runVerify(t, nil, append([]string{"--cache-dir=" + cache, "--sumdb=" + db.GOSUMDB(), "--gonosumdb=", "--goprivate="}, args...)...)
 	}
 	key := strings.TrimPrefix(filepath.ToSlash(treeFile(t, "/", mods[1], ".zip")), "/")
 	code, out := verify("--purge")
@@ -306,4 +293,25 @@ func waitStored(t *testing.T, path string) string {
 	}
 	t.Fatalf("%s was not stored within 10s of its answer", path)
 	return ""
+}
+
+// runVerify runs `holoproxy verify` with args and env added to the environment (two minutes
+// at most) and returns its exit status and combined output.
+func runVerify(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, holoproxyBinary(t), append([]string{"verify"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("holoproxy verify: %v\n%s", err, out)
+	return 0, ""
 }

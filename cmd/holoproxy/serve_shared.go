@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -113,7 +114,26 @@ type sharedCollector struct {
 	reads, writes, bytes, upDsc *prometheus.Desc
 }
 
+// registerShared exports sh's counts and the latency of its bucket's requests.
 func registerShared(reg prometheus.Registerer, sh *store.Shared) error {
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "holoproxy_shared_cache_request_duration_seconds",
+		Help:    "Requests to the shared bucket by operation (get: to the answer's header; put: to the end of the upload; delete) and result (ok, not_found, error).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"op", "result"})
+	if err := reg.Register(latency); err != nil {
+		return err
+	}
+	sh.OnBucket = func(op string, d time.Duration, err error) {
+		result := "ok"
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			result = "not_found"
+		case err != nil:
+			result = "error"
+		}
+		latency.WithLabelValues(op, result).Observe(d.Seconds())
+	}
 	return reg.Register(&sharedCollector{
 		sh: sh,
 		reads: prometheus.NewDesc("holoproxy_shared_cache_reads_total",

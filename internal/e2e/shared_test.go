@@ -60,6 +60,9 @@ func TestSharedCacheReplicas(t *testing.T) {
 			m[`holoproxy_shared_cache_reads_total{result="hit"}`], m[`holoproxy_shared_cache_reads_total{result="error"}`],
 			m[`holoproxy_shared_cache_reads_total{result="corrupt"}`], m["holoproxy_shared_cache_up"])
 	}
+	if m[`holoproxy_shared_cache_request_duration_seconds_count{op="get",result="ok"}`] == 0 {
+		t.Errorf("no bucket GET latency observed on replica B")
+	}
 	var doc struct {
 		Store struct {
 			Shared struct {

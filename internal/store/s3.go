@@ -137,6 +137,10 @@ type S3Error struct {
 }
 
 func (e *S3Error) Error() string {
+	if e.Message == "" || e.Message == e.Code {
+		// An answer without a body (to a HEAD): minio-go makes a code of the status line.
+		return fmt.Sprintf("HTTP %d: %s", e.StatusCode, e.Code)
+	}
 	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.StatusCode, e.Message)
 }
 

@@ -77,6 +77,11 @@ type Shared struct {
 	// (server.Server.CheckStored), so that a bucket is trusted no further than an upstream
 	// (its writers could record a digest of anything). An error refuses the object.
 	Check func(ctx context.Context, key string, f *os.File) error
+	// OnBucket, when set, is told of every request to the bucket: its operation ("get",
+	// timed to the answer's header; "put", timed to the end of the upload; "delete"),
+	// how long it took, and its error (nil; one satisfying errors.Is(err,
+	// fs.ErrNotExist) for a missing key). It must not block.
+	OnBucket func(op string, d time.Duration, err error)
 	// OnCopied, when set, is told the size of each entry copied from the bucket to the
 	// disk (an Evictor's Stored), as the disk's other commits are told by their writer.
 	OnCopied func(size int64)
@@ -146,6 +151,13 @@ func orDefault(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// observe tells OnBucket of a request that started at t0.
+func (s *Shared) observe(op string, t0 time.Time, err error) {
+	if s.OnBucket != nil {
+		s.OnBucket(op, time.Since(t0), err)
+	}
 }
 
 // usable reports whether the bucket is to be used now: not within Backoff of a failure.
@@ -234,7 +246,9 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	timer := time.AfterFunc(s.timeout(), cancel)
+	t0 := time.Now()
 	rc, obj, err := s.Bucket.Get(gctx, key)
+	s.observe("get", t0, err)
 	if !timer.Stop() { // fired: gctx is cancelled, whatever Get answered
 		if err == nil {
 			rc.Close()
@@ -365,7 +379,10 @@ func (s *Shared) upload(ctx context.Context, key string) error {
 	if _, err := e.Body.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if err := s.Bucket.Put(ctx, key, e.Body, e.Size, hex.EncodeToString(h.Sum(nil))); err != nil {
+	t0 := time.Now()
+	err = s.Bucket.Put(ctx, key, e.Body, e.Size, hex.EncodeToString(h.Sum(nil)))
+	s.observe("put", t0, err)
+	if err != nil {
 		return err
 	}
 	s.stats.uploads.Add(1)
@@ -380,7 +397,10 @@ func (s *Shared) Delete(ctx context.Context, key string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	if err := s.Bucket.Delete(ctx, key); err != nil {
+	t0 := time.Now()
+	err := s.Bucket.Delete(ctx, key)
+	s.observe("delete", t0, err)
+	if err != nil {
 		return fmt.Errorf("store: deleting %s from %s: %w", key, s.Bucket, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -153,6 +154,14 @@ func readEntry(t *testing.T, st Store, key string) (string, Info, error) {
 func TestSharedReplicasFillEachOther(t *testing.T) {
 	b := newMemBucket()
 	a, c := newShared(t, b), newShared(t, b)
+	var ops []string
+	var opsMu sync.Mutex
+	note := func(op string, d time.Duration, err error) {
+		opsMu.Lock()
+		defer opsMu.Unlock()
+		ops = append(ops, fmt.Sprintf("%s %v", op, err == nil))
+	}
+	a.OnBucket, c.OnBucket = note, note
 	const key = "example.com/m/@v/v1.0.0.mod"
 	commitString(t, a, key, "module example.com/m\n")
 	if b.puts.Load() != 1 {
@@ -177,6 +186,12 @@ func TestSharedReplicasFillEachOther(t *testing.T) {
 	if _, _, err := readEntry(t, c, key); err != nil || b.gets.Load() != gets {
 		t.Fatalf("second read: err %v, gets %d -> %d", err, gets, b.gets.Load())
 	}
+
+	opsMu.Lock()
+	if got := strings.Join(ops, ", "); got != "put true, get true" {
+		t.Errorf("OnBucket saw %q, want the put and the get", got)
+	}
+	opsMu.Unlock()
 
 	// A list stored an hour ago reaches the replica with that time.
 	old := time.Now().Add(-time.Hour).Truncate(time.Second)

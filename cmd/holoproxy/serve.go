@@ -45,6 +45,7 @@ type serveOptions struct {
 	cacheMaxSize    byteSize
 	clientAuth      string
 	gonoproxy       string
+	routes          []string
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	shared          sharedOptions   // --shared-cache, --s3-endpoint, --s3-region (serve_shared.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
@@ -104,6 +105,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.upstream, "upstream", "", "upstream chain in GOPROXY syntax (default: the output of 'go env GOPROXY' at start)")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
+	f.StringArrayVar(&o.routes, "route", nil, "PATTERNS=LIST: fetch the modules matching PATTERNS (GOPRIVATE syntax, e.g. corp.example/*) from LIST (GOPROXY syntax) alone, never from --upstream; repeatable, the first match wins (e.g. a company proxy for the company's modules, so their paths never reach a public proxy; exempt them from the checksum database with --goprivate)")
 	f.StringVar(&o.gonoproxy, "gonoproxy", "", "module path patterns never asked of the upstreams, as GONOPROXY (e.g. corp.example/*,*.internal): answered 404 at once unless cached, so private module paths never leave for a public proxy, and the client's fallback (a next proxy, direct) takes over. Not read from go env, whose GONOPROXY defaults to GOPRIVATE: on a proxy those are often the modules an upstream of the chain serves")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
@@ -164,7 +166,13 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return err
 	}
 	obs.sinks = append(obs.sinks, rp.Sink())
-	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) })
+	routes, err := parseRoutes(o.routes)
+	if err != nil {
+		return err
+	}
+	// The credentials of every list's URLs: the routes' company proxies want them most.
+	creds, err := upstreamCredentials(ctx, strings.Join(append([]string{list}, routeLists(routes)...), ","),
+		func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) })
 	if err != nil {
 		return err
 	}
@@ -193,6 +201,10 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	if err := server.CheckNotSelf(o.listen, chain); err != nil {
 		return fmt.Errorf("upstream chain %q: %w", chain.String(), err)
+	}
+	srvRoutes, err := serverRoutes(routes, hc, o.listen, log)
+	if err != nil {
+		return err
 	}
 
 	disk, err := store.OpenDisk(cacheDir)
@@ -233,6 +245,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		Registerer:  obs.reg,
 		Logger:      log,
 		RelayMemory: o.relayMemory.config(),
+		Routes:      srvRoutes,
 	}
 	if o.gonoproxy != "" {
 		patterns := o.gonoproxy

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
 )
 
 func TestListTTL(t *testing.T) {
@@ -402,5 +404,40 @@ func TestNoProxy(t *testing.T) {
 	e.get(t, "/example.com/other/@v/v1.0.0.info", 200)
 	if n := o.count("example.com/other/@v/v1.0.0.info"); n != 1 {
 		t.Errorf("origin asked %d times for a module outside the pattern, want 1", n)
+	}
+}
+
+// A Route sends the modules it matches to its own chain alone; the rest go to Chain, and
+// NoProxy wins over a route.
+func TestRouteModulesToTheirChain(t *testing.T) {
+	public, private := newOrigin(t), newOrigin(t)
+	privChain, err := goproxy.ParseChain(private.URL(), testHTTPClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, public.URL(), func(c *Config) {
+		c.Routes = []Route{{Patterns: "example.com/other,example.com/nomod", Chain: privChain}}
+		c.NoProxy = func(p string) bool { return p == "example.com/nomod" }
+		c.NoProxyReason = "matches --gonoproxy example.com/nomod"
+	})
+	for _, p := range []string{"example.com/other/@v/list", "example.com/other/@v/v1.0.0.info",
+		"example.com/other/@v/v1.0.0.mod", "example.com/other/@v/v1.0.0.zip"} {
+		w := e.get(t, "/"+p, 200)
+		if !strings.Contains(w.Header().Get(UpstreamHeader), private.URL()) {
+			t.Errorf("GET %s: served by %q, want the route's upstream %s", p, w.Header().Get(UpstreamHeader), private.URL())
+		}
+	}
+	e.get(t, "/example.com/m/@v/v1.0.0.mod", 200)
+	e.get(t, "/example.com/nomod/@v/v1.0.0.info", 404)
+	public.mu.Lock()
+	defer public.mu.Unlock()
+	for path, n := range public.hits {
+		if strings.HasPrefix(path, "example.com/other/") || strings.HasPrefix(path, "example.com/nomod/") {
+			t.Errorf("the public upstream was asked %d times for %s", n, path)
+		}
+	}
+	if public.hits["example.com/m/@v/v1.0.0.mod"] != 1 || private.total() != 4 {
+		t.Errorf("public asked %d times for example.com/m, private %d times in all; want 1 and 4",
+			public.hits["example.com/m/@v/v1.0.0.mod"], private.total())
 	}
 }

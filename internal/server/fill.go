@@ -250,7 +250,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 	var got *fetched
 	var gotMu sync.Mutex // hedged attempts may both succeed: the first one is kept
 	walkCtx := ctx
-	err := s.cfg.Chain.WalkHedged(ctx, s.cfg.Order, s.cfg.Hedge, func(ctx context.Context, c *goproxy.Client) error {
+	err := s.chainFor(req.Module).WalkHedged(ctx, s.cfg.Order, s.cfg.Hedge, func(ctx context.Context, c *goproxy.Client) error {
 		// The Sample of the exchange is finished when try closes the body; the last one
 		// wins when the upstream redirected. Other exchanges under ctx (the Verify hook's
 		// checksum database requests) carry another upstream label.

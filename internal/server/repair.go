@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,14 +111,24 @@ func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
 // Configure sets cfg's Order (health), Hedge (the hedger), OnFill (verification results
 // to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) and
 // OnRequest (client requests to the prefetcher, then any OnRequest cfg already had) and
-// OnAnswer (the dashboard's cache figures, then any OnAnswer cfg already had) for chain.
+// OnAnswer (the dashboard's cache figures, then any OnAnswer cfg already had) for chain
+// and the chains of cfg.Routes (set Routes first).
 func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.chain = chain.String()
 	r.names, r.probed = nil, nil
-	for _, c := range chain.Clients() {
-		r.names = append(r.names, c.Name())
-		if !c.Local() { // a file tree has no network to probe
-			r.probed = append(r.probed, c.Name())
+	chains := []*goproxy.Chain{chain}
+	for _, rt := range cfg.Routes { // their upstreams are scored, probed and shown too
+		chains = append(chains, rt.Chain)
+	}
+	for _, ch := range chains {
+		for _, c := range ch.Clients() {
+			if slices.Contains(r.names, c.Name()) {
+				continue
+			}
+			r.names = append(r.names, c.Name())
+			if !c.Local() { // a file tree has no network to probe
+				r.probed = append(r.probed, c.Name())
+			}
 		}
 	}
 	r.Scorer.Track(r.names...)

@@ -22,10 +22,28 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/module"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
+
+// Route sends the modules whose paths match Patterns (GOPRIVATE syntax: comma-separated
+// globs matching a path prefix) to Chain alone.
+type Route struct {
+	Patterns string
+	Chain    *goproxy.Chain
+}
+
+// chainFor returns the chain that serves modulePath: its route's, else Config.Chain.
+func (s *Server) chainFor(modulePath string) *goproxy.Chain {
+	for _, r := range s.cfg.Routes {
+		if module.MatchPrefixPatterns(r.Patterns, modulePath) {
+			return r.Chain
+		}
+	}
+	return s.cfg.Chain
+}
 
 // Config configures a Server. Zero durations take the documented defaults.
 type Config struct {
@@ -42,6 +60,10 @@ type Config struct {
 	NegativeTTL time.Duration
 	// FillTimeout bounds one fill from the chain, whoever waits on it (default 10m).
 	FillTimeout time.Duration
+	// Routes send the modules they match to chains of their own (a company proxy for the
+	// company's modules, say) instead of Chain; the first match wins. NoProxy wins over
+	// them.
+	Routes []Route
 	// NoProxy, when set, names the module paths never asked of the chain (GONOPROXY): a
 	// request for one that the store does not hold is answered 404 at once, with
 	// NoProxyReason, so that private module paths never leave for a public proxy and the

@@ -235,9 +235,14 @@ func (s *Shared) copyIn(ctx context.Context, key string) error {
 	case r := <-ch:
 		return r.Err
 	case <-ctx.Done():
-		return ctx.Err()
+		return notFound(key, ctx.Err()) // the caller is gone; not the store's failure
 	}
 }
+
+// maxObject is the largest object copied from the bucket: the largest file of the GOPROXY
+// protocol, a module zip (golang.org/x/mod/zip's MaxZipFile). A larger one is refused
+// before a byte of it reaches the disk.
+const maxObject = 500 << 20
 
 // download copies key from the bucket into a temporary file of the disk, checks it, and
 // commits it with the object's time (so that a list's TTL runs from when it was fetched).
@@ -269,6 +274,11 @@ func (s *Shared) download(ctx context.Context, key string) error {
 		return notFound(key, err)
 	}
 	defer rc.Close()
+	if obj.Size > maxObject || obj.Size < 0 {
+		s.stats.corrupt.Add(1)
+		s.log().Error("shared cache object larger than any module file; ignored", "bucket", s.Bucket.String(), "key", key, "size", obj.Size)
+		return notFound(key, fmt.Errorf("object of %d bytes, over the limit of %d", obj.Size, maxObject))
+	}
 	if obj.SHA256 == "" {
 		s.stats.foreign.Add(1)
 		return notFound(key, errors.New("object without holoproxy's digest, ignored"))

@@ -217,7 +217,13 @@ func TestSharedRefusesWhatDoesNotMatch(t *testing.T) {
 	b.objects["b/@v/v1.0.0.mod"] = o
 	b.mu.Unlock()
 	b.set("c/@v/v1.0.0.mod", good, "", time.Now())
-	for _, key := range []string{"a/@v/v1.0.0.mod", "b/@v/v1.0.0.mod", "c/@v/v1.0.0.mod"} {
+	b.set("d/@v/v1.0.0.zip", good, digest(good), time.Now())
+	b.mu.Lock()
+	o = b.objects["d/@v/v1.0.0.zip"]
+	o.Size = 600 << 20 // claims more than any module file may be
+	b.objects["d/@v/v1.0.0.zip"] = o
+	b.mu.Unlock()
+	for _, key := range []string{"a/@v/v1.0.0.mod", "b/@v/v1.0.0.mod", "c/@v/v1.0.0.mod", "d/@v/v1.0.0.zip"} {
 		if _, _, err := readEntry(t, s, key); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: err = %v, want not-exist", key, err)
 		}
@@ -229,12 +235,12 @@ func TestSharedRefusesWhatDoesNotMatch(t *testing.T) {
 		t.Errorf("Stat of a foreign object: %v, want not-exist", err)
 	}
 	st := s.Stats()
-	if st.Corrupt != 2 || st.Foreign != 1 || st.Hits != 0 {
-		t.Errorf("stats = %+v, want 2 corrupt, 1 foreign, no hit", st)
+	if st.Corrupt != 3 || st.Foreign != 1 || st.Hits != 0 || st.BytesDown != 24+5 {
+		t.Errorf("stats = %+v, want 3 corrupt, 1 foreign, no hit, 29 bytes read (a and b; nothing of d)", st)
 	}
 	// A miss is remembered for a moment: the Stat after the Open of c asked nothing.
-	if n := b.gets.Load(); n != 3 {
-		t.Errorf("bucket Gets = %d for three keys (c read twice), want 3", n)
+	if n := b.gets.Load(); n != 4 {
+		t.Errorf("bucket Gets = %d for four keys (c read twice), want 4", n)
 	}
 	entries, _ := os.ReadDir(s.Local.tmp)
 	if len(entries) != 0 {

@@ -39,6 +39,9 @@ func (b *BucketStore) Open(ctx context.Context, key string) (Entry, error) {
 		return Entry{}, err
 	}
 	defer rc.Close()
+	if obj.Size > maxObject || obj.Size < 0 {
+		return Entry{}, fmt.Errorf("store: %s in %s: object of %d bytes, over the limit of %d", key, b.Bucket, obj.Size, maxObject)
+	}
 	tmp, err := b.CreateTemp(ctx)
 	if err != nil {
 		return Entry{}, err

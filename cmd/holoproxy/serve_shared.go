@@ -44,10 +44,7 @@ func firstEnv(names ...string) string {
 // check validates the flags without sending anything.
 func (o *sharedOptions) check() error {
 	if o.url == "" {
-		if o.endpoint != "" || o.region != "" {
-			return usagef("--s3-endpoint and --s3-region need --shared-cache")
-		}
-		return nil
+		return nil // --s3-endpoint alone is no error: its twin may be set for another command
 	}
 	if _, _, err := store.ParseS3URL(o.url); err != nil {
 		return usagef("--shared-cache: %v", err)

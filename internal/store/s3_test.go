@@ -85,7 +85,7 @@ func TestS3SharedTier(t *testing.T) {
 	keys := map[string]string{
 		"github.com/!azure/go-autorest/@v/v14.2.0+incompatible.zip":  zip,
 		"example.com/m/v2/@v/v2.0.0-20240101000000-abcdefabcdef.mod": "module example.com/m/v2\n",
-		"example.com/m/@v/list": "v1.0.0\nv1.1.0\n",
+		"example.com/m/@v/v1.1.0.info":                               `{"Version":"v1.1.0"}`,
 	}
 	for k, v := range keys {
 		commitString(t, a, k, v)
@@ -133,10 +133,10 @@ func TestS3SharedTier(t *testing.T) {
 	}
 
 	// Delete removes both tiers.
-	if err := a.Delete(ctx, "example.com/m/@v/list"); err != nil {
+	if err := a.Delete(ctx, "example.com/m/@v/v1.1.0.info"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bucket.Stat(ctx, "example.com/m/@v/list"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := bucket.Stat(ctx, "example.com/m/@v/v1.1.0.info"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("deleted object still in the bucket: %v", err)
 	}
 

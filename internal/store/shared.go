@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,8 @@ type Object struct {
 // Shared is a Store of two tiers: a local Disk that answers every read, over a Bucket that
 // replicas share. A read the disk misses is looked for in the bucket and copied to the
 // disk first (checked against the digest its writer recorded, so a torn or altered object
-// is never served); every Commit goes to the disk, then to the bucket. The bucket is the
+// is never served); every Commit goes to the disk, then to the bucket. Version lists and
+// @latest answers, which change, stay on each replica's disk. The bucket is the
 // scale-out path: replicas behind a load balancer fill each other, and a new replica
 // starts warm. Walk sees the disk only (an Evictor bounds the disk, never the bucket).
 //
@@ -209,11 +211,22 @@ func viaBucket[T any](s *Shared, ctx context.Context, key string, local func(con
 	return local(ctx, key)
 }
 
+// changing reports whether key holds an answer that changes (a version list, @latest),
+// which the bucket does not share: each replica refreshes its own from upstream every list
+// TTL, so a shared copy would help only a replica's first request, at the price of a PUT
+// per refresh per module (and a version per PUT in a versioned bucket).
+func changing(key string) bool {
+	return strings.HasSuffix(key, "/@v/list") || strings.HasSuffix(key, "/@latest")
+}
+
 // copyIn copies key from the bucket to the disk, once for all concurrent callers. The
 // copy runs on even when ctx ends, for the others and for the next request.
 func (s *Shared) copyIn(ctx context.Context, key string) error {
 	if err := CheckKey(key); err != nil {
 		return err
+	}
+	if changing(key) {
+		return notFound(key, errors.New("version lists and @latest are not shared"))
 	}
 	if !s.usable() {
 		s.stats.skippedReads.Add(1)
@@ -359,6 +372,9 @@ func (s *Shared) Commit(ctx context.Context, key string, tmp *os.File) error {
 		return err
 	}
 	s.missed.forget(key)
+	if changing(key) {
+		return nil
+	}
 	if !s.usable() {
 		s.stats.skippedWrites.Add(1)
 		return nil

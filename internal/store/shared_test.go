@@ -150,7 +150,8 @@ func readEntry(t *testing.T, st Store, key string) (string, Info, error) {
 }
 
 // Two replicas over one bucket: what one commits, the other reads, copied to its disk with
-// the time it was stored (a list's TTL goes on running), and read from the disk afterwards.
+// the time it was stored, and read from the disk afterwards. Version lists and @latest are
+// not shared.
 func TestSharedReplicasFillEachOther(t *testing.T) {
 	b := newMemBucket()
 	a, c := newShared(t, b), newShared(t, b)
@@ -193,12 +194,24 @@ func TestSharedReplicasFillEachOther(t *testing.T) {
 	}
 	opsMu.Unlock()
 
-	// A list stored an hour ago reaches the replica with that time.
+	// An entry stored an hour ago reaches the replica with that time.
 	old := time.Now().Add(-time.Hour).Truncate(time.Second)
-	b.set("example.com/m/@v/list", []byte("v1.0.0\n"), digest([]byte("v1.0.0\n")), old)
-	_, info, err = readEntry(t, c, "example.com/m/@v/list")
+	b.set("example.com/m/@v/v1.1.0.info", []byte(`{"Version":"v1.1.0"}`), digest([]byte(`{"Version":"v1.1.0"}`)), old)
+	_, info, err = readEntry(t, c, "example.com/m/@v/v1.1.0.info")
 	if err != nil || !info.ModTime.Equal(old) {
-		t.Fatalf("list ModTime = %v, %v; want %v", info.ModTime, err, old)
+		t.Fatalf("ModTime = %v, %v; want %v", info.ModTime, err, old)
+	}
+
+	// Lists and @latest change: neither put nor read.
+	puts, gets := b.puts.Load(), b.gets.Load()
+	commitString(t, a, "example.com/m/@v/list", "v1.0.0\n")
+	commitString(t, a, "example.com/m/@latest", `{"Version":"v1.0.0"}`)
+	b.set("example.com/n/@v/list", []byte("v1.0.0\n"), digest([]byte("v1.0.0\n")), time.Now())
+	if _, _, err := readEntry(t, c, "example.com/n/@v/list"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a list was read from the bucket: %v", err)
+	}
+	if b.puts.Load() != puts || b.gets.Load() != gets {
+		t.Errorf("lists reached the bucket: puts %d -> %d, gets %d -> %d", puts, b.puts.Load(), gets, b.gets.Load())
 	}
 }
 

@@ -26,7 +26,7 @@ type sharedOptions struct {
 }
 
 func (o *sharedOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&o.url, "shared-cache", "", "an S3 bucket that replicas share, as s3://BUCKET[/PREFIX]: misses of the local cache are looked for there before upstream, and every file filled is put there (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the AWS shared credentials file)")
+	f.StringVar(&o.url, "shared-cache", "", "an S3 bucket that replicas share, as s3://BUCKET[/PREFIX]: misses of the local cache are looked for there before upstream, and every .info, .mod and .zip filled is put there (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the AWS shared credentials file)")
 	f.StringVar(&o.endpoint, "s3-endpoint", "", "URL of the S3-compatible service of --shared-cache, e.g. https://s3.REGION.amazonaws.com or http://minio:9000 (default: $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL)")
 	f.StringVar(&o.region, "s3-region", "", "region of the --shared-cache bucket (default: $AWS_REGION, else $AWS_DEFAULT_REGION, else us-east-1)")
 }

@@ -75,6 +75,13 @@ func TestSharedCacheReplicas(t *testing.T) {
 		doc.Store.Shared.Bucket != "s3://gomods/team/" || doc.Store.Shared.Hits == 0 {
 		t.Errorf("/api/chain shared cache = %+v; want the bucket and its hits", doc.Store.Shared)
 	}
+	_, metricsB, _ := get(t, "http://"+b.addr+"/metrics")
+	for what, text := range map[string]string{"replica A's log": a.log.String(), "replica B's log": b.log.String(),
+		"/metrics": string(metricsB)} {
+		if strings.Contains(text, srv.SecretKey) {
+			t.Errorf("the bucket's secret key appears in %s", what)
+		}
+	}
 	// What B copied is on its disk, whole: it verifies against the origin's files.
 	if st := verifyStore(t, cacheB, org); len(st.keys) == 0 {
 		t.Errorf("replica B's disk holds nothing after serving from the bucket")

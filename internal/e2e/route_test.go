@@ -37,6 +37,10 @@ func TestRouteWithGoCommand(t *testing.T) {
 		}
 	}
 	var doc struct {
+		Routes []struct {
+			Patterns string `json:"patterns"`
+			Chain    string `json:"chain"`
+		} `json:"routes"`
 		Upstreams []struct {
 			Name string `json:"name"`
 		} `json:"upstreams"`
@@ -44,6 +48,9 @@ func TestRouteWithGoCommand(t *testing.T) {
 	_, body, _ := get(t, "http://"+p.addr+"/api/chain")
 	if err := json.Unmarshal(body, &doc); err != nil {
 		t.Fatal(err)
+	}
+	if len(doc.Routes) != 1 || doc.Routes[0].Patterns != "mods.test/legacy,mods.test/two/*" || doc.Routes[0].Chain != corp.URL {
+		t.Errorf("/api/chain routes = %+v; want the route with its proxy's name (no password)", doc.Routes)
 	}
 	var names []string
 	for _, u := range doc.Upstreams {

@@ -64,6 +64,7 @@ type Repair struct {
 	ring   *dashboard.Ring
 	cache  *dashboard.CacheCounter
 	chain  string
+	routes []dashboard.Route // cfg.Routes, for the dashboard
 	names  []string
 	probed []string // names of the upstreams the prober probes (not file trees)
 
@@ -117,8 +118,10 @@ func (r *Repair) Configure(cfg *Config, chain *goproxy.Chain) {
 	r.chain = chain.String()
 	r.names, r.probed = nil, nil
 	chains := []*goproxy.Chain{chain}
+	r.routes = nil
 	for _, rt := range cfg.Routes { // their upstreams are scored, probed and shown too
 		chains = append(chains, rt.Chain)
+		r.routes = append(r.routes, dashboard.Route{Patterns: rt.Patterns, Chain: rt.Chain.String()})
 	}
 	for _, ch := range chains {
 		for _, c := range ch.Clients() {
@@ -266,7 +269,7 @@ func (r *Repair) Stop() {
 
 // Dashboard returns the dashboard handler.
 func (r *Repair) Dashboard() *dashboard.Handler {
-	cfg := dashboard.Config{Health: r.Scorer, Samples: r.ring, Cache: r.cache.Stats, Chain: r.chain,
+	cfg := dashboard.Config{Health: r.Scorer, Samples: r.ring, Cache: r.cache.Stats, Chain: r.chain, Routes: r.routes,
 		Prefetch: func() dashboard.PrefetchStats { return r.prefetch.Load().stats() }}
 	if r.Hedger != nil {
 		cfg.Hedges = r.Hedger.Stats

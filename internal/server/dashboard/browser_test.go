@@ -145,6 +145,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	var storeMu sync.Mutex
 	store := StoreStats{MaxBytes: 50 << 30, SizeBytes: 31 << 30, Evicted: 12, EvictedBytes: 1 << 30}
 	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC,
+		Routes: []Route{{Patterns: "corp.test/*", Chain: "https://goproxy.corp.test"}},
 		Hedges: func() health.HedgeStats { return hedges },
 		Store:  func() StoreStats { storeMu.Lock(); defer storeMu.Unlock(); return store }})
 	srv := httptest.NewServer(h)
@@ -166,6 +167,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	poll("three upstream cards", `document.querySelectorAll('#upstreams .card').length === 3`)
+	poll("the route in the header", `(() => { const c = document.getElementById('chain').textContent; return c.includes('corp.test/* →') && c.includes('goproxy.corp.test'); })()`)
 	// Mark the page: a reload would lose the mark.
 	if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](`window.__holoproxyMark = 42`)); err != nil {
 		t.Fatal(err)

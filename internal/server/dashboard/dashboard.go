@@ -49,6 +49,9 @@ type Config struct {
 	Store func() StoreStats
 	// Chain is the upstream list in GOPROXY syntax, shown in the header.
 	Chain string
+	// Routes are the chains of their own that some modules go to (serve --route), shown
+	// after Chain.
+	Routes []Route
 	// Span is the time the heatmap and the slowest requests cover (default 5m), in Columns
 	// columns (default 60).
 	Span    time.Duration
@@ -161,10 +164,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Route is a chain of its own for the modules whose paths match Patterns.
+type Route struct {
+	Patterns string `json:"patterns"` // GOPRIVATE syntax
+	Chain    string `json:"chain"`    // GOPROXY syntax
+}
+
 // Chain is the document /api/chain serves (docs/api-chain.md).
 type Chain struct {
 	Now         time.Time          `json:"now"`
 	Chain       string             `json:"chain"`
+	Routes      []Route            `json:"routes,omitempty"`
 	Upstreams   []Upstream         `json:"upstreams"`
 	Transitions []Transition       `json:"transitions"`
 	Heatmap     Heatmap            `json:"heatmap"`
@@ -258,7 +268,7 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 // Snapshot builds the /api/chain document.
 func (h *Handler) Snapshot() Chain {
 	now := h.cfg.Now()
-	doc := Chain{Now: now, Chain: h.cfg.Chain, Transitions: []Transition{}, Slowest: []Request{}}
+	doc := Chain{Now: now, Chain: h.cfg.Chain, Routes: h.cfg.Routes, Transitions: []Transition{}, Slowest: []Request{}}
 	order := map[string]int{}
 	for _, st := range h.cfg.Health.Statuses() {
 		u := Upstream{Name: st.Upstream, State: st.State, Since: st.Since, Score: round3(st.Score),

@@ -74,13 +74,21 @@
     return v >= 0.8 ? "" : v >= 0.5 ? "mid" : "low";
   }
 
-  function renderChain(chain) {
+  function renderChain(chain, routes) {
     const box = document.getElementById("chain");
     box.replaceChildren();
-    const parts = String(chain || "").split(/([,|])/);
-    for (const p of parts) {
-      if (p === "," || p === "|") box.append(el("span", "sep", p));
-      else if (p) box.append(el("b", "", short(p)));
+    const list = (c) => {
+      for (const p of String(c || "").split(/([,|])/)) {
+        if (p === "," || p === "|") box.append(el("span", "sep", p));
+        else if (p) box.append(el("b", "", short(p)));
+      }
+    };
+    list(chain);
+    for (const r of routes || []) {
+      const route = el("span", "route", " · " + r.patterns + " → ");
+      route.title = "serve --route: these modules go to this chain alone";
+      box.append(route);
+      list(r.chain);
     }
   }
 
@@ -354,7 +362,7 @@
   }
 
   function render(doc) {
-    renderChain(doc.chain);
+    renderChain(doc.chain, doc.routes);
     renderTiles(doc);
     renderUpstreams(doc);
     renderHeatmap(doc);

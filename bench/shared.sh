@@ -12,7 +12,7 @@
 #                 fill is put there (what the tier costs a replica that finds nothing)
 #   from bucket   through a holoproxy with an empty disk over a bucket another replica
 #                 filled, nginx stopped: a new replica of a running fleet
-# and holoproxy's CPU seconds in each. Needs go, nginx, versitygw (README: build it from
+# and holoproxy's CPU seconds and peak RSS in each. Needs go, nginx, versitygw (README: build it from
 # tools/s3gw). Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,30 +66,33 @@ go_download "$HOLO" >/dev/null
 stop_holo
 echo "bucket filled: $(find "$W/s3/full" -type f | wc -l) objects, $(du -sh "$W/s3/full" | cut -f1)"
 
-direct=() cold=() coldb=() fromb=() cpu_cold=() cpu_coldb=() cpu_fromb=()
+direct=() cold=() coldb=() fromb=() cpu_cold=() cpu_coldb=() cpu_fromb=() rss_cold=() rss_coldb=() rss_fromb=()
 for r in $(seq "$ROUNDS"); do
 	direct+=("$(go_download "$NGINX")")
 	start_holo "$NGINX"
 	cold+=("$(go_download "$HOLO")")
 	cpu_cold+=("$(cpu_seconds "$holo_pid")")
+	rss_cold+=("$(peak_rss_mb "$holo_pid")")
 	stop_holo
 	start_holo "$NGINX" "empty$r"
 	coldb+=("$(go_download "$HOLO")")
 	cpu_coldb+=("$(cpu_seconds "$holo_pid")")
+	rss_coldb+=("$(peak_rss_mb "$holo_pid")")
 	stop_holo
 	# No upstream that answers: everything must come from the bucket.
 	start_holo "http://127.0.0.1:1" full
 	fromb+=("$(go_download "$HOLO")")
 	cpu_fromb+=("$(cpu_seconds "$holo_pid")")
+	rss_fromb+=("$(peak_rss_mb "$holo_pid")")
 	stop_holo
 done
 med() { printf '%s\n' "$@" | median; }
 d=$(med "${direct[@]}") c=$(med "${cold[@]}") cb=$(med "${coldb[@]}") fb=$(med "${fromb[@]}")
 echo "rounds (s): direct ${direct[*]}; cold ${cold[*]}; cold+bucket ${coldb[*]}; from bucket ${fromb[*]}"
-printf '%-40s %8s %10s %12s\n' "go mod download all, fresh client" "median s" "/ direct" "holoproxy CPU"
-printf '%-40s %8s %10s %12s\n' "direct (nginx)" "$d" "1" ""
-printf '%-40s %8s %10s %12s\n' "cold holoproxy, no bucket" "$c" "$(ratio "$c" "$d")" "$(med "${cpu_cold[@]}")"
-printf '%-40s %8s %10s %12s\n' "cold holoproxy, empty bucket" "$cb" "$(ratio "$cb" "$d")" "$(med "${cpu_coldb[@]}")"
-printf '%-40s %8s %10s %12s\n' "cold holoproxy, filled bucket, no upstream" "$fb" "$(ratio "$fb" "$d")" "$(med "${cpu_fromb[@]}")"
+printf '%-44s %8s %10s %14s %14s\n' "go mod download all, fresh client" "median s" "/ direct" "holoproxy CPU" "peak RSS (MB)"
+printf '%-44s %8s %10s %14s %14s\n' "direct (nginx)" "$d" "1" "" ""
+printf '%-44s %8s %10s %14s %14s\n' "cold holoproxy, no bucket" "$c" "$(ratio "$c" "$d")" "$(med "${cpu_cold[@]}")" "$(med "${rss_cold[@]}")"
+printf '%-44s %8s %10s %14s %14s\n' "cold holoproxy, empty bucket" "$cb" "$(ratio "$cb" "$d")" "$(med "${cpu_coldb[@]}")" "$(med "${rss_coldb[@]}")"
+printf '%-44s %8s %10s %14s %14s\n' "cold holoproxy, filled bucket, no upstream" "$fb" "$(ratio "$fb" "$d")" "$(med "${cpu_fromb[@]}")" "$(med "${rss_fromb[@]}")"
 echo "empty bucket / no bucket: $(ratio "$cb" "$c"); filled bucket / no bucket: $(ratio "$fb" "$c")"
 if grep -q . "$W/holoproxy.log"; then echo "holoproxy log (errors):"; sort "$W/holoproxy.log" | uniq -c | sort -rn | head -5; fi

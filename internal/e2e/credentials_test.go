@@ -20,7 +20,7 @@ func TestUpstreamCredentials(t *testing.T) {
 	const secret = "s3cret-t0ken"
 	mods, roots := fixtureModules()
 	org := newOrigin(t, mods)
-	org.user, org.password = "team", secret
+	org.requireAuth("team", secret)
 	tlsOrg := httptest.NewTLSServer(org) // the same origin over https
 	t.Cleanup(tlsOrg.Close)
 	caFile := filepath.Join(t.TempDir(), "origin.pem")

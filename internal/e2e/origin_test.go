@@ -34,7 +34,8 @@ type origin struct {
 	zipStarted chan string
 
 	// user and password, when user is set, are the basic credentials every request must
-	// carry, else it is answered 401. Set them before the first request.
+	// carry, else it is answered 401. Set them with requireAuth (under mu: a request may
+	// come at any time, a stray probe of an earlier test's server on a reused port too).
 	user, password string
 
 	mu     sync.Mutex
@@ -55,9 +56,19 @@ func newOrigin(t *testing.T, mods []modtree.Module) *origin {
 	return o
 }
 
+// requireAuth makes every request need the basic credentials user and password.
+func (o *origin) requireAuth(user, password string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.user, o.password = user, password
+}
+
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if o.user != "" {
-		if u, pw, ok := r.BasicAuth(); !ok || u != o.user || pw != o.password {
+	o.mu.Lock()
+	user, password := o.user, o.password
+	o.mu.Unlock()
+	if user != "" {
+		if u, pw, ok := r.BasicAuth(); !ok || u != user || pw != password {
 			w.Header().Set("WWW-Authenticate", `Basic realm="origin"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return

@@ -13,7 +13,7 @@ import (
 func TestRouteWithGoCommand(t *testing.T) {
 	mods, roots := fixtureModules()
 	public, corp := newOrigin(t, mods), newOrigin(t, mods)
-	corp.user, corp.password = "corp", "route-secret"
+	corp.requireAuth("corp", "route-secret")
 	corpURL := strings.Replace(corp.URL, "http://", "http://corp:route-secret@", 1)
 	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + public.URL,
 		"--route=mods.test/legacy,mods.test/two/*=" + corpURL}, nil)

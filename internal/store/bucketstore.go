@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,19 +37,18 @@ func (b *BucketStore) Open(ctx context.Context, key string) (Entry, error) {
 		return Entry{}, err
 	}
 	defer rc.Close()
-	if obj.Size > maxObject || obj.Size < 0 {
-		return Entry{}, fmt.Errorf("store: %s in %s: object of %d bytes, over the limit of %d", key, b.Bucket, obj.Size, maxObject)
+	if err := obj.oversize(); err != nil {
+		return Entry{}, fmt.Errorf("store: %s in %s: %w", key, b.Bucket, err)
 	}
 	tmp, err := b.CreateTemp(ctx)
 	if err != nil {
 		return Entry{}, err
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, obj.Size+1))
+	n, got, err := copyObject(tmp, rc, obj)
 	if err == nil && n != obj.Size {
 		err = fmt.Errorf("object of %d bytes, %d read", obj.Size, n)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); err == nil && obj.SHA256 != "" && got != obj.SHA256 {
+	if err == nil && obj.SHA256 != "" && got != obj.SHA256 {
 		err = fmt.Errorf("content has SHA-256 %s, the object records %s", got, obj.SHA256)
 	}
 	if err == nil {

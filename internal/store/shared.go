@@ -257,6 +257,22 @@ func (s *Shared) copyIn(ctx context.Context, key string) error {
 // before a byte of it reaches the disk.
 const maxObject = 500 << 20
 
+// oversize returns why o is larger than any file of the protocol, or nil.
+func (o Object) oversize() error {
+	if o.Size > maxObject || o.Size < 0 {
+		return fmt.Errorf("object of %d bytes, over the limit of %d", o.Size, maxObject)
+	}
+	return nil
+}
+
+// copyObject copies obj's content from r to dst (one byte more than obj.Size at most, so
+// that a longer body shows) and returns the bytes copied and their hex SHA-256.
+func copyObject(dst io.Writer, r io.Reader, obj Object) (int64, string, error) {
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(dst, h), io.LimitReader(r, obj.Size+1))
+	return n, hex.EncodeToString(h.Sum(nil)), err
+}
+
 // download copies key from the bucket into a temporary file of the disk, checks it, and
 // commits it with the object's time (so that a list's TTL runs from when it was fetched).
 func (s *Shared) download(ctx context.Context, key string) error {
@@ -287,10 +303,10 @@ func (s *Shared) download(ctx context.Context, key string) error {
 		return notFound(key, err)
 	}
 	defer rc.Close()
-	if obj.Size > maxObject || obj.Size < 0 {
+	if err := obj.oversize(); err != nil {
 		s.stats.corrupt.Add(1)
 		s.log().Error("shared cache object larger than any module file; ignored", "bucket", s.Bucket.String(), "key", key, "size", obj.Size)
-		return notFound(key, fmt.Errorf("object of %d bytes, over the limit of %d", obj.Size, maxObject))
+		return notFound(key, err)
 	}
 	if obj.SHA256 == "" {
 		s.stats.foreign.Add(1)
@@ -300,8 +316,7 @@ func (s *Shared) download(ctx context.Context, key string) error {
 	if err != nil {
 		return diskFailed(key, err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, obj.Size+1))
+	n, got, err := copyObject(tmp, rc, obj)
 	s.stats.down.Add(n)
 	if err != nil {
 		s.Local.Discard(tmp)
@@ -312,7 +327,7 @@ func (s *Shared) download(ctx context.Context, key string) error {
 		s.failed("get", key, err)
 		return notFound(key, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); n != obj.Size || got != obj.SHA256 {
+	if n != obj.Size || got != obj.SHA256 {
 		s.Local.Discard(tmp)
 		s.stats.corrupt.Add(1)
 		s.log().Error("shared cache object does not match its digest; ignored, the next fill replaces it",

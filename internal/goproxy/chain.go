@@ -12,13 +12,14 @@ import (
 // ErrOff is the error of a chain that reached "off": module lookup disabled.
 var ErrOff = errors.New("module lookup disabled by GOPROXY=off")
 
-// ErrDirect is the error of a chain that reached "direct", which holoproxy does not
-// implement: fetching from version control origins is left to the go command.
-var ErrDirect = errors.New("direct (version control) fetching is not supported by holoproxy")
+// ErrDirect is the error of a chain that reached "direct" without a Direct to fetch with
+// (Chain.UseDirect): fetching from version control origins is left to the client.
+var ErrDirect = errors.New("direct (version control) fetching is off in holoproxy")
 
 // Entry is one element of a GOPROXY list.
 type Entry struct {
-	// Client fetches from the proxy; nil for "direct" and "off".
+	// Client fetches from the proxy; nil for "off", and for "direct" unless the chain
+	// uses a Direct (UseDirect).
 	Client *Client
 	// Direct and Off mark the two keywords.
 	Direct, Off bool
@@ -100,11 +101,31 @@ func (c *Chain) String() string {
 	return b.String()
 }
 
+// UseDirect makes the chain's "direct" entries fetch through d; without it a walk ends at
+// "direct" with ErrDirect.
+func (c *Chain) UseDirect(d *Direct) {
+	for i := range c.Entries {
+		if c.Entries[i].Direct {
+			c.Entries[i].Client = d.Client()
+		}
+	}
+}
+
+// HasDirect reports whether the chain has a "direct" entry.
+func (c *Chain) HasDirect() bool {
+	for _, e := range c.Entries {
+		if e.Direct {
+			return true
+		}
+	}
+	return false
+}
+
 // Clients returns the proxies of the chain in order, without direct and off.
 func (c *Chain) Clients() []*Client {
 	var out []*Client
 	for _, e := range c.Entries {
-		if e.Client != nil {
+		if e.Client != nil && !e.Direct {
 			out = append(out, e.Client)
 		}
 	}
@@ -143,7 +164,7 @@ func (e *WalkError) Unwrap() []error {
 }
 
 // Is reports whether target is fs.ErrNotExist and every entry answered not found (or the
-// list ended with direct or off after not-found answers).
+// list ended with direct, when it is off, or off after not-found answers).
 func (e *WalkError) Is(target error) bool {
 	if target != fs.ErrNotExist || len(e.Errs) == 0 {
 		return false
@@ -158,7 +179,8 @@ func (e *WalkError) Is(target error) bool {
 
 // Walk calls try with each proxy of the chain in order until one succeeds, following the
 // GOPROXY rules: after ',' the next entry is tried only when try's error satisfies
-// errors.Is(err, fs.ErrNotExist); after '|' after any error. "off" and "direct" end the walk.
+// errors.Is(err, fs.ErrNotExist); after '|' after any error. "off" ends the walk, and so
+// does "direct" unless the chain uses a Direct.
 // order, when non-nil, may reorder the proxies within each run of entries joined by '|'
 // (which the list declares interchangeable); it must return a permutation of its argument.
 // Walk returns nil on success, else a *WalkError with every failure.
@@ -172,7 +194,7 @@ func (c *Chain) Walk(ctx context.Context, order func([]*Client) []*Client, try f
 			switch {
 			case e.Off:
 				return &WalkError{Errs: append(errs, ErrOff)}
-			case e.Direct:
+			case e.Direct && e.Client == nil:
 				return &WalkError{Errs: append(errs, ErrDirect)}
 			}
 			err := try(ctx, e.Client)
@@ -213,7 +235,7 @@ func (c *Chain) groups(order func([]*Client) []*Client) [][]Entry {
 	for gi, g := range out {
 		var clients []*Client
 		for _, e := range g {
-			if e.Client == nil {
+			if e.Client == nil || e.Direct {
 				clients = nil
 				break // keywords keep their place; do not reorder around them
 			}

@@ -56,7 +56,9 @@ var ErrTooLarge = errors.New("answer exceeds the size limit")
 type Client struct {
 	base *url.URL // without user info
 	dir  string   // for a file:// upstream, the directory of its tree
-	http *http.Client
+	// direct, for the "direct" entry, runs the go command against version control origins.
+	direct *Direct
+	http   *http.Client
 	// Header is added to every request (the user agent and the hop header of the loop guard).
 	Header http.Header
 }
@@ -107,17 +109,33 @@ var userInfoRE = regexp.MustCompile(`://[^/?#,|\s]*@`)
 // "xxxxx", for messages.
 func Redact(s string) string { return userInfoRE.ReplaceAllString(s, "://xxxxx@") }
 
-// Name returns the upstream's base URL, the label its Samples and errors carry. It never
-// holds credentials.
-func (c *Client) Name() string { return c.base.String() }
+// Direct reports whether the client is the "direct" entry: version control origins
+// reached through the go command, not a proxy.
+func (c *Client) Direct() bool { return c.direct != nil }
+
+// Name returns the upstream's base URL ("direct" for the direct entry), the label its
+// Samples and errors carry. It never holds credentials.
+func (c *Client) Name() string {
+	if c.direct != nil {
+		return DirectName
+	}
+	return c.base.String()
+}
 
 // URL returns the URL of r at this upstream.
-func (c *Client) URL(r Request) string { return c.base.String() + "/" + r.Path() }
+func (c *Client) URL(r Request) string { return c.Name() + "/" + r.Path() }
 
 // Fetch GETs r from the upstream. On 200 it returns the response, whose body the caller
 // reads and closes; an answer declared larger than r's kind allows is refused. Any other
 // status is a *StatusError.
 func (c *Client) Fetch(ctx context.Context, r Request) (*http.Response, error) {
+	if c.direct != nil {
+		resp, err := c.direct.Fetch(ctx, r)
+		if err == nil {
+			notifyFirstByte(ctx)
+		}
+		return resp, err
+	}
 	if c.Local() {
 		return c.getFile(ctx, r.Path(), r.MaxSize())
 	}
@@ -127,6 +145,9 @@ func (c *Client) Fetch(ctx context.Context, r Request) (*http.Response, error) {
 // FetchPath GETs a path below the base URL (the checksum database endpoints under sumdb/)
 // with the same rules as Fetch; kind labels its Sample.
 func (c *Client) FetchPath(ctx context.Context, path, kind string, maxSize int64) (*http.Response, error) {
+	if c.direct != nil {
+		return nil, &StatusError{Upstream: DirectName, Status: http.StatusNotFound, Message: "no proxy endpoints at direct"}
+	}
 	if c.Local() {
 		return c.getFile(ctx, strings.TrimPrefix(path, "/"), maxSize)
 	}

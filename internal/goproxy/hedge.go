@@ -182,7 +182,7 @@ func (h *hedgedRun) start(ctx context.Context) error {
 	switch {
 	case e.Off:
 		return ErrOff
-	case e.Direct:
+	case e.Direct && e.Client == nil:
 		return ErrDirect
 	}
 	h.next++
@@ -196,7 +196,9 @@ func (h *hedgedRun) start(ctx context.Context) error {
 		h.results <- attemptResult{pos: pos, err: h.try(actx, e.Client)}
 	}()
 	h.stopTimer()
-	if h.next < len(h.group) && e.FallbackOnError && h.group[h.next].Client != nil {
+	// Never hedge from or to direct: a second run of the go command against an origin
+	// costs a clone, not a request.
+	if h.next < len(h.group) && e.FallbackOnError && !e.Direct && h.group[h.next].Client != nil && !h.group[h.next].Direct {
 		if d, ok := h.hp.Delay(e.Client); ok {
 			h.timer = time.NewTimer(d)
 			h.timerC = h.timer.C

@@ -1,0 +1,448 @@
+package goproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+)
+
+// Direct fetches module files from their version control origins, what "direct" means in
+// a GOPROXY list, by running the go command with GOPROXY=direct: the go command is the
+// reference implementation of that protocol (go-get lookups, GOVCS, git, hg, svn, bzr,
+// fossil, module path and version rules), and holoproxy does not write it again. Every
+// run works in a directory of Direct's own: its module cache keeps the version control
+// clones between runs (a second version of a repository costs a fetch, not a clone), and
+// the files a run leaves there are read once, into the caller's store.
+//
+// What each kind of request runs (never a zip for a .info or a .mod):
+//
+//	list    go list -m -json -versions -retracted MODULE
+//	latest  go list -m -json MODULE@latest        (the .info of the version it resolves)
+//	info    go list -m -json MODULE@QUERY
+//	mod     go list -m -json MODULE@VERSION       (its GoMod file)
+//	zip     go mod download -json MODULE@VERSION  (its Zip file)
+//
+// The runs use no checksum database (GOSUMDB=off): what Direct returns is checked by the
+// caller, as any proxy's answer is. A run that does not finish within Timeout is killed
+// with every process it started.
+type Direct struct {
+	goBin   string
+	env     []string
+	work    string // the runs' working directory: empty, outside any module
+	modRoot string // GOMODCACHE of the runs
+	sem     chan struct{}
+	timeout time.Duration
+	version string
+}
+
+// DirectConfig configures a Direct.
+type DirectConfig struct {
+	// Go is the go command to run; "go" found on PATH when empty.
+	Go string
+	// Dir is the directory the runs own: their module cache (with the version control
+	// clones), build cache and working directory. Required; created when missing.
+	Dir string
+	// Env is added to the process's environment for the runs (GOPRIVATE, GOVCS,
+	// GOINSECURE, proxies and git's own variables pass through from the process).
+	// Direct's own settings (GOPROXY=direct, GOSUMDB=off, the caches) come last.
+	Env []string
+	// Jobs is how many runs may go at once; the others wait. Default 4.
+	Jobs int
+	// Timeout bounds one run, clone included. Default 10 minutes.
+	Timeout time.Duration
+}
+
+// DirectName is the name of the direct entry: the label of its answers, errors and logs.
+const DirectName = "direct"
+
+// NewDirect checks that the go command runs, in a directory outside any module, and
+// returns a Direct for cfg.
+func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("direct: no directory for the go command's runs")
+	}
+	goBin := cfg.Go
+	if goBin == "" {
+		goBin = "go"
+	}
+	path, err := exec.LookPath(goBin)
+	if err != nil {
+		return nil, fmt.Errorf("direct needs the go command: %w", err)
+	}
+	if cfg.Jobs <= 0 {
+		cfg.Jobs = 4
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("direct: %w", err)
+	}
+	d := &Direct{
+		goBin:   path,
+		work:    filepath.Join(dir, "work"),
+		modRoot: filepath.Join(dir, "modcache"),
+		sem:     make(chan struct{}, cfg.Jobs),
+		timeout: cfg.Timeout,
+	}
+	for _, p := range []string{d.work, d.modRoot} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, fmt.Errorf("direct: %w", err)
+		}
+	}
+	d.env = append(os.Environ(), cfg.Env...)
+	d.env = append(d.env,
+		"GOPROXY=direct", "GONOPROXY=", "GOSUMDB=off", "GONOSUMDB=", "GONOSUMCHECK=", "GOFLAGS=-modcacherw",
+		"GOMODCACHE="+d.modRoot, "GOCACHE="+filepath.Join(dir, "gocache"), "GOPATH="+filepath.Join(dir, "gopath"),
+		"GOTOOLCHAIN=local", "GOWORK=off", "GO111MODULE=on",
+		"GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
+	out, err := d.run(ctx, "env", "GOMOD", "GOVERSION")
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		return nil, fmt.Errorf("direct: go env printed %q", out)
+	}
+	if gomod := strings.TrimSpace(lines[0]); gomod != os.DevNull && gomod != "" {
+		return nil, fmt.Errorf("direct: %s is inside the Go module of %s; the go command would answer for that module: use a directory outside any module", d.work, gomod)
+	}
+	d.version = strings.TrimSpace(lines[1])
+	return d, nil
+}
+
+// GoVersion returns the version of the go command the runs use.
+func (d *Direct) GoVersion() string { return d.version }
+
+// Client returns the Client of the direct entry, which fetches through d.
+func (d *Direct) Client() *Client { return &Client{direct: d, Header: http.Header{}} }
+
+// DirectError is a failure of a run of the go command: its message, and whether it means
+// that the module or version does not exist (the go command's own not-found answers,
+// a repository that is not there, a path no origin claims), which satisfies
+// errors.Is(err, fs.ErrNotExist) so that a client may try its next proxy.
+type DirectError struct {
+	Msg      string
+	NotFound bool
+	TimedOut bool
+}
+
+func (e *DirectError) Error() string { return "direct: " + e.Msg }
+
+// Is makes a not-found failure match fs.ErrNotExist.
+func (e *DirectError) Is(target error) bool { return target == fs.ErrNotExist && e.NotFound }
+
+// Class returns the failure's class for metrics and logs.
+func (e *DirectError) Class() string {
+	switch {
+	case e.TimedOut:
+		return "direct_timeout"
+	case e.NotFound:
+		return "direct_not_found"
+	}
+	return "direct_failed"
+}
+
+// Timeout reports whether the run was cut by the timeout.
+func (e *DirectError) Timeout() bool { return e.TimedOut }
+
+// unavailable are fragments of the go command's (and git's) messages that say the origin
+// could not be reached or failed: 502, whatever else the message says.
+var unavailable = []string{
+	"i/o timeout", "connection refused", "connection reset", "connection timed out",
+	"network is unreachable", "no route to host", "tls:", "x509:", "certificate",
+	"server misbehaving", "temporary failure", "try again", "503 service unavailable",
+	"502 bad gateway", "500 internal server error", "504 gateway timeout", "failed to connect",
+	"unable to access", "early eof", "the remote end hung up", "rpc failed",
+}
+
+// notFound are fragments of the messages that say the module or version is not there or
+// is not a module version: 404, so that the client's own next proxy (or its own direct,
+// with credentials holoproxy does not have) may answer.
+var notFound = []string{
+	"unknown revision", "invalid version", "no matching versions", "not found", "no such host",
+	"unrecognized import path", "could not resolve host", "module declares its path as",
+	"disallowed by govcs", "malformed module path", "missing dot in first path element",
+	"terminal prompts disabled", "authentication failed", "could not read username",
+	"does not contain package", "repository does not exist", "no secure protocol found",
+	"is not a valid", "reading go.mod", "invalid go.mod", "go.mod has post-v",
+}
+
+// classify turns a message of the go command into a DirectError.
+func classify(msg string) *DirectError {
+	msg = oneLineMsg(msg)
+	low := strings.ToLower(msg)
+	// git's "unable to access ...: Could not resolve host" is a name that does not exist.
+	if strings.Contains(low, "could not resolve host") || strings.Contains(low, "no such host") {
+		return &DirectError{Msg: msg, NotFound: true}
+	}
+	for _, f := range unavailable {
+		if strings.Contains(low, f) {
+			return &DirectError{Msg: msg}
+		}
+	}
+	for _, f := range notFound {
+		if strings.Contains(low, f) {
+			return &DirectError{Msg: msg, NotFound: true}
+		}
+	}
+	return &DirectError{Msg: msg}
+}
+
+// oneLineMsg joins the lines of a message (git indents its lines under the go command's)
+// and bounds its length.
+func oneLineMsg(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	return s
+}
+
+// goModule is what `go list -m -json` and `go mod download -json` print for a module.
+type goModule struct {
+	Path     string
+	Version  string
+	Versions []string
+	GoMod    string
+	Zip      string
+	Dir      string
+	Error    json.RawMessage // list: {"Err": "..."}; download: "..."
+}
+
+// errorText returns the message of m's Error, "" when there is none.
+func (m *goModule) errorText() string {
+	if len(m.Error) == 0 || string(m.Error) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(m.Error, &s) == nil {
+		return s
+	}
+	var o struct{ Err string }
+	if json.Unmarshal(m.Error, &o) == nil && o.Err != "" {
+		return o.Err
+	}
+	return string(m.Error)
+}
+
+// Fetch runs the go command for r and answers as a proxy would: 200 with the file, or a
+// *DirectError (not found, failed, timed out).
+func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
+	switch r.Kind {
+	case KindList:
+		m, err := d.module(ctx, "list", "-m", "-e", "-json", "-versions", "-retracted", r.Module)
+		if err != nil {
+			return nil, err
+		}
+		var body bytes.Buffer
+		for _, v := range m.Versions {
+			body.WriteString(v + "\n")
+		}
+		return answer(io.NopCloser(&body), int64(body.Len())), nil
+	case KindLatest, KindInfo:
+		q := "latest"
+		if r.Kind == KindInfo {
+			q = r.Version
+		}
+		m, err := d.module(ctx, "list", "-m", "-e", "-json", r.Module+"@"+q)
+		if err != nil {
+			return nil, err
+		}
+		return d.open(m.Path, m.Version, d.cacheFile(m.Path, m.Version, "info"), r.MaxSize(), nil)
+	case KindMod:
+		m, err := d.module(ctx, "list", "-m", "-e", "-json", r.Module+"@"+r.Version)
+		if err != nil {
+			return nil, err
+		}
+		return d.open(m.Path, m.Version, m.GoMod, r.MaxSize(), nil)
+	case KindZip:
+		m, err := d.module(ctx, "mod", "download", "-json", r.Module+"@"+r.Version)
+		if err != nil {
+			return nil, err
+		}
+		// The go command also unpacked the zip: only the zip is wanted, and only once.
+		// The .info and .mod stay, so that a later .zip of the version needs no lookup.
+		cleanup := func() {
+			os.RemoveAll(m.Dir)
+			os.Remove(m.Zip)
+			os.Remove(strings.TrimSuffix(m.Zip, ".zip") + ".ziphash")
+		}
+		if m.Dir != "" && !d.inside(m.Dir) {
+			cleanup = func() {}
+		}
+		return d.open(m.Path, m.Version, m.Zip, r.MaxSize(), cleanup)
+	}
+	return nil, &DirectError{Msg: fmt.Sprintf("%s: no such endpoint", r), NotFound: true}
+}
+
+// answer is a 200 response with body.
+func answer(body io.ReadCloser, size int64) *http.Response {
+	return &http.Response{Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Body: body, ContentLength: size}
+}
+
+// cacheFile returns the file of kind ext the go command keeps for path@version.
+func (d *Direct) cacheFile(path, version, ext string) string {
+	escPath, err1 := module.EscapePath(path)
+	escVer, err2 := module.EscapeVersion(version)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	return filepath.Join(d.modRoot, "cache", "download", filepath.FromSlash(escPath), "@v", escVer+"."+ext)
+}
+
+// inside reports whether p is below the runs' module cache.
+func (d *Direct) inside(p string) bool {
+	rel, err := filepath.Rel(d.modRoot, p)
+	return err == nil && filepath.IsLocal(rel)
+}
+
+// open answers with the file p that a run left for path@version; cleanup, when not nil,
+// runs when the body is closed (or at once if there is no file to answer with).
+func (d *Direct) open(path, version, p string, maxSize int64, cleanup func()) (*http.Response, error) {
+	fail := func(err error) (*http.Response, error) {
+		if cleanup != nil {
+			cleanup()
+		}
+		return nil, err
+	}
+	if p == "" || !d.inside(p) {
+		return fail(&DirectError{Msg: fmt.Sprintf("the go command left no file for %s@%s", path, version)})
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fail(&DirectError{Msg: fmt.Sprintf("%s@%s: %v", path, version, err)})
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fail(&DirectError{Msg: fmt.Sprintf("%s@%s: %v", path, version, err)})
+	}
+	if fi.Size() > maxSize {
+		f.Close()
+		return fail(fmt.Errorf("%s: %s@%s: %d bytes, limit %d: %w", DirectName, path, version, fi.Size(), maxSize, ErrTooLarge))
+	}
+	var body io.ReadCloser = f
+	if cleanup != nil {
+		body = &cleanupFile{File: f, cleanup: cleanup}
+	}
+	return answer(body, fi.Size()), nil
+}
+
+// cleanupFile runs cleanup after the file is closed.
+type cleanupFile struct {
+	*os.File
+	cleanup func()
+}
+
+func (c *cleanupFile) Close() error {
+	err := c.File.Close()
+	c.cleanup()
+	return err
+}
+
+// module runs the go command with args and returns the module it printed, or the
+// failure it printed or met as a *DirectError.
+func (d *Direct) module(ctx context.Context, args ...string) (*goModule, error) {
+	out, runErr := d.run(ctx, args...)
+	var m goModule
+	if len(bytes.TrimSpace(out)) > 0 {
+		if err := json.Unmarshal(out, &m); err != nil {
+			if runErr != nil {
+				return nil, runErr
+			}
+			return nil, &DirectError{Msg: fmt.Sprintf("go %s printed no module: %v", strings.Join(args, " "), err)}
+		}
+		if msg := m.errorText(); msg != "" {
+			return nil, classify(msg)
+		}
+	}
+	if runErr != nil {
+		return nil, runErr
+	}
+	if m.Path == "" {
+		return nil, &DirectError{Msg: fmt.Sprintf("go %s printed no module", strings.Join(args, " "))}
+	}
+	return &m, nil
+}
+
+// maxOutput bounds what a run may print; a module's version list stays far below.
+const maxOutput = 8 << 20
+
+// run runs the go command with args once a job slot is free, and returns what it printed
+// on stdout. A failed run (its exit status, or the timeout) is a *DirectError carrying
+// the first lines of its stderr; a run abandoned by ctx returns ctx's error.
+func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
+	}
+	defer func() { <-d.sem }()
+	rctx, cancel := context.WithTimeoutCause(ctx, d.timeout, errRunTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(rctx, d.goBin, args...)
+	cmd.Dir = d.work
+	cmd.Env = d.env
+	var stdout, stderr capBuffer
+	stdout.max, stderr.max = maxOutput, 64<<10
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	setProcessGroup(cmd)
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	what := "go " + strings.Join(args, " ")
+	switch {
+	case errors.Is(context.Cause(rctx), errRunTimeout):
+		return nil, &DirectError{Msg: fmt.Sprintf("%s did not finish within %s", what, d.timeout), TimedOut: true}
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: %s: %w", DirectName, what, context.Cause(ctx))
+	case stdout.over:
+		return nil, &DirectError{Msg: fmt.Sprintf("%s printed more than %d bytes", what, stdout.max)}
+	case err != nil:
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		if len(bytes.TrimSpace(stdout.Bytes())) > 0 {
+			// The JSON on stdout says what failed better than the exit status.
+			return stdout.Bytes(), classify(what + ": " + msg)
+		}
+		return nil, classify(msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+var errRunTimeout = errors.New("direct run timed out")
+
+// capBuffer is a bytes.Buffer that keeps at most max bytes and remembers that it was
+// offered more.
+type capBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.over = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}

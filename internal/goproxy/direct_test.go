@@ -1,0 +1,329 @@
+package goproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
+)
+
+func str(s string) *string { return &s }
+
+// directFixture is a lab git server with one module repository, git.test/repo:
+// v1.0.0, v1.1.0 and a later untagged commit on main.
+type directFixture struct {
+	git  *lab.GitServer
+	head string // the untagged commit
+}
+
+func newDirectFixture(t *testing.T) *directFixture {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skipf("no go command: %v", err)
+	}
+	g := lab.StartGit(t)
+	g.Commit(t, "git.test/repo", map[string]*string{
+		"go.mod":  str("module git.test/repo\n\ngo 1.21\n"),
+		"repo.go": str("package repo\n\nconst V = 1\n"),
+	}, "v1.0.0")
+	g.Commit(t, "git.test/repo", map[string]*string{
+		"repo.go": str("package repo\n\nconst V = 2\n"),
+		"LICENSE": str("MIT\n"),
+	}, "v1.1.0")
+	head := g.Commit(t, "git.test/repo", map[string]*string{"repo.go": str("package repo\n\nconst V = 3\n")})
+	return &directFixture{git: g, head: head}
+}
+
+func (f *directFixture) direct(t *testing.T, timeout time.Duration) (*Direct, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := NewDirect(context.Background(), DirectConfig{Dir: dir, Env: f.git.Env(), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, dir
+}
+
+func fetchBody(t *testing.T, d *Direct, r Request) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := d.Client().Fetch(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ContentLength != int64(len(b)) {
+		t.Errorf("%s: Content-Length %d, body %d bytes", r, resp.ContentLength, len(b))
+	}
+	return b, nil
+}
+
+// goDirect runs the go command straight against the lab origin (GOPROXY=direct, a module
+// cache of its own): what a client without holoproxy gets.
+func goDirect(t *testing.T, f *directFixture, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), f.git.Env()...)
+	cmd.Env = append(cmd.Env, "GOPROXY=direct", "GOSUMDB=off", "GOFLAGS=-modcacherw", "GOMODCACHE="+t.TempDir(),
+		"GOTOOLCHAIN=local", "GOWORK=off", "GO111MODULE=on")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func TestDirectFetchesEachKindFromGit(t *testing.T) {
+	f := newDirectFixture(t)
+	d, dir := f.direct(t, 0)
+
+	list, err := fetchBody(t, d, Request{Kind: KindList, Module: "git.test/repo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(list) != "v1.0.0\nv1.1.0\n" {
+		t.Errorf("list = %q; want the two tags", list)
+	}
+
+	type info struct {
+		Version string
+		Time    time.Time
+		Origin  struct{ VCS, URL, Hash, Ref string }
+	}
+	var latest info
+	b, err := fetchBody(t, d, Request{Kind: KindLatest, Module: "git.test/repo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &latest); err != nil || latest.Version != "v1.1.0" || latest.Time.IsZero() {
+		t.Errorf("@latest = %s (%v); want v1.1.0 with its time", b, err)
+	}
+	if latest.Origin.VCS != "git" || latest.Origin.URL != "https://git.test/repo.git" {
+		t.Errorf("@latest origin = %+v; want the git repository", latest.Origin)
+	}
+
+	// A branch resolves to the pseudo-version of its head commit, as the go command
+	// resolves it.
+	var branch info
+	b, err = fetchBody(t, d, Request{Kind: KindInfo, Module: "git.test/repo", Version: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &branch); err != nil || !strings.HasPrefix(branch.Version, "v1.1.1-0.") ||
+		!strings.HasSuffix(branch.Version, f.head[:12]) {
+		t.Errorf("main.info = %s (%v); want the pseudo-version of %s", b, err, f.head[:12])
+	}
+
+	mod, err := fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/repo", Version: "v1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(mod) != "module git.test/repo\n\ngo 1.21\n" {
+		t.Errorf(".mod = %q", mod)
+	}
+	// A .mod never costs a zip.
+	zips, _ := filepath.Glob(filepath.Join(dir, "modcache", "cache", "download", "git.test", "repo", "@v", "*.zip"))
+	if len(zips) != 0 {
+		t.Errorf("zips after the .info and .mod requests: %q", zips)
+	}
+
+	zipData, err := fetchBody(t, d, Request{Kind: KindZip, Module: "git.test/repo", Version: "v1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zf := filepath.Join(t.TempDir(), "m.zip")
+	if err := os.WriteFile(zf, zipData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := modzip.CheckZip(modVersion("git.test/repo", "v1.1.0"), zf); err != nil {
+		t.Errorf("zip: %v", err)
+	}
+	h1, err := dirhash.HashZip(zf, dirhash.Hash1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct{ Sum string }
+	if err := json.Unmarshal(goDirect(t, f, "mod", "download", "-json", "git.test/repo@v1.1.0"), &want); err != nil {
+		t.Fatal(err)
+	}
+	if h1 != want.Sum {
+		t.Errorf("zip hash %s; the go command straight from git got %s", h1, want.Sum)
+	}
+	// The zip was read once: neither it nor the tree the go command unpacked is kept.
+	left, _ := filepath.Glob(filepath.Join(dir, "modcache", "cache", "download", "git.test", "repo", "@v", "v1.1.0.zip*"))
+	if _, err := os.Stat(filepath.Join(dir, "modcache", "git.test", "repo@v1.1.0")); !errors.Is(err, fs.ErrNotExist) || len(left) != 0 {
+		t.Errorf("after the zip: unpacked tree %v, zip files %q; want neither", err, left)
+	}
+}
+
+func TestDirectNotFoundAndFailures(t *testing.T) {
+	f := newDirectFixture(t)
+	d, _ := f.direct(t, 0)
+	for _, r := range []Request{
+		{Kind: KindInfo, Module: "git.test/repo", Version: "v9.9.9"},
+		{Kind: KindMod, Module: "git.test/repo", Version: "v9.9.9"},
+		{Kind: KindZip, Module: "git.test/repo", Version: "v9.9.9"},
+		{Kind: KindList, Module: "git.test/nothing"},
+		{Kind: KindLatest, Module: "git.test/nothing"},
+		{Kind: KindInfo, Module: "git.test/repo/v2", Version: "v2.0.0"},
+	} {
+		_, err := fetchBody(t, d, r)
+		var de *DirectError
+		if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &de) || de.Class() != "direct_not_found" {
+			t.Errorf("%s: %v; want a not-found DirectError", r, err)
+		}
+	}
+
+	// An origin that fails is not a missing module: the client must not fall through.
+	f.git.SetDown(true)
+	_, err := fetchBody(t, d, Request{Kind: KindInfo, Module: "git.test/repo", Version: "v1.0.0"})
+	var de *DirectError
+	if err == nil || errors.Is(err, fs.ErrNotExist) || !errors.As(err, &de) || de.Class() != "direct_failed" {
+		t.Errorf("origin down: %v; want a failure that is not not-found", err)
+	}
+	t.Logf("origin down: %v", err)
+	if err != nil && !strings.Contains(err.Error(), "503") {
+		t.Errorf("origin down: %q does not say what the origin answered", err)
+	}
+}
+
+// A hung origin costs the timeout, and the run is killed with the git processes it
+// started.
+func TestDirectTimeoutKillsTheRun(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	f := newDirectFixture(t)
+	d, dir := f.direct(t, 3*time.Second)
+	f.git.SetStall(true)
+	defer f.git.SetStall(false)
+	start := time.Now()
+	_, err := fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/repo", Version: "v1.0.0"})
+	took := time.Since(start)
+	var de *DirectError
+	if !errors.As(err, &de) || !de.Timeout() || errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stalled origin: %v; want a timeout", err)
+	}
+	if took > 20*time.Second {
+		t.Errorf("the run took %s to end; timeout 3s", took)
+	}
+	// Every process of the run worked in dir (the go command in work/, git in the module
+	// cache): none may be left.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := processesIn(dir)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left behind: %q", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processesIn lists the processes whose working directory is below dir.
+func processesIn(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || !strings.HasPrefix(cwd, dir) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, e.Name()+": "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+	}
+	return out
+}
+
+// Runs beyond Jobs wait for a slot; a waiting run gives up with its context.
+func TestDirectJobsBound(t *testing.T) {
+	f := newDirectFixture(t)
+	d, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Env: f.git.Env(), Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.git.SetStall(true)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
+	}()
+	time.Sleep(500 * time.Millisecond) // let the first run take the only slot
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
+	if err == nil || !strings.Contains(err.Error(), "waiting for a free job") {
+		t.Errorf("second run with the only slot taken: %v; want it to wait and give up", err)
+	}
+	f.git.SetStall(false)
+	wg.Wait()
+}
+
+func TestNewDirectRefusesADirectoryInsideAModule(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skipf("no go command: %v", err)
+	}
+	mod := t.TempDir()
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.test/m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewDirect(context.Background(), DirectConfig{Dir: filepath.Join(mod, "cache", "direct")})
+	if err == nil || !strings.Contains(err.Error(), "outside any module") {
+		t.Errorf("NewDirect inside a module: %v; want a refusal", err)
+	}
+	if _, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Go: "/nonexistent/go"}); err == nil {
+		t.Error("NewDirect with a missing go command: no error")
+	}
+}
+
+func TestDirectClassify(t *testing.T) {
+	for _, tc := range []struct {
+		msg      string
+		notFound bool
+	}{
+		{"git.test/repo@v9.9.9: invalid version: unknown revision v9.9.9", true},
+		{"git.test/nope@latest: unrecognized import path \"git.test/nope\": reading https://git.test/nope?go-get=1: 404 Not Found", true},
+		{"x.test/m@v1.0.0: unrecognized import path \"x.test/m\": https fetch: Get \"https://x.test/m?go-get=1\": dial tcp: lookup x.test: no such host", true},
+		{"git.test/m@v1.0.0: invalid version: git ls-remote -q https://git.test/m.git: exit status 128:\n\tfatal: repository 'https://git.test/m.git/' not found", true},
+		{"git.test/m@v1.0.0: invalid version: git ls-remote: exit status 128: fatal: could not read Username for 'https://git.test': terminal prompts disabled", true},
+		{"git.test/m@latest: unrecognized import path \"git.test/m\": https fetch: Get \"https://git.test/m?go-get=1\": dial tcp 10.0.0.1:443: connect: connection refused", false},
+		{"git.test/m@v1.0.0: invalid version: git fetch: exit status 128: fatal: unable to access 'https://git.test/m.git/': The requested URL returned error: 503", false},
+		{"git.test/m@v1.0.0: reading https://git.test/m?go-get=1: tls: failed to verify certificate: x509: certificate signed by unknown authority", false},
+		{"go: something nobody expected", false},
+	} {
+		if got := classify(tc.msg); got.NotFound != tc.notFound {
+			t.Errorf("classify(%q).NotFound = %v; want %v", tc.msg, got.NotFound, tc.notFound)
+		}
+	}
+}
+
+func modVersion(path, version string) module.Version {
+	return module.Version{Path: path, Version: version}
+}

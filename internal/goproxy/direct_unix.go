@@ -1,0 +1,19 @@
+//go:build unix
+
+package goproxy
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcessGroup runs cmd in a process group of its own, so that a cancelled run is
+// killed with every process it started (git and its helpers), not the go command alone.
+func setProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setParentDeathSignal(cmd.SysProcAttr)
+	cmd.Cancel = func() error {
+		// The negative pid names the group; the go command's pid is the group's id.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}

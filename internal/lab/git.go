@@ -39,7 +39,7 @@ type GitServer struct {
 	requests []string
 	down     bool
 	stall    chan struct{} // while not nil, requests wait for it to close
-	clock    int // seconds added to the commit dates so far
+	clock    int           // seconds added to the commit dates so far
 }
 
 // gitBackend finds git's http-backend program.

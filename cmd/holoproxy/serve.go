@@ -46,6 +46,7 @@ type serveOptions struct {
 	clientAuth      string
 	gonoproxy       string
 	routes          []string
+	direct          directOptions   // --direct-jobs, --direct-timeout (serve_direct.go)
 	tls             tlsOptions      // --tls-cert, --tls-key (serve_tls.go)
 	shared          sharedOptions   // --shared-cache, --s3-endpoint, --s3-region (serve_shared.go)
 	net             upstreamFlags   // --dns, --ca-file and the phase timeouts (upstream.go)
@@ -79,6 +80,9 @@ func newServeCmd() *cobra.Command {
 			if err := checkPatterns("--gonoproxy", o.gonoproxy); err != nil {
 				return err
 			}
+			if err := o.direct.check(); err != nil {
+				return err
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
@@ -109,6 +113,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.gonoproxy, "gonoproxy", "", "module path patterns never asked of the upstreams, as GONOPROXY (e.g. corp.example/*,*.internal): answered 404 at once unless cached, so private module paths never leave for a public proxy, and the client's fallback (a next proxy, direct) takes over. Not read from go env, whose GONOPROXY defaults to GOPRIVATE: on a proxy those are often the modules an upstream of the chain serves")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json (one object per line, for log pipelines)")
+	o.direct.register(f)
 	o.shared.register(f)
 	o.net.register(f)
 	o.tls.register(f)
@@ -192,6 +197,17 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("upstream chain %q: %w", goproxy.Redact(list), err)
 	}
+	goprivate := ""
+	if o.checks.set("goprivate") {
+		goprivate = o.checks.goprivate
+	}
+	direct, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), cacheDir, goprivate, obs.reg, log)
+	if err != nil {
+		return err
+	}
+	if direct != nil {
+		chain.UseDirect(direct)
+	}
 	for _, c := range chain.Clients() {
 		// Set here, userAgentTransport need not copy every fill's request to add it.
 		c.Header.Set("User-Agent", userAgent())
@@ -202,7 +218,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err := server.CheckNotSelf(o.listen, chain); err != nil {
 		return fmt.Errorf("upstream chain %q: %w", chain.String(), err)
 	}
-	srvRoutes, err := serverRoutes(routes, hc, o.listen, log)
+	srvRoutes, err := serverRoutes(routes, hc, o.listen, direct, log)
 	if err != nil {
 		return err
 	}
@@ -485,7 +501,7 @@ func checkChain(chain *goproxy.Chain, explicit bool, log *slog.Logger) error {
 			continue
 		}
 		if e.Direct {
-			log.Warn("direct in the upstream chain is not supported yet: the chain ends there", "chain", chain.String())
+			log.Warn("direct in the upstream chain is off (--direct-jobs 0): the chain ends there", "chain", chain.String())
 		}
 		if i == 0 {
 			if e.Off && explicit {

@@ -39,17 +39,24 @@ func routeLists(rs []route) []string {
 	return ls
 }
 
-// serverRoutes parses the chains of rs over hc, refusing a chain with no proxy to fetch
-// from (a route to nowhere is --gonoproxy) or one that points at this server.
-func serverRoutes(rs []route, hc *http.Client, listen string, log *slog.Logger) ([]server.Route, error) {
+// serverRoutes parses the chains of rs over hc (their direct entries fetching through
+// direct, when not nil), refusing a chain with nothing to fetch from (a route to nowhere
+// is --gonoproxy) or one that points at this server.
+func serverRoutes(rs []route, hc *http.Client, listen string, direct *goproxy.Direct, log *slog.Logger) ([]server.Route, error) {
 	var out []server.Route
 	for _, r := range rs {
 		chain, err := goproxy.ParseChain(r.list, hc)
 		if err != nil {
 			return nil, usagef("--route %q: %v", r.patterns+"="+goproxy.Redact(r.list), err)
 		}
+		if direct != nil {
+			chain.UseDirect(direct)
+		}
+		if len(chain.Entries) > 0 && chain.Entries[0].Direct && direct == nil {
+			return nil, usagef("--route %q: the list starts with direct, which is off (--direct-jobs 0)", r.patterns+"="+goproxy.Redact(r.list))
+		}
 		if len(chain.Entries) == 0 || chain.Entries[0].Client == nil {
-			return nil, usagef("--route %q: the list must start with a proxy URL (to keep modules from every upstream, use --gonoproxy)", r.patterns+"="+goproxy.Redact(r.list))
+			return nil, usagef("--route %q: the list must start with a proxy URL or direct (to keep modules from every upstream, use --gonoproxy)", r.patterns+"="+goproxy.Redact(r.list))
 		}
 		for _, c := range chain.Clients() {
 			c.Header.Set("User-Agent", userAgent())

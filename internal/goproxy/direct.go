@@ -45,6 +45,7 @@ type Direct struct {
 	sem     chan struct{}
 	timeout time.Duration
 	version string
+	onRun   func(Kind, time.Duration, error)
 }
 
 // DirectConfig configures a Direct.
@@ -62,6 +63,9 @@ type DirectConfig struct {
 	Jobs int
 	// Timeout bounds one run, clone included. Default 10 minutes.
 	Timeout time.Duration
+	// OnRun, when set, is told of every fetch: its kind, how long it took (the wait for a
+	// job slot included) and its outcome.
+	OnRun func(kind Kind, took time.Duration, err error)
 }
 
 // DirectName is the name of the direct entry: the label of its answers, errors and logs.
@@ -97,6 +101,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		modRoot: filepath.Join(dir, "modcache"),
 		sem:     make(chan struct{}, cfg.Jobs),
 		timeout: cfg.Timeout,
+		onRun:   cfg.OnRun,
 	}
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -123,6 +128,9 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 	d.version = strings.TrimSpace(lines[1])
 	return d, nil
 }
+
+// Running returns how many runs hold a job slot now.
+func (d *Direct) Running() int { return len(d.sem) }
 
 // GoVersion returns the version of the go command the runs use.
 func (d *Direct) GoVersion() string { return d.version }
@@ -242,6 +250,15 @@ func (m *goModule) errorText() string {
 // Fetch runs the go command for r and answers as a proxy would: 200 with the file, or a
 // *DirectError (not found, failed, timed out).
 func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := d.fetch(ctx, r)
+	if d.onRun != nil {
+		d.onRun(r.Kind, time.Since(start), err)
+	}
+	return resp, err
+}
+
+func (d *Direct) fetch(ctx context.Context, r Request) (*http.Response, error) {
 	switch r.Kind {
 	case KindList:
 		m, err := d.module(ctx, "list", "-m", "-e", "-json", "-versions", "-retracted", r.Module)

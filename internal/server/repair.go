@@ -183,7 +183,9 @@ var badContent = map[string]bool{
 }
 
 func (r *Repair) onFill(upstream string, req goproxy.Request, err error) {
-	if req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip {
+	// direct is not scored: it is never reordered nor hedged, and its runs have their own
+	// metrics.
+	if upstream != goproxy.DirectName && (req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip) {
 		var refused *RefusedError
 		switch {
 		case err == nil:

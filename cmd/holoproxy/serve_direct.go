@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/holoproxy/holoproxy/internal/goproxy"
+)
+
+// directDir is where, under the cache directory, the go command's runs for "direct" keep
+// their module cache (with the version control clones) and build cache. Its leading dot
+// keeps it out of the GOPROXY tree, as the checksum verifier's state.
+const directDir = ".direct"
+
+// directOptions are the flags of the "direct" entry of the upstream chain.
+type directOptions struct {
+	jobs    int
+	timeout time.Duration
+}
+
+func (o *directOptions) register(f *pflag.FlagSet) {
+	f.IntVar(&o.jobs, "direct-jobs", 4, "how many go commands may fetch from version control origins at once for the direct entry of the upstream chain (the others wait); 0 turns direct off: the chain ends there, as the go command's client would then fetch on its own")
+	f.DurationVar(&o.timeout, "direct-timeout", 10*time.Minute, "how long one go command fetching from a version control origin may run, clone included, before it is killed")
+}
+
+func (o *directOptions) check() error {
+	if o.jobs < 0 {
+		return usagef("--direct-jobs %d: want 0 (off) or more", o.jobs)
+	}
+	if o.timeout <= 0 {
+		return usagef("--direct-timeout must be above zero")
+	}
+	return nil
+}
+
+// directResult is the result label of a direct fetch's outcome.
+func directResult(err error) string {
+	var de *goproxy.DirectError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &de) && de.TimedOut:
+		return "timeout"
+	case errors.Is(err, fs.ErrNotExist):
+		return "not_found"
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "failed"
+}
+
+// listHasDirect reports whether the GOPROXY list has a "direct" entry.
+func listHasDirect(list string) bool {
+	for _, e := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '|' }) {
+		if strings.TrimSpace(e) == "direct" {
+			return true
+		}
+	}
+	return false
+}
+
+// newDirect returns the Direct that the "direct" entries of the upstream lists fetch
+// through: nil when none has one (lists are the main chain and the routes') or direct is
+// turned off. goprivate, when not empty, is the GOPRIVATE of the go command's runs (it
+// decides which origins GOVCS lets them use); else they read the go command's own.
+func newDirect(ctx context.Context, o directOptions, lists []string, cacheDir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
+	if o.jobs == 0 || !slices.ContainsFunc(lists, listHasDirect) {
+		return nil, nil
+	}
+	var env []string
+	if goprivate != "" {
+		env = append(env, "GOPRIVATE="+goprivate)
+	}
+	runs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "holoproxy_direct_run_duration_seconds",
+		Help:    "Fetches from version control origins (runs of the go command for the direct entry), by request kind and result (ok, not_found, failed, timeout, canceled): how long each took, the wait for a job slot included.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600},
+	}, []string{"kind", "result"})
+	d, err := goproxy.NewDirect(ctx, goproxy.DirectConfig{
+		Dir: filepath.Join(cacheDir, directDir), Env: env, Jobs: o.jobs, Timeout: o.timeout,
+		OnRun: func(kind goproxy.Kind, took time.Duration, err error) {
+			runs.WithLabelValues(string(kind), directResult(err)).Observe(took.Seconds())
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (direct is in an upstream list; --direct-jobs 0 ends the lists there instead)", err)
+	}
+	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "holoproxy_direct_jobs_running",
+		Help: "Runs of the go command for direct holding a job slot now (at most --direct-jobs; more are waiting when it is there).",
+	}, func() float64 { return float64(d.Running()) })
+	for _, c := range []prometheus.Collector{runs, running} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("direct: modules are fetched from their version control origins by the go command",
+		"go", d.GoVersion(), "jobs", o.jobs, "timeout", o.timeout)
+	return d, nil
+}

@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
+	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"github.com/holoproxy/holoproxy/internal/server"
+)
+
+func strp(s string) *string { return &s }
+
+// directFixture is a company's setup: a public module on a proxy (the origin), two
+// private modules in git (git.test/util, and git.test/lib that requires it and the
+// public one), and an app that requires git.test/lib.
+type directFixture struct {
+	git    *lab.GitServer
+	origin *origin
+	pub    []modtree.Module
+	head   string // git.test/lib's main, one commit after v1.1.0
+}
+
+func newDirectFixture(t *testing.T) *directFixture {
+	t.Helper()
+	g := lab.StartGit(t)
+	pub := []modtree.Module{{Path: "mods.test/pub", Version: "v1.0.0"}}
+	g.Commit(t, "git.test/util", map[string]*string{
+		"go.mod":  strp("module git.test/util\n\ngo 1.21\n"),
+		"util.go": strp("package util\n\n// N is a number.\nfunc N() int { return 40 }\n"),
+	}, "v0.1.0")
+	libGoMod := "module git.test/lib\n\ngo 1.21\n\nrequire (\n\tgit.test/util v0.1.0\n\tmods.test/pub v1.0.0\n)\n"
+	g.Commit(t, "git.test/lib", map[string]*string{
+		"go.mod": strp(libGoMod),
+		"lib.go": strp("package lib\n\nimport (\n\t\"git.test/util\"\n\t\"mods.test/pub\"\n)\n\n// Answer is 42.\nfunc Answer() int { return util.N() + pub.F() + 1 }\n"),
+	}, "v1.0.0")
+	g.Commit(t, "git.test/lib", map[string]*string{"doc.go": strp("// Package lib answers.\npackage lib\n")}, "v1.1.0")
+	head := g.Commit(t, "git.test/lib", map[string]*string{"more.go": strp("package lib\n\n// More is more.\nconst More = 1\n")})
+	return &directFixture{git: g, origin: newOrigin(t, pub), pub: pub, head: head}
+}
+
+// app writes a main module requiring git.test/lib v1.0.0 and returns a go command run
+// for it through proxy (which has no way to reach git.test: only holoproxy does).
+func (f *directFixture) app(t *testing.T, proxy string) goRun {
+	t.Helper()
+	g := newApp(t, proxy, nil, nil)
+	files := map[string]string{
+		"go.mod":  "module app.test/main\n\ngo 1.21\n\nrequire git.test/lib v1.0.0\n",
+		"main.go": "package main\n\nimport (\n\t\"fmt\"\n\n\t\"git.test/lib\"\n)\n\nfunc main() { fmt.Println(lib.Answer()) }\n",
+	}
+	if err := os.RemoveAll(g.app); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(g.app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(g.app, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
+}
+
+// lastLine returns the last line of the go command's combined output (before it: its
+// "go: downloading" lines).
+func lastLine(out string) string {
+	out = strings.TrimSpace(out)
+	return out[strings.LastIndexByte(out, '\n')+1:]
+}
+
+// goSumLines returns the app's go.sum lines, sorted.
+func goSumLines(t *testing.T, g goRun) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(g.app, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	slices.Sort(lines)
+	return lines
+}
+
+// TestDirectWithGoCommand: with `--upstream ORIGIN,direct`, the modules the proxy lacks
+// are fetched from git by holoproxy (the clients have no way to git.test); the go command
+// downloads, lists, gets and builds through it with the go.sum it gets straight from git;
+// once cached, the files are served with git down; a module that is nowhere is a 404 the
+// client reports; git failing is a 502 naming direct and what git answered.
+func TestDirectWithGoCommand(t *testing.T) {
+	f := newDirectFixture(t)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL + ",direct",
+		"--goprivate=git.test", "--prefetch=0"}, f.git.Env())
+	if !strings.Contains(p.log.String(), "direct: modules are fetched from their version control origins") {
+		t.Errorf("the start log does not say that direct is on:\n%s", p.log.String())
+	}
+	proxy := "http://" + p.addr
+
+	// What the go command gets straight from git, and from the public proxy for the rest.
+	ref := f.app(t, f.origin.URL+",direct")
+	if out, err := goWith(t, ref, append(f.git.Env(), "GOPRIVATE=git.test"), "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all straight from git: %v\n%s", err, out)
+	}
+	want := goSumLines(t, ref)
+
+	g := f.app(t, proxy)
+	if out, err := goWith(t, g, nil, "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all through holoproxy: %v\n%s", err, out)
+	}
+	out, err := goWith(t, g, nil, "run", ".")
+	if err != nil || lastLine(out) != "42" {
+		t.Fatalf("go run through holoproxy: %v\n%s", err, out)
+	}
+	if got := goSumLines(t, g); !slices.Equal(got, want) {
+		t.Errorf("go.sum through holoproxy:\n%s\nstraight from git:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if hits := f.origin.counts(); hits["mods.test/pub/@v/v1.0.0.zip"] == 0 || hits["git.test/lib/@v/v1.0.0.mod"] == 0 {
+		t.Errorf("origin hits %v: want the public zip from it, and git.test asked of it first", hits)
+	}
+
+	out, err = goWith(t, g, nil, "list", "-m", "-versions", "git.test/lib")
+	if err != nil || lastLine(out) != "git.test/lib v1.0.0 v1.1.0" {
+		t.Errorf("go list -m -versions: %v\n%s", err, out)
+	}
+	if out, err := goWith(t, g, nil, "get", "git.test/lib@latest"); err != nil {
+		t.Fatalf("go get @latest: %v\n%s", err, out)
+	}
+	if out, err := goWith(t, g, nil, "list", "-m", "git.test/lib"); err != nil || lastLine(out) != "git.test/lib v1.1.0" {
+		t.Errorf("after go get @latest: %v\n%s", err, out)
+	}
+	// A branch: resolved by git, never stored under the query.
+	if out, err := goWith(t, g, nil, "get", "git.test/lib@main"); err != nil {
+		t.Fatalf("go get @main: %v\n%s", err, out)
+	}
+	out, err = goWith(t, g, nil, "list", "-m", "git.test/lib")
+	if err != nil || !strings.HasPrefix(lastLine(out), "git.test/lib v1.1.1-0.") || !strings.HasSuffix(lastLine(out), f.head[:12]) {
+		t.Errorf("after go get @main: %v\n%s; want the pseudo-version of %s", err, out, f.head[:12])
+	}
+
+	// A file nobody asked for yet is a miss that names direct.
+	status, _, h := get(t, proxy+"/git.test/util/@v/v0.1.0.zip")
+	if status != http.StatusOK || h.Get(server.CacheHeader) != "hit" {
+		// go mod download all fetched it: a hit.
+		t.Errorf("util zip: %d %s; want a hit", status, h.Get(server.CacheHeader))
+	}
+	status, _, h = get(t, proxy+"/git.test/lib/@v/v1.1.0.zip")
+	if status != http.StatusOK || (h.Get(server.CacheHeader) == "miss" && h.Get(server.UpstreamHeader) != "direct") {
+		t.Errorf("lib v1.1.0 zip: %d cache=%s upstream=%s; want 200 from direct", status, h.Get(server.CacheHeader), h.Get(server.UpstreamHeader))
+	}
+	status, body, h := get(t, proxy+"/git.test/util/@latest")
+	if status != http.StatusOK || h.Get(server.CacheHeader) != "miss" || h.Get(server.UpstreamHeader) != "direct" ||
+		!strings.Contains(string(body), `"Version":"v0.1.0"`) {
+		t.Errorf("util @latest: %d cache=%s upstream=%s %s; want v0.1.0, a miss from direct", status,
+			h.Get(server.CacheHeader), h.Get(server.UpstreamHeader), body)
+	}
+
+	_, metrics, _ := get(t, proxy+"/metrics")
+	for _, want := range []string{
+		`holoproxy_direct_run_duration_seconds_count{kind="zip",result="ok"}`,
+		`holoproxy_direct_run_duration_seconds_count{kind="mod",result="ok"}`,
+		`holoproxy_direct_jobs_running 0`,
+		`holoproxy_server_fill_attempts_total{outcome="ok",upstream="direct"}`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// git down: what is cached still builds, for a client with an empty module cache.
+	f.git.SetDown(true)
+	g2 := f.app(t, proxy)
+	if out, err := goWith(t, g2, nil, "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all with git down: %v\n%s", err, out)
+	}
+	if out, err := goWith(t, g2, nil, "build", "-o", filepath.Join(t.TempDir(), "app"), "."); err != nil {
+		t.Fatalf("go build with git down: %v\n%s", err, out)
+	}
+	// ... and what is not is a 502 that names direct and what the origin answered.
+	status, body, _ = get(t, proxy+"/git.test/util/@v/v0.2.0.info")
+	if status != http.StatusBadGateway || !strings.Contains(string(body), "direct") || !strings.Contains(string(body), "503") {
+		t.Errorf("uncached version with git down: %d %q; want 502 naming direct and the 503", status, body)
+	}
+	f.git.SetDown(false)
+
+	// A module that is nowhere: 404, and the go command says so.
+	msg := g.runFail(t, "get", "git.test/nothing@v1.0.0")
+	if !strings.Contains(msg, "git.test/nothing") {
+		t.Errorf("go get of a missing module: %q", msg)
+	}
+	status, body, _ = get(t, proxy+"/git.test/nothing/@v/v1.0.0.info")
+	if status != http.StatusNotFound || !strings.Contains(string(body), "direct") {
+		t.Errorf("missing module: %d %q; want 404 with direct's reason", status, body)
+	}
+}
+
+// TestDirectRoute: --route sends the private modules to direct alone, the rest to the
+// proxy; the proxy never hears of the private paths.
+func TestDirectRoute(t *testing.T) {
+	f := newDirectFixture(t)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL,
+		"--route=git.test/*=direct", "--goprivate=git.test"}, f.git.Env())
+	g := f.app(t, "http://"+p.addr)
+	if out, err := goWith(t, g, nil, "run", "."); err != nil || lastLine(out) != "42" {
+		t.Fatalf("go run through holoproxy: %v\n%s", err, out)
+	}
+	for path, n := range f.origin.counts() {
+		if strings.HasPrefix(path, "git.test/") {
+			t.Errorf("the proxy was asked %d times for %s, routed to direct", n, path)
+		}
+	}
+}
+
+// TestDirectOff: with --direct-jobs 0 the chain ends at direct, as before direct was
+// supported: a module the proxy lacks is a 404, and git is never asked.
+func TestDirectOff(t *testing.T) {
+	f := newDirectFixture(t)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL + ",direct",
+		"--direct-jobs=0"}, f.git.Env())
+	status, body, _ := get(t, "http://"+p.addr+"/git.test/lib/@v/v1.0.0.info")
+	if status != http.StatusNotFound {
+		t.Errorf("with direct off: %d %q; want 404", status, body)
+	}
+	if n := len(f.git.Requests()); n != 0 {
+		t.Errorf("git was asked %d times with direct off: %q", n, f.git.Requests())
+	}
+}

@@ -201,7 +201,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if o.checks.set("goprivate") {
 		goprivate = o.checks.goprivate
 	}
-	direct, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), cacheDir, goprivate, obs.reg, log)
+	direct, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), filepath.Join(cacheDir, directDir), goprivate, obs.reg, log)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -70,10 +69,12 @@ func listHasDirect(list string) bool {
 }
 
 // newDirect returns the Direct that the "direct" entries of the upstream lists fetch
-// through: nil when none has one (lists are the main chain and the routes') or direct is
-// turned off. goprivate, when not empty, is the GOPRIVATE of the go command's runs (it
-// decides which origins GOVCS lets them use); else they read the go command's own.
-func newDirect(ctx context.Context, o directOptions, lists []string, cacheDir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
+// through, its runs working in dir: nil when none has one (lists are the main chain and
+// the routes') or direct is turned off. goprivate, when not empty, is the GOPRIVATE of
+// the go command's runs (it decides which origins GOVCS lets them use); else they read
+// the go command's own. reg, when not nil, gets the runs' metrics; log, when not nil, a
+// line saying that direct is on.
+func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
 	if o.jobs == 0 || !slices.ContainsFunc(lists, listHasDirect) {
 		return nil, nil
 	}
@@ -87,7 +88,7 @@ func newDirect(ctx context.Context, o directOptions, lists []string, cacheDir, g
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600},
 	}, []string{"kind", "result"})
 	d, err := goproxy.NewDirect(ctx, goproxy.DirectConfig{
-		Dir: filepath.Join(cacheDir, directDir), Env: env, Jobs: o.jobs, Timeout: o.timeout,
+		Dir: dir, Env: env, Jobs: o.jobs, Timeout: o.timeout,
 		OnRun: func(kind goproxy.Kind, took time.Duration, err error) {
 			runs.WithLabelValues(string(kind), directResult(err)).Observe(took.Seconds())
 		},
@@ -100,9 +101,15 @@ func newDirect(ctx context.Context, o directOptions, lists []string, cacheDir, g
 		Help: "Runs of the go command for direct holding a job slot now (at most --direct-jobs; more are waiting when it is there).",
 	}, func() float64 { return float64(d.Running()) })
 	for _, c := range []prometheus.Collector{runs, running} {
+		if reg == nil {
+			break
+		}
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	if log == nil {
+		return d, nil
 	}
 	log.Info("direct: modules are fetched from their version control origins by the go command",
 		"go", d.GoVersion(), "jobs", o.jobs, "timeout", o.timeout)

@@ -31,6 +31,7 @@ type warmOptions struct {
 	sumdb      bool
 	gosumdb    string
 	sumdbDir   string
+	direct     directOptions
 	toolchain  bool
 	progress   string
 	timeout    time.Duration
@@ -63,6 +64,9 @@ func newWarmCmd() *cobra.Command {
 				return usagef("--check cannot check a --push destination without filling it")
 			}
 			if err := checkPositive(cmd, "timeout"); err != nil {
+				return err
+			}
+			if err := o.direct.check(); err != nil {
 				return err
 			}
 			if err := o.net.check(cmd); err != nil {
@@ -112,6 +116,7 @@ func newWarmCmd() *cobra.Command {
 	f.BoolVar(&o.toolchain, "toolchain", false, "also fetch the toolchain module a go.mod or go.work toolchain line names")
 	f.StringVar(&o.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, else a periodic line), bar, plain or off")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on each upstream request")
+	o.direct.register(f)
 	o.net.register(f)
 	return cmd
 }
@@ -185,6 +190,17 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	chain, err := goproxy.ParseChain(list, hc)
 	if err != nil {
 		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
+	}
+	if chain.HasDirect() && o.direct.jobs > 0 {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("no directory for direct's module cache (%w): set HOME or XDG_CACHE_HOME, or pass --direct-jobs 0", err)
+		}
+		d, err := newDirect(ctx, o.direct, []string{list}, filepath.Join(base, "holoproxy", "direct"), "", nil, nil)
+		if err != nil {
+			return err
+		}
+		chain.UseDirect(d)
 	}
 	var verifier *checksum.Verifier
 	if o.sumdb {

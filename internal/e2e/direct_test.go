@@ -227,3 +227,47 @@ func TestDirectOff(t *testing.T) {
 		t.Errorf("git was asked %d times with direct off: %q", n, f.git.Requests())
 	}
 }
+
+// TestWarmFromDirect: holoproxy warm with `--proxy ORIGIN,direct` fetches the private
+// modules from git (checked against go.sum like the rest) into a GOPROXY tree, from which
+// the go command then builds offline with the same go.sum; with direct off the private
+// modules fail and the exit status says so.
+func TestWarmFromDirect(t *testing.T) {
+	f := newDirectFixture(t)
+	// The project as committed: tidy, with its go.sum, made straight from git.
+	ref := f.app(t, f.origin.URL+",direct")
+	if out, err := goWith(t, ref, append(f.git.Env(), "GOPRIVATE=git.test"), "mod", "tidy"); err != nil {
+		t.Fatalf("go mod tidy straight from git: %v\n%s", err, out)
+	}
+	want := goSumLines(t, ref)
+	env := append(f.git.Env(), "XDG_CACHE_HOME="+t.TempDir(), "GOPRIVATE=git.test", "GOFLAGS=", "GOWORK=off")
+
+	tree := filepath.Join(t.TempDir(), "tree")
+	if code, out := runHoloproxy(t, env, "warm", "--proxy="+f.origin.URL+",direct", "--direct-jobs=0",
+		"--to="+tree, "--progress=off", ref.app); code == 0 || !strings.Contains(out, "git.test/lib") {
+		t.Errorf("warm with direct off: exit %d; want a failure naming the private module\n%s", code, out)
+	}
+	if code, out := runHoloproxy(t, env, "warm", "--proxy="+f.origin.URL+",direct", "--to="+tree,
+		"--progress=off", ref.app); code != 0 {
+		t.Fatalf("warm from direct: exit %d\n%s", code, out)
+	}
+
+	f.git.SetDown(true)
+	g := f.app(t, "file://"+tree)
+	for _, name := range []string{"go.mod", "go.sum"} { // as the reference run left them
+		data, err := os.ReadFile(filepath.Join(ref.app, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(g.app, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := goWith(t, g, []string{"GOFLAGS=-mod=readonly"}, "run", ".")
+	if err != nil || lastLine(out) != "42" {
+		t.Fatalf("go run offline from the warmed tree: %v\n%s", err, out)
+	}
+	if got := goSumLines(t, g); !slices.Equal(got, want) {
+		t.Errorf("go.sum changed building from the warmed tree:\n%s", strings.Join(got, "\n"))
+	}
+}

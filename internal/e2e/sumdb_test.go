@@ -299,9 +299,16 @@ func waitStored(t *testing.T, path string) string {
 // at most) and returns its exit status and combined output.
 func runVerify(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
+	return runHoloproxy(t, env, append([]string{"verify"}, args...)...)
+}
+
+// runHoloproxy runs the holoproxy binary with args and env added to the environment, and
+// returns its exit code and combined output.
+func runHoloproxy(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, holoproxyBinary(t), append([]string{"verify"}, args...)...)
+	cmd := exec.CommandContext(ctx, holoproxyBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
@@ -312,6 +319,6 @@ func runVerify(t *testing.T, env []string, args ...string) (int, string) {
 	case errors.As(err, &ee):
 		return ee.ExitCode(), string(out)
 	}
-	t.Fatalf("holoproxy verify: %v\n%s", err, out)
+	t.Fatalf("holoproxy %s: %v\n%s", args[0], err, out)
 	return 0, ""
 }

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,5 +193,66 @@ func TestRetryAfter(t *testing.T) {
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests || se.RetryAfter != 7*time.Second {
 		t.Errorf("Fetch = %v; want a 429 StatusError with RetryAfter 7s", err)
+	}
+}
+
+// With a Direct, "direct" is an entry like a proxy: tried in its place after a 404 (and
+// after any error behind '|'), never moved by the order function, not one of Clients,
+// and never hedged to.
+func TestChainUseDirect(t *testing.T) {
+	c, err := ParseChain("http://a.test|http://b.test|direct,off", http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasDirect() {
+		t.Fatal("HasDirect = false")
+	}
+	d := &Direct{sem: make(chan struct{}, 1)} // never run: try below does not fetch
+	c.UseDirect(d)
+	if cs := c.Clients(); len(cs) != 2 || cs[0].Name() != "http://a.test" || cs[1].Name() != "http://b.test" {
+		t.Errorf("Clients() = %v; want the two proxies", cs)
+	}
+	reverse := func(cs []*Client) []*Client {
+		slices.Reverse(cs)
+		return cs
+	}
+	var tried []string
+	err = c.Walk(context.Background(), reverse, func(_ context.Context, cl *Client) error {
+		tried = append(tried, cl.Name())
+		return errors.New("failed") // any error: '|' goes on
+	})
+	if want := []string{"http://a.test", "http://b.test", "direct"}; !slices.Equal(tried, want) {
+		t.Errorf("tried %v; want %v (no reordering in a group with direct, direct in its place)", tried, want)
+	}
+	if err == nil || errors.Is(err, ErrDirect) {
+		t.Errorf("walk error %v; want the failures, not ErrDirect, once direct fetches", err)
+	}
+
+	tried = nil
+	hp := HedgePolicy{
+		Delay: func(*Client) (time.Duration, bool) { return time.Millisecond, true },
+		Allow: func(_, _ *Client) bool { return true },
+	}
+	c2, _ := ParseChain("http://a.test|direct", http.DefaultClient)
+	c2.UseDirect(d)
+	var mu sync.Mutex
+	var directAt time.Duration
+	start := time.Now()
+	err = c2.WalkHedged(context.Background(), nil, hp, func(ctx context.Context, cl *Client) error {
+		mu.Lock()
+		tried = append(tried, cl.Name())
+		mu.Unlock()
+		if cl.Direct() {
+			directAt = time.Since(start)
+			return nil
+		}
+		select { // slow enough that a hedge would start
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return errors.New("failed")
+	})
+	if err != nil || !slices.Equal(tried, []string{"http://a.test", "direct"}) || directAt < 100*time.Millisecond {
+		t.Errorf("hedged walk: %v, tried %v, direct at %s; want a, then direct only after a failed (100ms)", err, tried, directAt)
 	}
 }

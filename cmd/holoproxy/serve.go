@@ -165,6 +165,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	if p := describeEnvProxy(); p != "" {
+		log.Info("upstreams are reached through the forward proxy of the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; never for loopback)", "proxy", p)
+	}
 	// Upstream health, hedging, prefetch and the dashboard: every Sample feeds its scorer.
 	rp, err := newRepair(o.repair, obs, log)
 	if err != nil {

@@ -3,11 +3,15 @@ package main
 import (
 	"crypto/tls"
 	"os"
+	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
@@ -53,12 +57,47 @@ func (u *upstreamFlags) check(cmd *cobra.Command) error {
 // left to the caller, which knows whether it shares one).
 func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
 	return netobs.TransportConfig{
+		Proxy:            envProxy(),
 		CAFile:           u.caFile,
 		ConnectTimeout:   u.connectTimeout,
 		TLSTimeout:       u.tlsTimeout,
 		FirstByteTimeout: u.firstByte,
 		BodyIdleTimeout:  u.bodyIdle,
 	}
+}
+
+// envProxy returns the forward proxy choice the go command makes: HTTPS_PROXY for https
+// upstreams, HTTP_PROXY for http ones (or their lower-case forms), none for the hosts
+// NO_PROXY names and never for loopback; nil when neither proxy variable is set.
+func envProxy() netobs.ProxyFunc {
+	cfg := httpproxy.FromEnvironment()
+	if cfg.HTTPProxy == "" && cfg.HTTPSProxy == "" {
+		return nil
+	}
+	return netobs.ProxyFunc(cfg.ProxyFunc())
+}
+
+// describeEnvProxy says, for the start log, which forward proxies envProxy uses (without
+// their credentials); "" when none.
+func describeEnvProxy() string {
+	cfg := httpproxy.FromEnvironment()
+	redact := func(p string) string {
+		if !strings.Contains(p, "://") {
+			p = "http://" + p // as httpproxy reads it
+		}
+		return goproxy.Redact(p)
+	}
+	var parts []string
+	if cfg.HTTPSProxy != "" {
+		parts = append(parts, "https via "+redact(cfg.HTTPSProxy))
+	}
+	if cfg.HTTPProxy != "" {
+		parts = append(parts, "http via "+redact(cfg.HTTPProxy))
+	}
+	if len(parts) > 0 && cfg.NoProxy != "" {
+		parts = append(parts, "except NO_PROXY "+cfg.NoProxy)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // backend returns the DNS backend --dns names, trusting --ca-file besides the system roots

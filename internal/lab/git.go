@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -30,7 +29,7 @@ type GitServer struct {
 	ca    *CA
 	hosts map[string]bool
 	https *http.Server
-	proxy *http.Server
+	proxy *ForwardProxy
 	addr  string // the HTTPS server's loopback address
 
 	proxyURL string
@@ -106,17 +105,12 @@ func StartGit(tb testing.TB, hosts ...string) *GitServer {
 	g.addr = ln.Addr().String()
 	go g.https.ServeTLS(ln, "", "")
 
-	g.proxy = &http.Server{Handler: http.HandlerFunc(g.tunnel), ReadHeaderTimeout: 10 * time.Second}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	g.proxy = StartForwardProxy(tb)
+	for _, h := range hosts {
+		g.proxy.Route(h+":443", g.addr)
 	}
-	go g.proxy.Serve(pln)
-	g.proxyURL = "http://" + pln.Addr().String()
-	tb.Cleanup(func() {
-		g.https.Close()
-		g.proxy.Close()
-	})
+	g.proxyURL = g.proxy.URL()
+	tb.Cleanup(func() { g.https.Close() })
 	return g
 }
 
@@ -267,46 +261,4 @@ func (g *GitServer) serve(w http.ResponseWriter, r *http.Request, backend http.H
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = "/" + host + r.URL.Path
 	backend.ServeHTTP(w, r2)
-}
-
-// tunnel is the forward proxy: a CONNECT to one of the server's names on port 443 is
-// joined to the HTTPS server; anything else is refused.
-func (g *GitServer) tunnel(w http.ResponseWriter, r *http.Request) {
-	host, port, err := net.SplitHostPort(r.Host)
-	if r.Method != http.MethodConnect || err != nil || port != "443" || !g.hosts[host] {
-		http.Error(w, "lab proxy: only CONNECT to a lab git host on port 443", http.StatusForbidden)
-		return
-	}
-	up, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		up.Close()
-		http.Error(w, "no hijacking", http.StatusInternalServerError)
-		return
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil {
-		up.Close()
-		return
-	}
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		conn.Close()
-		up.Close()
-		return
-	}
-	go pipe(up, rw.Reader, conn)
-	pipe(conn, up, up)
-}
-
-// pipe copies from src to dst and closes both ends when the copy ends.
-func pipe(dst io.Writer, src io.Reader, closer io.Closer) {
-	io.Copy(dst, src)
-	closer.Close()
-	if c, ok := dst.(io.Closer); ok {
-		c.Close()
-	}
 }

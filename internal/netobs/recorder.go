@@ -160,6 +160,14 @@ func (r *Recorder) ConnectDone(remote string, attempts int, d time.Duration, err
 	f.DialAttempts = attempts
 }
 
+// addConnect adds d to the connect phase: the CONNECT exchange of a tunnel through a
+// forward proxy, after the TCP connect to the proxy.
+func (r *Recorder) addConnect(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dialed().fig.Connect += d
+}
+
 // TLSDone records a TLS handshake: its duration and, when it completed, what it agreed on.
 func (r *Recorder) TLSDone(cs *tls.ConnectionState, d time.Duration, err error) {
 	r.mu.Lock()

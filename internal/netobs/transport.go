@@ -46,6 +46,11 @@ type TransportConfig struct {
 	// IdleConnTimeout closes connections idle that long. Zero means 90 seconds.
 	IdleConnTimeout time.Duration
 
+	// Proxy chooses a forward proxy for each upstream (an http:// proxy: https upstreams
+	// are reached through a CONNECT tunnel, plain http ones by absolute-form requests).
+	// Nil means none: every upstream is dialled directly.
+	Proxy ProxyFunc
+
 	// Sink receives the Sample of every exchange. Nil drops them.
 	Sink Sink
 }
@@ -89,7 +94,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		},
 	}
 	t.rt = &http.Transport{
-		Proxy:                 nil, // upstreams are reached directly; GOPROXY chains are explicit
+		Proxy:                 nil, // set below when cfg.Proxy is: https upstreams are tunnelled by dialTLS
 		DialContext:           t.dial,
 		DialTLSContext:        t.dialTLS,
 		ForceAttemptHTTP2:     true,
@@ -103,6 +108,9 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
 		},
+	}
+	if cfg.Proxy != nil {
+		t.rt.Proxy = t.httpProxy
 	}
 	t.next = t.rt
 	t.client = &http.Client{Transport: t}
@@ -144,7 +152,7 @@ func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, e
 
 // dialTLS connects and runs the TLS handshake under its own timeout, recording it.
 func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
-	raw, err := t.dialer.DialContext(ctx, network, addr)
+	raw, err := t.dialVia(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}

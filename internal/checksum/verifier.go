@@ -338,7 +338,9 @@ func (v *Verifier) lookupError(id module.Version, ops *clientOps, remoteErrs int
 		return fmt.Errorf("%s: %w: %v", id, ErrSumDBMisbehavior, err)
 	}
 	if st := ops.status(lookupPath(id)); st == http.StatusNotFound || st == http.StatusGone {
-		return fmt.Errorf("%s: %w %s", id, ErrNotInDatabase, v.cfg.DB.Name)
+		// What a private module fetched from its origin (direct, a company proxy) meets
+		// when nobody exempted it.
+		return fmt.Errorf("%s: %w %s (if it is a private module, exempt it: GOPRIVATE or GONOSUMDB, serve's --goprivate)", id, ErrNotInDatabase, v.cfg.DB.Name)
 	}
 	if ops.remoteErrs.Load() != remoteErrs {
 		if rerr := ops.lastRemoteErr(); rerr != nil {

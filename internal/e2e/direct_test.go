@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 	"github.com/holoproxy/holoproxy/internal/server"
@@ -269,5 +270,32 @@ func TestWarmFromDirect(t *testing.T) {
 	}
 	if got := goSumLines(t, g); !slices.Equal(got, want) {
 		t.Errorf("go.sum changed building from the warmed tree:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// TestDirectPrivateModulesAndTheChecksumDatabase: a private module fetched from git is
+// looked up in the checksum database like any other unless exempt, and the database does
+// not know it: refused, with an answer that says how to exempt it; exempt, it is served.
+func TestDirectPrivateModulesAndTheChecksumDatabase(t *testing.T) {
+	f := newDirectFixture(t)
+	db := sumdbtest.New(t, f.pub)
+	args := func(goprivate string) []string {
+		return []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL + ",direct",
+			"--sumdb=" + db.GOSUMDB(), "--gonosumdb=", "--goprivate=" + goprivate}
+	}
+	p := startHoloproxy(t, args(""), f.git.Env())
+	status, body, _ := get(t, "http://"+p.addr+"/git.test/lib/@v/v1.0.0.mod")
+	if status != http.StatusBadGateway || !strings.Contains(string(body), "GOPRIVATE") {
+		t.Errorf("private module, not exempt: %d %q; want 502 saying how to exempt it", status, body)
+	}
+	p2 := startHoloproxy(t, args("git.test"), f.git.Env())
+	if status, body, _ := get(t, "http://"+p2.addr+"/git.test/lib/@v/v1.0.0.mod"); status != http.StatusOK {
+		t.Errorf("private module, exempt: %d %q; want 200", status, body)
+	}
+	if status, body, _ := get(t, "http://"+p2.addr+"/mods.test/pub/@v/v1.0.0.mod"); status != http.StatusOK {
+		t.Errorf("public module, verified: %d %q; want 200", status, body)
+	}
+	if n := db.Count("git.test"); n == 0 {
+		t.Error("the database was never asked about the private module without --goprivate: the test proves nothing")
 	}
 }

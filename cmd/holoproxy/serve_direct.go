@@ -100,7 +100,11 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 		Name: "holoproxy_direct_jobs_running",
 		Help: "Runs of the go command for direct holding a job slot now (at most --direct-jobs; more are waiting when it is there).",
 	}, func() float64 { return float64(d.Running()) })
-	for _, c := range []prometheus.Collector{runs, running} {
+	started := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "holoproxy_direct_go_runs_total",
+		Help: "Times the go command was started for direct (a .info or .mod an earlier run left is answered without one).",
+	}, func() float64 { return float64(d.Runs()) })
+	for _, c := range []prometheus.Collector{runs, running, started} {
 		if reg == nil {
 			break
 		}

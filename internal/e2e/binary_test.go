@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 }
 
 // holoproxyBinary builds cmd/holoproxy once per test process and returns its path.
-func holoproxyBinary(t *testing.T) string {
+func holoproxyBinary(t testing.TB) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -72,7 +72,7 @@ var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
 // added to the environment (with HOLOPROXY_SUMDB=off unless env or args say otherwise), and
 // waits until it serves. The process is killed and waited for
 // in t.Cleanup if the test has not ended it.
-func startHoloproxy(t *testing.T, args, env []string) *proc {
+func startHoloproxy(t testing.TB, args, env []string) *proc {
 	t.Helper()
 	bin := holoproxyBinary(t)
 	p := &proc{log: &logBuffer{}, done: make(chan struct{})}
@@ -108,7 +108,7 @@ func startHoloproxy(t *testing.T, args, env []string) *proc {
 }
 
 // kill ends the process with SIGKILL (if still running) and waits for it.
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -120,7 +120,7 @@ func (p *proc) kill(t *testing.T) {
 }
 
 // wait waits for the process to exit (60s at most).
-func (p *proc) wait(t *testing.T) error {
+func (p *proc) wait(t testing.TB) error {
 	t.Helper()
 	select {
 	case <-p.done:

@@ -163,6 +163,7 @@ func TestDirectWithGoCommand(t *testing.T) {
 		`holoproxy_direct_run_duration_seconds_count{kind="zip",result="ok"}`,
 		`holoproxy_direct_run_duration_seconds_count{kind="mod",result="ok"}`,
 		`holoproxy_direct_jobs_running 0`,
+		`holoproxy_direct_go_runs_total `,
 		`holoproxy_server_fill_attempts_total{outcome="ok",upstream="direct"}`,
 	} {
 		if !strings.Contains(string(metrics), want) {

@@ -24,7 +24,7 @@ var e2eClient = &http.Client{Timeout: time.Minute}
 
 // newApp writes an app requiring roots (build list from mods, no go.sum, so the go command
 // asks the checksum database for every module) and returns its go command runner.
-func newApp(t *testing.T, proxy string, mods []modtree.Module, roots []module.Version) goRun {
+func newApp(t testing.TB, proxy string, mods []modtree.Module, roots []module.Version) goRun {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -41,7 +41,7 @@ func newApp(t *testing.T, proxy string, mods []modtree.Module, roots []module.Ve
 
 // goWith runs the go command of g with extra environment (which wins over g.env's, GOSUMDB
 // included) and returns its combined output and error.
-func goWith(t *testing.T, g goRun, extra []string, args ...string) (string, error) {
+func goWith(t testing.TB, g goRun, extra []string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -46,6 +47,7 @@ type Direct struct {
 	timeout time.Duration
 	version string
 	onRun   func(Kind, time.Duration, error)
+	runs    atomic.Int64
 }
 
 // DirectConfig configures a Direct.
@@ -128,6 +130,10 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 	d.version = strings.TrimSpace(lines[1])
 	return d, nil
 }
+
+// Runs returns how many times the go command was started so far (a fetch answered from
+// what an earlier run left starts none).
+func (d *Direct) Runs() int64 { return d.runs.Load() }
 
 // Running returns how many runs hold a job slot now.
 func (d *Direct) Running() int { return len(d.sem) }
@@ -259,6 +265,14 @@ func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
 }
 
 func (d *Direct) fetch(ctx context.Context, r Request) (*http.Response, error) {
+	if (r.Kind == KindInfo || r.Kind == KindMod) && r.Canonical() {
+		// A canonical version's .info and .mod never change: when an earlier run left
+		// them (go list writes both, under the go command's own lock and rename), they
+		// are answered without a run.
+		if resp, err := d.open(r.Module, r.Version, d.cacheFile(r.Module, r.Version, string(r.Kind)), r.MaxSize(), nil); err == nil {
+			return resp, nil
+		}
+	}
 	switch r.Kind {
 	case KindList:
 		m, err := d.module(ctx, "list", "-m", "-e", "-json", "-versions", "-retracted", r.Module)
@@ -410,6 +424,7 @@ func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
 	}
 	defer func() { <-d.sem }()
+	d.runs.Add(1)
 	rctx, cancel := context.WithTimeoutCause(ctx, d.timeout, errRunTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(rctx, d.goBin, args...)

@@ -143,6 +143,17 @@ func TestDirectFetchesEachKindFromGit(t *testing.T) {
 	if string(mod) != "module git.test/repo\n\ngo 1.21\n" {
 		t.Errorf(".mod = %q", mod)
 	}
+	// The run for the .mod left the version's .info too: asked next (as the go command
+	// does), it costs no run.
+	runs := d.Runs()
+	var v100 info
+	b, err = fetchBody(t, d, Request{Kind: KindInfo, Module: "git.test/repo", Version: "v1.0.0"})
+	if err != nil || json.Unmarshal(b, &v100) != nil || v100.Version != "v1.0.0" {
+		t.Errorf("v1.0.0.info after its .mod: %s, %v", b, err)
+	}
+	if d.Runs() != runs {
+		t.Errorf("v1.0.0.info after its .mod started %d runs; want none", d.Runs()-runs)
+	}
 	// A .mod never costs a zip.
 	zips, _ := filepath.Glob(filepath.Join(dir, "modcache", "cache", "download", "git.test", "repo", "@v", "*.zip"))
 	if len(zips) != 0 {

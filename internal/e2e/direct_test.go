@@ -300,3 +300,38 @@ func TestDirectPrivateModulesAndTheChecksumDatabase(t *testing.T) {
 		t.Error("the database was never asked about the private module without --goprivate: the test proves nothing")
 	}
 }
+
+// TestDirectPrivateRepositoryWithNetrc: a git host that wants credentials gets them from
+// the netrc file of holoproxy's user (the go command's go-get lookup and git both read
+// it), and the token appears nowhere; without them the module is a 404 that says why, so
+// that a client with credentials of its own may still fetch it directly.
+func TestDirectPrivateRepositoryWithNetrc(t *testing.T) {
+	f := newDirectFixture(t)
+	f.git.RequireAuth("ci-bot", "git-token-123")
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".netrc"), []byte("machine git.test login ci-bot password git-token-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--upstream=" + f.origin.URL + ",direct", "--goprivate=git.test"}
+	env := append(f.git.Env(), "HOME="+home, "NETRC=", "XDG_CONFIG_HOME="+home, "GIT_CONFIG_NOSYSTEM=1")
+	p := startHoloproxy(t, append(args, "--cache-dir="+t.TempDir()), env)
+	g := f.app(t, "http://"+p.addr)
+	if out, err := goWith(t, g, nil, "run", "."); err != nil || lastLine(out) != "42" {
+		t.Fatalf("go run through holoproxy with a netrc for git: %v\n%s", err, out)
+	}
+	_, metrics, _ := get(t, "http://"+p.addr+"/metrics")
+	for what, text := range map[string]string{"log": p.log.String(), "/metrics": string(metrics)} {
+		if strings.Contains(text, "git-token-123") {
+			t.Errorf("the git token appears in the %s", what)
+		}
+	}
+
+	noCreds := t.TempDir()
+	env = append(f.git.Env(), "HOME="+noCreds, "NETRC=", "XDG_CONFIG_HOME="+noCreds, "GIT_CONFIG_NOSYSTEM=1")
+	p2 := startHoloproxy(t, append(args, "--cache-dir="+t.TempDir()), env)
+	status, body, _ := get(t, "http://"+p2.addr+"/git.test/lib/@v/v1.0.0.info")
+	if status != http.StatusNotFound || !strings.Contains(string(body), "direct") {
+		t.Errorf("without credentials: %d %q; want a 404 from direct saying why", status, body)
+	}
+	t.Logf("without credentials: %s", body)
+}

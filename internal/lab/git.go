@@ -37,6 +37,8 @@ type GitServer struct {
 	mu       sync.Mutex
 	requests []string
 	down     bool
+	user     string // with pass, the basic credentials every request needs, when set
+	pass     string
 	stall    chan struct{} // while not nil, requests wait for it to close
 	clock    int           // seconds added to the commit dates so far
 }
@@ -137,6 +139,14 @@ func (g *GitServer) SetDown(down bool) {
 	g.mu.Unlock()
 }
 
+// RequireAuth makes every request (go-get lookups and git alike) need the basic
+// credentials user and pass, as a private git host does; 401 without them.
+func (g *GitServer) RequireAuth(user, pass string) {
+	g.mu.Lock()
+	g.user, g.pass = user, pass
+	g.mu.Unlock()
+}
+
 // SetStall makes the HTTPS server hold every git request (go-get lookups are still
 // answered) without an answer (true) until it is set back (false) or the server stops:
 // a repository that hangs once the go command has started git.
@@ -231,8 +241,15 @@ func (g *GitServer) serve(w http.ResponseWriter, r *http.Request, backend http.H
 	}
 	g.mu.Lock()
 	g.requests = append(g.requests, r.Method+" "+host+r.URL.RequestURI())
-	down, stall := g.down, g.stall
+	down, stall, user, pass := g.down, g.stall, g.user, g.pass
 	g.mu.Unlock()
+	if user != "" {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="lab git"`)
+			http.Error(w, "credentials required", http.StatusUnauthorized)
+			return
+		}
+	}
 	if down {
 		http.Error(w, "lab git server is down", http.StatusServiceUnavailable)
 		return

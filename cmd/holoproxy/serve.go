@@ -204,7 +204,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if o.checks.set("goprivate") {
 		goprivate = o.checks.goprivate
 	}
-	direct, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), filepath.Join(cacheDir, directDir), goprivate, obs.reg, log)
+	direct, directStats, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), filepath.Join(cacheDir, directDir), goprivate, obs.reg, log)
 	if err != nil {
 		return err
 	}
@@ -320,6 +320,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
 	mux := server.NewRoutes(srv)
 	if o.repair.dashboard {
+		if directStats != nil {
+			rp.DirectStats = directStats.snapshot
+		}
 		rp.StoreStats = func() dashboard.StoreStats {
 			var st dashboard.StoreStats
 			st.Unwritable, st.Unstored = srv.StoreState()

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/server/dashboard"
 )
 
 // directDir is where, under the cache directory, the go command's runs for "direct" keep
@@ -74,9 +76,9 @@ func listHasDirect(list string) bool {
 // the go command's runs (it decides which origins GOVCS lets them use); else they read
 // the go command's own. reg, when not nil, gets the runs' metrics; log, when not nil, a
 // line saying that direct is on.
-func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
+func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, *directStats, error) {
 	if o.jobs == 0 || !slices.ContainsFunc(lists, listHasDirect) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var env []string
 	if goprivate != "" {
@@ -87,15 +89,19 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 		Help:    "Fetches from version control origins (runs of the go command for the direct entry), by request kind and result (ok, not_found, failed, timeout, canceled): how long each took, the wait for a job slot included.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600},
 	}, []string{"kind", "result"})
+	ds := &directStats{jobs: o.jobs}
 	d, err := goproxy.NewDirect(ctx, goproxy.DirectConfig{
 		Dir: dir, Env: env, Jobs: o.jobs, Timeout: o.timeout,
 		OnRun: func(kind goproxy.Kind, took time.Duration, err error) {
-			runs.WithLabelValues(string(kind), directResult(err)).Observe(took.Seconds())
+			result := directResult(err)
+			runs.WithLabelValues(string(kind), result).Observe(took.Seconds())
+			ds.count(result, err)
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w (direct is in an upstream list; --direct-jobs 0 ends the lists there instead)", err)
+		return nil, nil, fmt.Errorf("%w (direct is in an upstream list; --direct-jobs 0 ends the lists there instead)", err)
 	}
+	ds.d = d
 	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holoproxy_direct_jobs_running",
 		Help: "Runs of the go command for direct holding a job slot now (at most --direct-jobs; more are waiting when it is there).",
@@ -109,13 +115,50 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 			break
 		}
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if log == nil {
-		return d, nil
+		return d, ds, nil
 	}
 	log.Info("direct: modules are fetched from their version control origins by the go command",
 		"go", d.GoVersion(), "jobs", o.jobs, "timeout", o.timeout)
-	return d, nil
+	return d, ds, nil
+}
+
+// directStats counts the outcomes of direct's fetches for the dashboard.
+type directStats struct {
+	d    *goproxy.Direct
+	jobs int
+
+	mu                             sync.Mutex
+	ok, notFound, failed, timedOut int64
+	lastError                      string
+	lastFailed                     bool
+}
+
+func (s *directStats) count(result string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastFailed = result == "timeout" || result == "failed"
+	switch result {
+	case "ok":
+		s.ok++
+	case "not_found":
+		s.notFound++
+	case "timeout":
+		s.timedOut++
+		s.lastError = err.Error()
+	case "failed":
+		s.failed++
+		s.lastError = err.Error()
+	}
+}
+
+// snapshot returns the figures the dashboard shows.
+func (s *directStats) snapshot() dashboard.DirectStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return dashboard.DirectStats{Jobs: s.jobs, Running: s.d.Running(), Runs: s.d.Runs(), OK: s.ok,
+		NotFound: s.notFound, Failed: s.failed, TimedOut: s.timedOut, LastError: s.lastError, LastFailed: s.lastFailed}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -169,6 +170,18 @@ func TestDirectWithGoCommand(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	var doc struct {
+		Direct *struct {
+			Jobs int   `json:"jobs"`
+			Runs int64 `json:"runs"`
+			OK   int64 `json:"ok"`
+		} `json:"direct"`
+	}
+	_, chainDoc, _ := get(t, proxy+"/api/chain")
+	if err := json.Unmarshal(chainDoc, &doc); err != nil || doc.Direct == nil || doc.Direct.Jobs != 4 || doc.Direct.Runs == 0 || doc.Direct.OK == 0 {
+		t.Errorf("/api/chain direct = %s (%v); want the runs and fetches", chainDoc, err)
 	}
 
 	// git down: what is cached still builds, for a client with an empty module cache.

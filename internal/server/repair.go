@@ -71,6 +71,8 @@ type Repair struct {
 	// StoreStats, when set before Mount, gives the dashboard the state of the cache's
 	// store (Server.StoreState and the size bound's figures).
 	StoreStats func() dashboard.StoreStats
+	// DirectStats, when set before Mount, gives the dashboard what the direct entry did.
+	DirectStats func() dashboard.DirectStats
 
 	probeClient    *http.Client // set by SetProbeClient before Start
 	probeCloseIdle func()
@@ -277,6 +279,7 @@ func (r *Repair) Dashboard() *dashboard.Handler {
 		cfg.Hedges = r.Hedger.Stats
 	}
 	cfg.Store = r.StoreStats
+	cfg.Direct = r.DirectStats
 	return dashboard.New(cfg)
 }
 

@@ -144,10 +144,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	var hedges health.HedgeStats
 	var storeMu sync.Mutex
 	store := StoreStats{MaxBytes: 50 << 30, SizeBytes: 31 << 30, Evicted: 12, EvictedBytes: 1 << 30}
+	direct := DirectStats{Jobs: 4}
 	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC,
 		Routes: []Route{{Patterns: "corp.test/*", Chain: "https://goproxy.corp.test"}},
 		Hedges: func() health.HedgeStats { return hedges },
-		Store:  func() StoreStats { storeMu.Lock(); defer storeMu.Unlock(); return store }})
+		Store:  func() StoreStats { storeMu.Lock(); defer storeMu.Unlock(); return store },
+		Direct: func() DirectStats { storeMu.Lock(); defer storeMu.Unlock(); return direct }})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -205,6 +207,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		`(() => { const t = document.getElementById('shared-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('paused') && t.textContent.includes('3 errors'); })()`)
 	poll("the cache disk tile alerting without a reload",
 		`(() => { const t = document.getElementById('store-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('refuses files') && t.textContent.includes('7 answers relayed'); })()`)
+	poll("the direct tile before any fetch",
+		`(() => { const t = document.getElementById('direct-tile'); return !!t && t.textContent.includes('no fetch yet') && t.textContent.includes('0 / 4 running') && !t.classList.contains('alert'); })()`)
+	storeMu.Lock()
+	direct = DirectStats{Jobs: 4, Running: 4, Runs: 57, OK: 40, NotFound: 9, Failed: 1, LastFailed: true,
+		LastError: "direct: git.test/m@v1.0.0: unable to access: 503"}
+	storeMu.Unlock()
+	poll("the direct tile alerting after a failure",
+		`(() => { const t = document.getElementById('direct-tile'); return !!t && t.classList.contains('alert') && t.textContent.includes('40 / 50 fetched') && t.textContent.includes('57 go runs') && t.textContent.includes('4 / 4 running') && t.textContent.includes('1 failed') && t.title.includes('503'); })()`)
+	storeMu.Lock()
+	direct.OK, direct.LastFailed = 41, false
+	storeMu.Unlock()
+	poll("the direct tile clearing after a success",
+		`(() => { const t = document.getElementById('direct-tile'); return !!t && !t.classList.contains('alert') && t.textContent.includes('41 / 51 fetched'); })()`)
 	mark, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.__holoproxyMark || 0`))
 	if err != nil || mark != 42 {
 		t.Fatalf("page mark %d (%v): the page was reloaded", mark, err)

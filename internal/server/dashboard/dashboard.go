@@ -47,6 +47,8 @@ type Config struct {
 	Prefetch func() PrefetchStats
 	// Store, when set, reports the state of the cache's store.
 	Store func() StoreStats
+	// Direct, when set, reports what the direct entry of the upstream lists did.
+	Direct func() DirectStats
 	// Chain is the upstream list in GOPROXY syntax, shown in the header.
 	Chain string
 	// Routes are the chains of their own that some modules go to (serve --route), shown
@@ -94,6 +96,25 @@ type SharedStats struct {
 	// Uploads are files put in the bucket; UploadErrors, puts that failed.
 	Uploads      int64 `json:"uploads"`
 	UploadErrors int64 `json:"upload_errors"`
+}
+
+// DirectStats are what the direct entry (fetching from version control origins through
+// the go command) did since start, as the dashboard shows it.
+type DirectStats struct {
+	Jobs    int   `json:"jobs"`    // runs allowed at once (--direct-jobs)
+	Running int   `json:"running"` // runs holding a job slot now
+	Runs    int64 `json:"runs"`    // times the go command was started
+	// Fetches are the files asked of direct, by outcome: OK, NotFound (the module or
+	// version is not there), Failed (the origin failed), TimedOut (killed after
+	// --direct-timeout).
+	OK       int64 `json:"ok"`
+	NotFound int64 `json:"not_found"`
+	Failed   int64 `json:"failed"`
+	TimedOut int64 `json:"timed_out"`
+	// LastError is the last failure's message (not a not-found), "" when none;
+	// LastFailed is set while the latest fetch is a failure or a timeout.
+	LastError  string `json:"last_error,omitempty"`
+	LastFailed bool   `json:"last_failed"`
 }
 
 // PrefetchStats are the prefetch counters the dashboard shows.
@@ -182,6 +203,7 @@ type Chain struct {
 	Hedges      *health.HedgeStats `json:"hedges,omitempty"`
 	Prefetch    *PrefetchStats     `json:"prefetch,omitempty"`
 	Store       *StoreStats        `json:"store,omitempty"`
+	Direct      *DirectStats       `json:"direct,omitempty"`
 	Slowest     []Request          `json:"slowest"`
 }
 
@@ -303,6 +325,10 @@ func (h *Handler) Snapshot() Chain {
 	if h.cfg.Prefetch != nil {
 		ps := h.cfg.Prefetch()
 		doc.Prefetch = &ps
+	}
+	if h.cfg.Direct != nil {
+		ds := h.cfg.Direct()
+		doc.Direct = &ds
 	}
 	if h.cfg.Store != nil {
 		ss := h.cfg.Store()

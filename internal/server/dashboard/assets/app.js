@@ -128,6 +128,18 @@
     if (p) {
       box.append(tile("Prefetched", p.fetched, p.queued + " queued · " + p.dropped + " dropped · " + p.failed + " failed"));
     }
+    const dr = doc.direct;
+    if (dr) {
+      const asked = dr.ok + dr.not_found + dr.failed + dr.timed_out;
+      const bad = dr.failed + dr.timed_out;
+      const detail = dr.runs + " go runs · " + dr.running + " / " + dr.jobs + " running · " + dr.not_found + " not found" +
+        (bad ? " · " + dr.failed + " failed · " + dr.timed_out + " timed out" : "");
+      const d = tile("Direct (VCS)", asked ? dr.ok + " / " + asked + " fetched" : "no fetch yet", detail, asked ? dr.ok / asked : undefined);
+      d.id = "direct-tile";
+      if (dr.last_error) d.title = "last failure: " + dr.last_error;
+      if (dr.last_failed) d.classList.add("alert");
+      box.append(d);
+    }
     const st = doc.store;
     if (st) {
       const bound = st.max_bytes ? fmtBytes(st.size_bytes) + " of " + fmtBytes(st.max_bytes) : "no size bound";

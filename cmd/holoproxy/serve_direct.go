@@ -92,7 +92,7 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 	ds := &directStats{jobs: o.jobs}
 	d, err := goproxy.NewDirect(ctx, goproxy.DirectConfig{
 		Dir: dir, Env: env, Jobs: o.jobs, Timeout: o.timeout,
-		OnRun: func(kind goproxy.Kind, took time.Duration, err error) {
+		OnFetch: func(kind goproxy.Kind, took time.Duration, err error) {
 			result := directResult(err)
 			runs.WithLabelValues(string(kind), result).Observe(took.Seconds())
 			ds.count(result, err)

@@ -24,8 +24,9 @@ import (
 // reference implementation of that protocol (go-get lookups, GOVCS, git, hg, svn, bzr,
 // fossil, module path and version rules), and holoproxy does not write it again. Every
 // run works in a directory of Direct's own: its module cache keeps the version control
-// clones between runs (a second version of a repository costs a fetch, not a clone), and
-// the files a run leaves there are read once, into the caller's store.
+// clones between runs (a second version of a repository costs a fetch, not a clone) and
+// the .info and .mod files runs leave, which answer later requests for them without a
+// run; a zip is read once, into the caller's store, and removed.
 //
 // What each kind of request runs (never a zip for a .info or a .mod):
 //
@@ -46,7 +47,7 @@ type Direct struct {
 	sem     chan struct{}
 	timeout time.Duration
 	version string
-	onRun   func(Kind, time.Duration, error)
+	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
 }
 
@@ -65,9 +66,9 @@ type DirectConfig struct {
 	Jobs int
 	// Timeout bounds one run, clone included. Default 10 minutes.
 	Timeout time.Duration
-	// OnRun, when set, is told of every fetch: its kind, how long it took (the wait for a
+	// OnFetch, when set, is told of every fetch: its kind, how long it took (the wait for a
 	// job slot included) and its outcome.
-	OnRun func(kind Kind, took time.Duration, err error)
+	OnFetch func(kind Kind, took time.Duration, err error)
 }
 
 // DirectName is the name of the direct entry: the label of its answers, errors and logs.
@@ -103,7 +104,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		modRoot: filepath.Join(dir, "modcache"),
 		sem:     make(chan struct{}, cfg.Jobs),
 		timeout: cfg.Timeout,
-		onRun:   cfg.OnRun,
+		onFetch: cfg.OnFetch,
 	}
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -258,8 +259,8 @@ func (m *goModule) errorText() string {
 func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := d.fetch(ctx, r)
-	if d.onRun != nil {
-		d.onRun(r.Kind, time.Since(start), err)
+	if d.onFetch != nil {
+		d.onFetch(r.Kind, time.Since(start), err)
 	}
 	return resp, err
 }

@@ -338,3 +338,31 @@ func TestDirectClassify(t *testing.T) {
 func modVersion(path, version string) module.Version {
 	return module.Version{Path: path, Version: version}
 }
+
+// A module path with upper-case letters: the go command keeps its files under the
+// case-encoded path, where Direct finds what a run left.
+func TestDirectCaseEncodedPath(t *testing.T) {
+	f := newDirectFixture(t)
+	f.git.Commit(t, "git.test/CamelCase", map[string]*string{
+		"go.mod": str("module git.test/CamelCase\n\ngo 1.21\n"),
+		"c.go":   str("package camelcase\n"),
+	}, "v0.2.0")
+	d, dir := f.direct(t, 0)
+	mod, err := fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/CamelCase", Version: "v0.2.0"})
+	if err != nil || string(mod) != "module git.test/CamelCase\n\ngo 1.21\n" {
+		t.Fatalf(".mod: %q, %v", mod, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "modcache", "cache", "download", "git.test", "!camel!case", "@v", "v0.2.0.info")); err != nil {
+		t.Fatalf("the run left no case-encoded .info: %v", err)
+	}
+	runs := d.Runs()
+	if _, err := fetchBody(t, d, Request{Kind: KindInfo, Module: "git.test/CamelCase", Version: "v0.2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fetchBody(t, d, Request{Kind: KindZip, Module: "git.test/CamelCase", Version: "v0.2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Runs() - runs; got != 1 {
+		t.Errorf(".info and .zip after the .mod started %d runs; want 1 (the zip's)", got)
+	}
+}

@@ -204,7 +204,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if o.checks.set("goprivate") {
 		goprivate = o.checks.goprivate
 	}
-	direct, directStats, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), filepath.Join(cacheDir, directDir), goprivate, obs.reg, log)
+	direct, err := newDirect(ctx, o.direct, append([]string{list}, routeLists(routes)...), filepath.Join(cacheDir, directDir), goprivate, obs.reg, log)
 	if err != nil {
 		return err
 	}
@@ -320,8 +320,8 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	// cleaning or redirects, unlike http.ServeMux). The dashboard mounts at "/".
 	mux := server.NewRoutes(srv)
 	if o.repair.dashboard {
-		if directStats != nil {
-			rp.DirectStats = directStats.snapshot
+		if direct != nil {
+			rp.DirectStats = directStats(direct)
 		}
 		rp.StoreStats = func() dashboard.StoreStats {
 			var st dashboard.StoreStats

@@ -196,7 +196,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		if err != nil {
 			return fmt.Errorf("no directory for direct's module cache (%w): set HOME or XDG_CACHE_HOME, or pass --direct-jobs 0", err)
 		}
-		d, _, err := newDirect(ctx, o.direct, []string{list}, filepath.Join(base, "holoproxy", "direct"), "", nil, nil)
+		d, err := newDirect(ctx, o.direct, []string{list}, filepath.Join(base, "holoproxy", "direct"), "", nil, nil)
 		if err != nil {
 			return err
 		}

@@ -121,6 +121,13 @@ func (c *Chain) HasDirect() bool {
 	return false
 }
 
+// ListHasDirect reports whether list, in GOPROXY syntax, is valid and has a "direct"
+// entry.
+func ListHasDirect(list string) bool {
+	c, err := ParseChain(list, nil)
+	return err == nil && c.HasDirect()
+}
+
 // Clients returns the proxies of the chain in order, without direct and off.
 func (c *Chain) Clients() []*Client {
 	var out []*Client

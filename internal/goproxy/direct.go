@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,74 @@ type Direct struct {
 	version string
 	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
+
+	mu    sync.Mutex
+	stats DirectStats // guarded by mu; Jobs, Running and Runs are filled in by Stats
+}
+
+// DirectStats are what a Direct did since it was made.
+type DirectStats struct {
+	Jobs    int   // runs allowed at once
+	Running int   // runs holding a job slot now
+	Runs    int64 // times the go command was started
+	// Fetches by outcome (DirectResult): ok, not_found, failed, timeout; fetches
+	// abandoned by their caller are not counted.
+	OK, NotFound, Failed, TimedOut int64
+	// LastError is the message of the last failure or timeout; LastFailed is set while
+	// the latest counted fetch is one.
+	LastError  string
+	LastFailed bool
+}
+
+// DirectResult names the outcome of a fetch through a Direct: "ok", "not_found" (the
+// module or version is not there), "timeout" (the run was killed after the timeout),
+// "canceled" (its caller gave up) or "failed".
+func DirectResult(err error) string {
+	var de *DirectError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &de) && de.TimedOut:
+		return "timeout"
+	case errors.Is(err, fs.ErrNotExist):
+		return "not_found"
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "failed"
+}
+
+// Stats returns what d did since it was made.
+func (d *Direct) Stats() DirectStats {
+	d.mu.Lock()
+	st := d.stats
+	d.mu.Unlock()
+	st.Jobs, st.Running, st.Runs = cap(d.sem), len(d.sem), d.runs.Load()
+	return st
+}
+
+// count records the outcome of a fetch in the stats.
+func (d *Direct) count(err error) {
+	result := DirectResult(err)
+	if result == "canceled" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.LastFailed = result == "timeout" || result == "failed"
+	switch result {
+	case "ok":
+		d.stats.OK++
+	case "not_found":
+		d.stats.NotFound++
+	case "timeout":
+		d.stats.TimedOut++
+	default:
+		d.stats.Failed++
+	}
+	if d.stats.LastFailed {
+		d.stats.LastError = err.Error()
+	}
 }
 
 // DirectConfig configures a Direct.
@@ -259,6 +328,7 @@ func (m *goModule) errorText() string {
 func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := d.fetch(ctx, r)
+	d.count(err)
 	if d.onFetch != nil {
 		d.onFetch(r.Kind, time.Since(start), err)
 	}

@@ -218,6 +218,17 @@ func TestDirectNotFoundAndFailures(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "503") {
 		t.Errorf("origin down: %q does not say what the origin answered", err)
 	}
+	st := d.Stats()
+	if st.NotFound != 6 || st.Failed != 1 || st.OK != 0 || !st.LastFailed || !strings.Contains(st.LastError, "503") || st.Jobs != 4 || st.Runs == 0 {
+		t.Errorf("Stats = %+v; want 6 not found, 1 failed (the last, its 503 kept), 4 jobs, some runs", st)
+	}
+	f.git.SetDown(false)
+	if _, err := fetchBody(t, d, Request{Kind: KindList, Module: "git.test/repo"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.Stats(); st.OK != 1 || st.LastFailed {
+		t.Errorf("Stats after a success = %+v; want 1 ok and LastFailed cleared", st)
+	}
 }
 
 // A hung origin costs the timeout, and the run is killed with the git processes it

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/lab"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 	"github.com/holoproxy/holoproxy/internal/warm"
 )
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(execEnv) == "1" {
 		os.Exit(execute(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 	}
+	lab.NoForwardProxies() // serve, trace and warm honour HTTPS_PROXY
 	os.Exit(m.Run())
 }
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
 )
 
 var (
@@ -24,6 +26,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	lab.NoForwardProxies() // holoproxy and the go command honour HTTPS_PROXY
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,20 @@ type ForwardProxy struct {
 	routes     map[string]string // host:port -> loopback address
 	user, pass string
 	requests   []string
+}
+
+// proxyVars are the environment variables that choose a forward proxy (net/http and the
+// go command read the upper- and lower-case forms, curl and so git the lower-case ones).
+var proxyVars = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"}
+
+// NoForwardProxies unsets the forward proxy variables of the test process, for the tests
+// of programs that honour them: tests talk only to loopback and to their own namespaces,
+// and a developer's company proxy must not carry (nor refuse) their requests. A test that
+// wants a proxy sets it on the command it starts (GitServer.Env, ForwardProxy.URL).
+func NoForwardProxies() {
+	for _, v := range proxyVars {
+		os.Unsetenv(v)
+	}
 }
 
 // StartForwardProxy starts a ForwardProxy with no routes and stops it at the end of tb.

@@ -186,18 +186,30 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		"GOMODCACHE="+d.modRoot, "GOCACHE="+filepath.Join(dir, "gocache"), "GOPATH="+filepath.Join(dir, "gopath"),
 		"GOTOOLCHAIN=local", "GOWORK=off", "GO111MODULE=on",
 		"GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
-	out, err := d.run(ctx, "env", "GOMOD", "GOVERSION")
-	if err != nil {
-		return nil, err
+	// The runs' working directory must be outside any module, or the go command would
+	// answer for that module (its requirements, replacements and exclusions): dir/work,
+	// unless dir lies inside a module (a cache directory in a checkout), then the root.
+	root := filepath.VolumeName(dir) + string(filepath.Separator)
+	var gomod, version string
+	for _, work := range []string{d.work, root} {
+		d.work = work
+		out, err := d.run(ctx, "env", "GOMOD", "GOVERSION")
+		if err != nil {
+			return nil, err
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 2 {
+			return nil, fmt.Errorf("direct: go env printed %q", out)
+		}
+		gomod, version = strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])
+		if gomod == os.DevNull || gomod == "" {
+			break
+		}
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 2 {
-		return nil, fmt.Errorf("direct: go env printed %q", out)
+	if gomod != os.DevNull && gomod != "" {
+		return nil, fmt.Errorf("direct: no working directory outside a Go module (even %s is inside the module of %s)", root, gomod)
 	}
-	if gomod := strings.TrimSpace(lines[0]); gomod != os.DevNull && gomod != "" {
-		return nil, fmt.Errorf("direct: %s is inside the Go module of %s; the go command would answer for that module: use a directory outside any module", d.work, gomod)
-	}
-	d.version = strings.TrimSpace(lines[1])
+	d.version = version
 	return d, nil
 }
 

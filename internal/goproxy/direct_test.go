@@ -308,17 +308,23 @@ func TestDirectJobsBound(t *testing.T) {
 	wg.Wait()
 }
 
-func TestNewDirectRefusesADirectoryInsideAModule(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skipf("no go command: %v", err)
-	}
+// A cache directory inside a Go module (a checkout's ./cache) still works: the runs then
+// work from the root, outside the module, which would otherwise answer for them.
+func TestNewDirectInsideAModule(t *testing.T) {
+	f := newDirectFixture(t)
 	mod := t.TempDir()
-	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.test/m\n"), 0o644); err != nil {
+	gomod := "module git.test/other\n\ngo 1.21\n\nexclude git.test/repo v1.1.0\n"
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewDirect(context.Background(), DirectConfig{Dir: filepath.Join(mod, "cache", "direct")})
-	if err == nil || !strings.Contains(err.Error(), "outside any module") {
-		t.Errorf("NewDirect inside a module: %v; want a refusal", err)
+	d, err := NewDirect(context.Background(), DirectConfig{Dir: filepath.Join(mod, "cache", "direct"), Env: f.git.Env()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inside the module, its exclude would hide v1.1.0 from @latest.
+	b, err := fetchBody(t, d, Request{Kind: KindLatest, Module: "git.test/repo"})
+	if err != nil || !strings.Contains(string(b), `"Version":"v1.1.0"`) {
+		t.Errorf("@latest from a Direct whose directory is inside a module: %s, %v; want v1.1.0", b, err)
 	}
 	if _, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Go: "/nonexistent/go"}); err == nil {
 		t.Error("NewDirect with a missing go command: no error")

@@ -482,7 +482,7 @@ func (d *Direct) module(ctx context.Context, args ...string) (*goModule, error) 
 			return nil, &DirectError{Msg: fmt.Sprintf("go %s printed no module: %v", strings.Join(args, " "), err)}
 		}
 		if msg := m.errorText(); msg != "" {
-			return nil, classify(msg)
+			return nil, classify(d.hidePaths(msg))
 		}
 	}
 	if runErr != nil {
@@ -534,14 +534,21 @@ func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
 		}
 		if len(bytes.TrimSpace(stdout.Bytes())) > 0 {
 			// The JSON on stdout says what failed better than the exit status.
-			return stdout.Bytes(), classify(what + ": " + msg)
+			return stdout.Bytes(), classify(d.hidePaths(what + ": " + msg))
 		}
-		return nil, classify(msg)
+		return nil, classify(d.hidePaths(msg))
 	}
 	return stdout.Bytes(), nil
 }
 
 var errRunTimeout = errors.New("direct run timed out")
+
+// hidePaths replaces the runs' module cache in a message of the go command (git's
+// messages name the clone's directory) by $GOMODCACHE: the message goes to clients, who
+// need not learn where the server keeps its files.
+func (d *Direct) hidePaths(msg string) string {
+	return strings.ReplaceAll(msg, d.modRoot, "$GOMODCACHE")
+}
 
 // capBuffer is a bytes.Buffer that keeps at most max bytes and remembers that it was
 // offered more.

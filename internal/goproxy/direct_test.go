@@ -218,11 +218,21 @@ func TestDirectNotFoundAndFailures(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "503") {
 		t.Errorf("origin down: %q does not say what the origin answered", err)
 	}
-	st := d.Stats()
-	if st.NotFound != 6 || st.Failed != 1 || st.OK != 0 || !st.LastFailed || !strings.Contains(st.LastError, "503") || st.Jobs != 4 || st.Runs == 0 {
-		t.Errorf("Stats = %+v; want 6 not found, 1 failed (the last, its 503 kept), 4 jobs, some runs", st)
-	}
 	f.git.SetDown(false)
+
+	// git failing behind a working go-get front: git's message names the clone's
+	// directory, which the client is not shown.
+	f.git.SetGitDown(true)
+	_, err = fetchBody(t, d, Request{Kind: KindInfo, Module: "git.test/repo", Version: "v1.0.0"})
+	t.Logf("git down: %v", err)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "$GOMODCACHE") || strings.Contains(err.Error(), d.modRoot) {
+		t.Errorf("git down: %v; want a failure naming $GOMODCACHE, not the server's directory", err)
+	}
+	f.git.SetGitDown(false)
+	st := d.Stats()
+	if st.NotFound != 6 || st.Failed != 2 || st.OK != 0 || !st.LastFailed || !strings.Contains(st.LastError, "503") || st.Jobs != 4 || st.Runs == 0 {
+		t.Errorf("Stats = %+v; want 6 not found, 2 failed (the last, its 503 kept), 4 jobs, some runs", st)
+	}
 	if _, err := fetchBody(t, d, Request{Kind: KindList, Module: "git.test/repo"}); err != nil {
 		t.Fatal(err)
 	}

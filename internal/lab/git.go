@@ -37,6 +37,7 @@ type GitServer struct {
 	mu       sync.Mutex
 	requests []string
 	down     bool
+	gitDown  bool   // git requests answer 503; go-get lookups still work
 	user     string // with pass, the basic credentials every request needs, when set
 	pass     string
 	stall    chan struct{} // while not nil, requests wait for it to close
@@ -136,6 +137,14 @@ func (g *GitServer) Env() []string {
 func (g *GitServer) SetDown(down bool) {
 	g.mu.Lock()
 	g.down = down
+	g.mu.Unlock()
+}
+
+// SetGitDown makes git's requests answer 503 while go-get lookups are still answered
+// (true), or serves them again (false): a git backend down behind a working front.
+func (g *GitServer) SetGitDown(down bool) {
+	g.mu.Lock()
+	g.gitDown = down
 	g.mu.Unlock()
 }
 
@@ -241,7 +250,7 @@ func (g *GitServer) serve(w http.ResponseWriter, r *http.Request, backend http.H
 	}
 	g.mu.Lock()
 	g.requests = append(g.requests, r.Method+" "+host+r.URL.RequestURI())
-	down, stall, user, pass := g.down, g.stall, g.user, g.pass
+	down, gitDown, stall, user, pass := g.down, g.gitDown, g.stall, g.user, g.pass
 	g.mu.Unlock()
 	if user != "" {
 		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
@@ -266,6 +275,10 @@ func (g *GitServer) serve(w http.ResponseWriter, r *http.Request, backend http.H
 		}
 		fmt.Fprintf(w, "<!DOCTYPE html><html><head><meta name=\"go-import\" content=\"%s/%s git https://%s/%s.git\"></head></html>\n",
 			host, name, host, name)
+		return
+	}
+	if gitDown {
+		http.Error(w, "lab git backend is down", http.StatusServiceUnavailable)
 		return
 	}
 	if stall != nil {

@@ -22,6 +22,9 @@ import (
 // against the baseline.
 //
 //	go test -run '^$' -bench DirectDownload -benchtime 5x ./internal/e2e/
+//
+// DIRECT_BENCH_FLAGS adds serve flags (--prefetch=0, --direct-jobs=8); DIRECT_BENCH_LOG
+// names a file for holoproxy's request log of the last iteration.
 func BenchmarkDirectDownload(b *testing.B) {
 	const n = 30
 	g := lab.StartGit(b)
@@ -70,13 +73,16 @@ func BenchmarkDirectDownload(b *testing.B) {
 	var direct, cold, warm time.Duration
 	for b.Loop() {
 		direct += download("direct", env)
-		p := startHoloproxy(b, []string{"--cache-dir=" + b.TempDir(), "--upstream=direct", "--goprivate=git.test"}, g.Env())
+		args := []string{"--cache-dir=" + b.TempDir(), "--upstream=direct", "--goprivate=git.test"}
+		args = append(args, strings.Fields(os.Getenv("DIRECT_BENCH_FLAGS"))...) // e.g. --prefetch=0
+		p := startHoloproxy(b, args, g.Env())
 		cold += download("http://"+p.addr, nil)
 		warm += download("http://"+p.addr, nil)
-		p.kill(b)
-		if f := os.Getenv("DIRECT_BENCH_LOG"); f != "" { // holoproxy's request log, to see where the time went
-			os.WriteFile(f, []byte(p.log.String()), 0o644)
+		if f := os.Getenv("DIRECT_BENCH_LOG"); f != "" { // holoproxy's request log and metrics, to see where the time went
+			_, metrics, _ := get(b, "http://"+p.addr+"/metrics")
+			os.WriteFile(f, []byte(p.log.String()+"\n"+string(metrics)), 0o644)
 		}
+		p.kill(b)
 	}
 	it := float64(b.N)
 	b.ReportMetric(direct.Seconds()/it, "direct-s")

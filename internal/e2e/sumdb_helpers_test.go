@@ -68,7 +68,7 @@ func downloadAndBuild(t *testing.T, g goRun, extra []string, when string, want m
 }
 
 // get GETs url and returns the status, the body and the header.
-func get(t *testing.T, url string) (int, []byte, http.Header) {
+func get(t testing.TB, url string) (int, []byte, http.Header) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/sync/singleflight"
 )
 
 // Direct fetches module files from their version control origins, what "direct" means in
@@ -50,6 +51,10 @@ type Direct struct {
 	version string
 	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
+
+	// same merges runs with the same arguments: a version's .info and .mod are one
+	// `go list -m` run, and the go command asks for both at once (the prefetcher too).
+	same singleflight.Group
 
 	mu    sync.Mutex
 	stats DirectStats // guarded by mu; Jobs, Running and Runs are filled in by Stats
@@ -470,8 +475,23 @@ func (c *cleanupFile) Close() error {
 }
 
 // module runs the go command with args and returns the module it printed, or the
-// failure it printed or met as a *DirectError.
+// failure it printed or met as a *DirectError. Calls with the same args while a run is
+// going share it (and its outcome).
 func (d *Direct) module(ctx context.Context, args ...string) (*goModule, error) {
+	ch := d.same.DoChan(strings.Join(args, "\x00"), func() (any, error) { return d.runModule(ctx, args...) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*goModule), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", DirectName, context.Cause(ctx))
+	}
+}
+
+// runModule is one run of module.
+func (d *Direct) runModule(ctx context.Context, args ...string) (*goModule, error) {
 	out, runErr := d.run(ctx, args...)
 	var m goModule
 	if len(bytes.TrimSpace(out)) > 0 {

@@ -310,7 +310,7 @@ func TestDirectJobsBound(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let the first run take the only slot
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
+	_, err = d.Client().Fetch(ctx, Request{Kind: KindLatest, Module: "git.test/repo"}) // another run, not a share of the first
 	if err == nil || !strings.Contains(err.Error(), "waiting for a free job") {
 		t.Errorf("second run with the only slot taken: %v; want it to wait and give up", err)
 	}
@@ -391,5 +391,39 @@ func TestDirectCaseEncodedPath(t *testing.T) {
 	}
 	if got := d.Runs() - runs; got != 1 {
 		t.Errorf(".info and .zip after the .mod started %d runs; want 1 (the zip's)", got)
+	}
+}
+
+// A version's .info and .mod asked at once (the go command and the prefetcher do) are one
+// run of the go command, not two.
+func TestDirectMergesTheSameRun(t *testing.T) {
+	f := newDirectFixture(t)
+	d, _ := f.direct(t, 0)
+	f.git.SetStall(true)
+	runs := d.Runs()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, kind := range []Kind{KindMod, KindInfo} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = fetchBody(t, d, Request{Kind: kind, Module: "git.test/repo", Version: "v1.1.0"})
+		}()
+		if i == 0 {
+			deadline := time.Now().Add(10 * time.Second)
+			for d.Running() == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the second is waiting by now, on a run or on the first's
+	running := d.Running()
+	f.git.SetStall(false)
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("fetches: %v, %v", errs[0], errs[1])
+	}
+	if got := d.Runs() - runs; got != 1 || running != 1 {
+		t.Errorf("the .mod and .info of one version asked at once: %d runs (%d at once); want 1", got, running)
 	}
 }

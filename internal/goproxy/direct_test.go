@@ -307,12 +307,18 @@ func TestDirectJobsBound(t *testing.T) {
 		defer cancel()
 		d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
 	}()
-	time.Sleep(500 * time.Millisecond) // let the first run take the only slot
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Running() == 0 && time.Now().Before(deadline) { // the first run takes the only slot
+		time.Sleep(10 * time.Millisecond)
+	}
+	runs := d.Runs()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	_, err = d.Client().Fetch(ctx, Request{Kind: KindLatest, Module: "git.test/repo"}) // another run, not a share of the first
-	if err == nil || !strings.Contains(err.Error(), "waiting for a free job") {
-		t.Errorf("second run with the only slot taken: %v; want it to wait and give up", err)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 300*time.Millisecond || d.Runs() != runs {
+		t.Errorf("second run with the only slot taken: %v after %s, %d more runs; want it to wait, start nothing and give up",
+			err, time.Since(start), d.Runs()-runs)
 	}
 	f.git.SetStall(false)
 	wg.Wait()

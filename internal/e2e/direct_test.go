@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab"
@@ -347,4 +351,68 @@ func TestDirectPrivateRepositoryWithNetrc(t *testing.T) {
 		t.Errorf("without credentials: %d %q; want a 404 from direct saying why", status, body)
 	}
 	t.Logf("without credentials: %s", body)
+}
+
+// TestDirectShutdownLeavesNoProcess: SIGTERM while a go command (and its git) hangs on a
+// stalled repository ends holoproxy within its shutdown timeout, with none of those
+// processes left behind.
+func TestDirectShutdownLeavesNoProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	f := newDirectFixture(t)
+	cache := t.TempDir()
+	p := startHoloproxy(t, []string{"--cache-dir=" + cache, "--upstream=direct", "--goprivate=git.test",
+		"--shutdown-timeout=2s"}, f.git.Env())
+	f.git.SetStall(true)
+	defer f.git.SetStall(false)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/git.test/lib/@v/v1.0.0.mod", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	direct := filepath.Join(cache, ".direct")
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.ContainsFunc(processesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no git process started under %s: %q", direct, processesUnder(direct))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The hung fill cannot finish: holoproxy abandons it after the shutdown timeout (and
+	// says so with exit status 1), killing the run.
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("holoproxy took %s to exit after SIGTERM with --shutdown-timeout 2s", took)
+	}
+	if !strings.Contains(p.log.String(), "fills abandoned at shutdown") {
+		t.Errorf("the log does not say that the hung fill was abandoned:\n%s", p.log.String())
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for left := processesUnder(direct); len(left) > 0; left = processesUnder(direct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left behind after holoproxy exited: %q", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processesUnder lists the processes whose working directory is dir or below it.
+func processesUnder(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || (cwd != dir && !strings.HasPrefix(cwd, dir+"/")) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return out
 }

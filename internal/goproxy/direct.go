@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,12 @@ type DirectConfig struct {
 	Jobs int
 	// Timeout bounds one run, clone included. Default 10 minutes.
 	Timeout time.Duration
+	// StallTimeout is how long git may receive nothing over HTTP(S) before it gives up
+	// (GIT_HTTP_LOW_SPEED_TIME, at 1 byte/s; unless the environment sets either): a
+	// stalled server fails the run early, and a git left behind by a holoproxy that was
+	// killed outright does not linger. Git servers send keep-alives while they pack, so
+	// a long clone is not cut. Default 1 minute.
+	StallTimeout time.Duration
 	// OnFetch, when set, is told of every fetch: its kind, how long it took (the wait for a
 	// job slot included) and its outcome.
 	OnFetch func(kind Kind, took time.Duration, err error)
@@ -186,6 +193,13 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		}
 	}
 	d.env = append(os.Environ(), cfg.Env...)
+	if os.Getenv("GIT_HTTP_LOW_SPEED_LIMIT") == "" && os.Getenv("GIT_HTTP_LOW_SPEED_TIME") == "" {
+		if cfg.StallTimeout <= 0 {
+			cfg.StallTimeout = time.Minute
+		}
+		d.env = append(d.env, "GIT_HTTP_LOW_SPEED_LIMIT=1",
+			"GIT_HTTP_LOW_SPEED_TIME="+strconv.Itoa(max(1, int(cfg.StallTimeout.Seconds()))))
+	}
 	d.env = append(d.env,
 		"GOPROXY=direct", "GONOPROXY=", "GOSUMDB=off", "GONOSUMDB=", "GONOSUMCHECK=", "GOFLAGS=-modcacherw",
 		"GOMODCACHE="+d.modRoot, "GOCACHE="+filepath.Join(dir, "gocache"), "GOPATH="+filepath.Join(dir, "gopath"),

@@ -433,3 +433,24 @@ func TestDirectMergesTheSameRun(t *testing.T) {
 		t.Errorf("the .mod and .info of one version asked at once: %d runs (%d at once); want 1", got, running)
 	}
 }
+
+// git gives up on a repository that stalls (nothing received for StallTimeout) well
+// before the run's timeout: a failure, not a timeout, and not a missing module.
+func TestDirectGitStallTimeout(t *testing.T) {
+	f := newDirectFixture(t)
+	d, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Env: f.git.Env(), StallTimeout: 2 * time.Second,
+		Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.git.SetStall(true)
+	defer f.git.SetStall(false)
+	start := time.Now()
+	_, err = fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/repo", Version: "v1.0.0"})
+	took := time.Since(start)
+	var de *DirectError
+	if !errors.As(err, &de) || de.Class() != "direct_failed" || took > 15*time.Second {
+		t.Errorf("stalled repository, 2s stall timeout: %v after %s; want a failure within seconds", err, took)
+	}
+	t.Logf("%s: %v", took, err)
+}

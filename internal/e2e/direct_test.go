@@ -376,9 +376,9 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 	}()
 	direct := filepath.Join(cache, ".direct")
 	deadline := time.Now().Add(20 * time.Second)
-	for !slices.ContainsFunc(processesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
+	for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no git process started under %s: %q", direct, processesUnder(direct))
+			t.Fatalf("no git process started under %s: %q", direct, lab.ProcessesUnder(direct))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -394,25 +394,10 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 		t.Errorf("the log does not say that the hung fill was abandoned:\n%s", p.log.String())
 	}
 	deadline = time.Now().Add(5 * time.Second)
-	for left := processesUnder(direct); len(left) > 0; left = processesUnder(direct) {
+	for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
 		if time.Now().After(deadline) {
 			t.Fatalf("processes left behind after holoproxy exited: %q", left)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// processesUnder lists the processes whose working directory is dir or below it.
-func processesUnder(dir string) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil || (cwd != dir && !strings.HasPrefix(cwd, dir+"/")) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-	}
-	return out
 }

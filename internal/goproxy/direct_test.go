@@ -1,7 +1,6 @@
 package goproxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -265,7 +264,7 @@ func TestDirectTimeoutKillsTheRun(t *testing.T) {
 	// cache): none may be left.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		left := processesIn(dir)
+		left := lab.ProcessesUnder(dir)
 		if len(left) == 0 {
 			break
 		}
@@ -274,21 +273,6 @@ func TestDirectTimeoutKillsTheRun(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// processesIn lists the processes whose working directory is below dir.
-func processesIn(dir string) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil || !strings.HasPrefix(cwd, dir) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, e.Name()+": "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
-	}
-	return out
 }
 
 // Runs beyond Jobs wait for a slot; a waiting run gives up with its context.

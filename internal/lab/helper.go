@@ -96,3 +96,20 @@ func (h *Host) HelperCommand(ctx context.Context, name string, args ...string) (
 	cmd.Env = append(cmd.Env, HelperEnv+"="+name)
 	return cmd, nil
 }
+
+// ProcessesUnder lists ("pid: command line") the processes whose working directory is dir
+// or below it: what a test checks to find children a program left behind (Linux; none
+// elsewhere).
+func ProcessesUnder(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || (cwd != dir && !strings.HasPrefix(cwd, dir+string(filepath.Separator))) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, e.Name()+": "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return out
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
@@ -26,7 +27,7 @@ type sharedOptions struct {
 }
 
 func (o *sharedOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&o.url, "shared-cache", "", "an S3 bucket that replicas share, as s3://BUCKET[/PREFIX]: misses of the local cache are looked for there before upstream, and every .info, .mod and .zip filled is put there (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the AWS shared credentials file)")
+	f.StringVar(&o.url, "shared-cache", "", "an S3 bucket that replicas share, as s3://BUCKET[/PREFIX]: misses of the local cache are looked for there before upstream, and every .info, .mod and .zip filled is put there (credentials as the AWS SDKs find them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the AWS shared credentials file, web identity, the container credentials endpoint, the instance metadata service)")
 	f.StringVar(&o.endpoint, "s3-endpoint", "", "URL of the S3-compatible service of --shared-cache, e.g. https://s3.REGION.amazonaws.com or http://minio:9000 (default: $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL)")
 	f.StringVar(&o.region, "s3-region", "", "region of the --shared-cache bucket (default: $AWS_REGION, else $AWS_DEFAULT_REGION, else us-east-1)")
 }
@@ -58,6 +59,10 @@ func (o *sharedOptions) check() error {
 	if o.region == "" {
 		o.region = firstEnv("AWS_REGION", "AWS_DEFAULT_REGION")
 	}
+	// The endpoint's form, before any credential service is asked.
+	if _, err := store.NewS3Bucket(store.S3Config{URL: o.url, Endpoint: o.endpoint, Creds: noCreds}); err != nil {
+		return usagef("%v", err)
+	}
 	return nil
 }
 
@@ -76,10 +81,11 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 	if err != nil {
 		return nil, fmt.Errorf("shared cache transport: %w", err)
 	}
-	b, err := o.newBucket(t)
+	b, source, err := o.newBucket(ctx, t)
 	if err != nil {
 		return nil, err
 	}
+	log.Info("shared cache", "bucket", b.String(), "endpoint", o.endpoint, "credentials", source)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Check(cctx); err != nil {
@@ -95,15 +101,24 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 	return &store.Shared{Local: disk, Bucket: b, Logger: log}, nil
 }
 
-// newBucket returns the bucket o names (after check), its requests carried by t.
-func (o sharedOptions) newBucket(t http.RoundTripper) (*store.S3Bucket, error) {
-	b, err := store.NewS3Bucket(store.S3Config{URL: o.url, Endpoint: o.endpoint, Region: o.region,
-		Transport: t, UserAgent: userAgent()})
+// newBucket returns the bucket o names (after check), its requests carried by t, and
+// where its credentials came from. Credentials that are configured but cannot be had (a
+// web identity STS refuses, say) are an error.
+func (o sharedOptions) newBucket(ctx context.Context, t http.RoundTripper) (*store.S3Bucket, string, error) {
+	creds, err := store.FindS3Credentials(ctx)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, "", fmt.Errorf("shared cache %s: %w", o.url, err)
 	}
-	return b, nil
+	b, err := store.NewS3Bucket(store.S3Config{URL: o.url, Endpoint: o.endpoint, Region: o.region,
+		Creds: creds.Creds, Transport: t, UserAgent: userAgent()})
+	if err != nil {
+		return nil, "", usagef("%v", err)
+	}
+	return b, creds.Source, nil
 }
+
+// noCreds lets check build a bucket without looking for credentials.
+var noCreds = credentials.NewStaticV4("", "", "")
 
 // sharedCollector exports a Shared store's counts.
 type sharedCollector struct {

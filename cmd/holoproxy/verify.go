@@ -126,7 +126,7 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 	var target store.Store = st
 	where := cacheDir
 	if o.shared.url != "" {
-		b, err := o.shared.newBucket(t) // not hc: upstream credentials are not the bucket's
+		b, _, err := o.shared.newBucket(ctx, t) // not hc: upstream credentials are not the bucket's
 		if err != nil {
 			return err
 		}

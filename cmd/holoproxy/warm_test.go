@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(execEnv) == "1" {
 		os.Exit(execute(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 	}
-	lab.NoForwardProxies() // serve, trace and warm honour HTTPS_PROXY
+	lab.NoForwardProxies()   // serve, trace and warm honour HTTPS_PROXY
+	lab.NoInstanceMetadata() // --shared-cache looks for an instance role
 	os.Exit(m.Run())
 }
 

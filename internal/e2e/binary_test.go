@@ -26,7 +26,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	lab.NoForwardProxies() // holoproxy and the go command honour HTTPS_PROXY
+	lab.NoForwardProxies()   // holoproxy and the go command honour HTTPS_PROXY
+	lab.NoInstanceMetadata() // --shared-cache looks for an instance role
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -50,9 +50,16 @@ func TestSharedCacheReplicas(t *testing.T) {
 	originURL := org.URL
 	org.Close()
 
+	// Replica B has no keys of its own: it runs with an instance role, its credentials
+	// from the instance metadata service.
+	imds := lab.StartIMDS(t, srv.AccessKey, srv.SecretKey, time.Hour)
 	cacheB := t.TempDir()
-	b := startHoloproxy(t, append([]string{"--cache-dir=" + cacheB, "--upstream=" + originURL}, shared...), env)
+	b := startHoloproxy(t, append([]string{"--cache-dir=" + cacheB, "--upstream=" + originURL}, shared...),
+		[]string{"AWS_EC2_METADATA_DISABLED=", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + imds.URL})
 	downloadAndBuild(t, newApp(t, "http://"+b.addr, mods, roots), nil, "through replica B, origin gone", sumLineSet(t, mods))
+	if !strings.Contains(b.log.String(), `credentials="instance metadata"`) || imds.Fetches() == 0 {
+		t.Errorf("replica B: %d credential fetches from the metadata service, log without its credential source", imds.Fetches())
+	}
 	m := scrape(t, b.addr)
 	if m[`holoproxy_shared_cache_reads_total{result="hit"}`] == 0 || m[`holoproxy_shared_cache_reads_total{result="error"}`] != 0 ||
 		m[`holoproxy_shared_cache_reads_total{result="corrupt"}`] != 0 || m["holoproxy_shared_cache_up"] != 1 {

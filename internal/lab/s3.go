@@ -190,3 +190,13 @@ func (s *S3Server) MakeBucket(tb testing.TB, name string) {
 func (s *S3Server) ObjectPath(bucket, key string) string {
 	return filepath.Join(s.Dir, bucket, filepath.FromSlash(key))
 }
+
+// NoInstanceMetadata keeps the S3 credential search (store.FindS3Credentials) of the
+// process and its children off the cloud instance metadata service, whose link-local
+// address is not the loopback tests may talk to: for a TestMain.
+func NoInstanceMetadata() {
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, v := range []string{"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		os.Unsetenv(v)
+	}
+}

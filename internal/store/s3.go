@@ -31,6 +31,7 @@ type S3Config struct {
 	Region string
 	// Creds are the credentials to sign with (default: the AWS environment variables,
 	// then the MinIO ones, then the AWS shared credentials file; anonymous when none).
+	// FindS3Credentials goes on to the roles of cloud machines, as serve does.
 	Creds *credentials.Credentials
 	// Transport carries the requests (default http.DefaultTransport).
 	Transport http.RoundTripper

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,6 +214,110 @@ func TestDirectWithGoCommand(t *testing.T) {
 	status, body, _ = get(t, proxy+"/git.test/nothing/@v/v1.0.0.info")
 	if status != http.StatusNotFound || !strings.Contains(string(body), "direct") {
 		t.Errorf("missing module: %d %q; want 404 with direct's reason", status, body)
+	}
+}
+
+// TestDirectWithPrefetch: prefetch on (the default) and direct's job slots scarce. With
+// one job, no prefetch may run the go command: each is dropped, none fails, no client
+// request waits behind one or inherits its skip, and the download is what git gives. With
+// the default four jobs, prefetches do use direct's spare slots.
+func TestDirectWithPrefetch(t *testing.T) {
+	f := newDirectFixture(t)
+	ref := f.app(t, f.origin.URL+",direct")
+	if out, err := goWith(t, ref, append(f.git.Env(), "GOPRIVATE=git.test"), "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all straight from git: %v\n%s", err, out)
+	}
+	want := goSumLines(t, ref)
+	for _, jobs := range []string{"1", "4"} {
+		p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL + ",direct",
+			"--goprivate=git.test", "--direct-jobs=" + jobs}, f.git.Env())
+		proxy := "http://" + p.addr
+		// A client's .info queues the prefetch of its .mod and .zip (from git: the
+		// origin does not have it). Once the prefetches are done, the zip is a hit if a
+		// prefetch could run the go command.
+		if status, _, _ := get(t, proxy+"/git.test/util/@v/v0.1.0.info"); status != http.StatusOK {
+			t.Fatalf("jobs %s: util .info: %d", jobs, status)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			m := scrape(t, p.addr)
+			q := m[`holoproxy_prefetch_total{result="queued"}`]
+			if q > 0 && q == m[`holoproxy_prefetch_total{result="fetched"}`]+m[`holoproxy_prefetch_total{result="dropped"}`]+m[`holoproxy_prefetch_total{result="failed"}`] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("jobs %s: prefetches not done after a minute: %v", jobs, m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, _, h := get(t, proxy+"/git.test/util/@v/v0.1.0.zip")
+		if wantCache := map[string]string{"1": "miss", "4": "hit"}[jobs]; h.Get(server.CacheHeader) != wantCache {
+			t.Errorf("jobs %s: util zip after the prefetches: %s; want %s", jobs, h.Get(server.CacheHeader), wantCache)
+		}
+
+		g := f.app(t, proxy)
+		if out, err := goWith(t, g, nil, "mod", "download", "all"); err != nil {
+			t.Fatalf("jobs %s: go mod download all: %v\n%s", jobs, err, out)
+		}
+		if out, err := goWith(t, g, nil, "run", "."); err != nil || lastLine(out) != "42" {
+			t.Fatalf("jobs %s: go run: %v\n%s", jobs, err, out)
+		}
+		if got := goSumLines(t, g); !slices.Equal(got, want) {
+			t.Errorf("jobs %s: go.sum through holoproxy:\n%s\nstraight from git:\n%s", jobs, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		m := scrape(t, p.addr)
+		dropped, failed := m[`holoproxy_prefetch_total{result="dropped"}`], m[`holoproxy_prefetch_total{result="failed"}`]
+		directFailed := m[`holoproxy_direct_run_duration_seconds_count{kind="zip",result="failed"}`] +
+			m[`holoproxy_direct_run_duration_seconds_count{kind="mod",result="failed"}`] +
+			m[`holoproxy_direct_run_duration_seconds_count{kind="info",result="failed"}`]
+		if failed != 0 || directFailed != 0 || strings.Contains(p.log.String(), "upstream failed") {
+			t.Errorf("jobs %s: prefetches failed %v, direct fetches failed %v; log:\n%s", jobs, failed, directFailed, p.log.String())
+		}
+		if jobs == "1" && dropped == 0 {
+			t.Errorf("jobs 1: no prefetch dropped: did one run the go command in the only slot?")
+		}
+	}
+}
+
+// TestDirectClientPromotesPrefetch: a client asking for what a prefetch is filling shares
+// the fill and lifts it to the clients' share of direct's jobs: with one job, where a
+// prefetch alone would be skipped, the fill runs the go command for the client, once.
+func TestDirectClientPromotesPrefetch(t *testing.T) {
+	f := newDirectFixture(t)
+	const zip = "/git.test/util/@v/v0.1.0.zip"
+	zipAsked := make(chan struct{}, 8)
+	var zipFront atomic.Int64
+	// The proxy in front of direct knows nothing of git.test and is slow to say so for the
+	// zip, which holds the prefetch's fill there while the client comes.
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == zip {
+			zipFront.Add(1)
+			zipAsked <- struct{}{}
+			time.Sleep(time.Second)
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(front.Close)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + front.URL + ",direct",
+		"--goprivate=git.test", "--direct-jobs=1"}, f.git.Env())
+	proxy := "http://" + p.addr
+	if status, _, _ := get(t, proxy+"/git.test/util/@v/v0.1.0.info"); status != http.StatusOK {
+		t.Fatalf("util .info: %d", status)
+	}
+	select {
+	case <-zipAsked: // the prefetch of the zip is at the front proxy
+	case <-time.After(time.Minute):
+		t.Fatal("no prefetch of the zip reached the front proxy")
+	}
+	status, body, h := get(t, proxy+zip)
+	if status != http.StatusOK || h.Get(server.UpstreamHeader) != "direct" {
+		t.Fatalf("client's zip during its prefetch: %d from %q: %.200s", status, h.Get(server.UpstreamHeader), body)
+	}
+	// Skipped and filled again, the zip would have been asked of the front proxy twice.
+	// (The .mod's prefetch may be skipped: it can come while the .info's run still holds
+	// the only job.)
+	if n := zipFront.Load(); n != 1 {
+		t.Errorf("zip asked of the front proxy %d times; want one fill, promoted, not skipped and filled again", n)
 	}
 }
 

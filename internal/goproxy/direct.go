@@ -48,6 +48,7 @@ type Direct struct {
 	work    string // the runs' working directory: empty, outside any module
 	modRoot string // GOMODCACHE of the runs
 	sem     chan struct{}
+	bgSem   chan struct{} // the share of sem background fetches may hold: Jobs/2
 	timeout time.Duration
 	version string
 	onFetch func(Kind, time.Duration, error)
@@ -137,7 +138,9 @@ type DirectConfig struct {
 	// GOINSECURE, proxies and git's own variables pass through from the process).
 	// Direct's own settings (GOPROXY=direct, GOSUMDB=off, the caches) come last.
 	Env []string
-	// Jobs is how many runs may go at once; the others wait. Default 4.
+	// Jobs is how many runs may go at once; the others wait. Default 4. Background
+	// fetches (IsBackground: prefetches) may hold at most half of them, and never wait
+	// for one: without a free slot they get ErrDirectBusy at once.
 	Jobs int
 	// Timeout bounds one run, clone included. Default 10 minutes.
 	Timeout time.Duration
@@ -184,6 +187,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		work:    filepath.Join(dir, "work"),
 		modRoot: filepath.Join(dir, "modcache"),
 		sem:     make(chan struct{}, cfg.Jobs),
+		bgSem:   make(chan struct{}, cfg.Jobs/2),
 		timeout: cfg.Timeout,
 		onFetch: cfg.OnFetch,
 	}
@@ -359,6 +363,9 @@ func (m *goModule) errorText() string {
 func (d *Direct) Fetch(ctx context.Context, r Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := d.fetch(ctx, r)
+	if errors.Is(err, ErrDirectBusy) {
+		return nil, err // skipped, not a fetch
+	}
 	d.count(err)
 	if d.onFetch != nil {
 		d.onFetch(r.Kind, time.Since(start), err)
@@ -491,16 +498,24 @@ func (c *cleanupFile) Close() error {
 // module runs the go command with args and returns the module it printed, or the
 // failure it printed or met as a *DirectError. Calls with the same args while a run is
 // going share it (and its outcome).
+//
+// A foreground call that joined a background run which found no job slot (ErrDirectBusy)
+// starts a run of its own.
 func (d *Direct) module(ctx context.Context, args ...string) (*goModule, error) {
-	ch := d.same.DoChan(strings.Join(args, "\x00"), func() (any, error) { return d.runModule(ctx, args...) })
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for {
+		ch := d.same.DoChan(strings.Join(args, "\x00"), func() (any, error) { return d.runModule(ctx, args...) })
+		select {
+		case r := <-ch:
+			if errors.Is(r.Err, ErrDirectBusy) && !IsBackground(ctx) {
+				continue // the busy run has left the group: the next DoChan starts one
+			}
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			return r.Val.(*goModule), nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w", DirectName, context.Cause(ctx))
 		}
-		return r.Val.(*goModule), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", DirectName, context.Cause(ctx))
 	}
 }
 
@@ -535,10 +550,26 @@ const maxOutput = 8 << 20
 // on stdout. A failed run (its exit status, or the timeout) is a *DirectError carrying
 // the first lines of its stderr; a run abandoned by ctx returns ctx's error.
 func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
+	if IsBackground(ctx) {
+		// At most half the slots, and only a free one: a client's fetch never waits
+		// behind a prefetch's run.
+		select {
+		case d.bgSem <- struct{}{}:
+		default:
+			return nil, ErrDirectBusy
+		}
+		defer func() { <-d.bgSem }()
+		select {
+		case d.sem <- struct{}{}:
+		default:
+			return nil, ErrDirectBusy
+		}
+	} else {
+		select {
+		case d.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
+		}
 	}
 	defer func() { <-d.sem }()
 	d.runs.Add(1)

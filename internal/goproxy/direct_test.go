@@ -438,3 +438,70 @@ func TestDirectGitStallTimeout(t *testing.T) {
 	}
 	t.Logf("%s: %v", took, err)
 }
+
+// Background fetches (prefetches) hold at most half the job slots and never wait: with
+// those taken they are skipped at once (ErrDirectBusy, not counted as fetches), while a
+// client's fetch still gets a slot; promoted, a background fetch is a client's.
+func TestDirectBackgroundShare(t *testing.T) {
+	f := newDirectFixture(t)
+	d, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Env: f.git.Env(), Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bgCtx := func(parent context.Context) context.Context { return WithBackground(parent, &Background{}) }
+	f.git.SetStall(true)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a background run that holds the one background slot
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(bgCtx(context.Background()), 3*time.Second)
+		defer cancel()
+		d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Running() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.Running() != 1 {
+		t.Fatalf("%d runs going; want the background one", d.Running())
+	}
+	runs, before := d.Runs(), d.Stats()
+	_, err = d.Client().Fetch(bgCtx(context.Background()), Request{Kind: KindLatest, Module: "git.test/repo"})
+	if !errors.Is(err, ErrDirectBusy) || d.Runs() != runs {
+		t.Errorf("second background fetch: %v, %d more runs; want ErrDirectBusy and no run", err, d.Runs()-runs)
+	}
+	if after := d.Stats(); after.OK != before.OK || after.Failed != before.Failed || after.NotFound != before.NotFound || after.TimedOut != before.TimedOut {
+		t.Errorf("a skipped background fetch was counted: %+v -> %+v", before, after)
+	}
+	// The client's fetch takes the other slot: it starts a run (and gives up on the stall).
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := d.Client().Fetch(ctx, Request{Kind: KindLatest, Module: "git.test/repo"}); !errors.Is(err, context.DeadlineExceeded) || d.Runs() != runs+1 {
+		t.Errorf("client fetch beside a background run: %v, %d more runs; want one run, cut by its deadline", err, d.Runs()-runs)
+	}
+	f.git.SetStall(false)
+	wg.Wait()
+
+	// One job: background fetches never run; promoted, one does.
+	d1, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Env: f.git.Env(), Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := d1.Runs() // NewDirect's go env
+	if _, err := d1.Client().Fetch(bgCtx(context.Background()), Request{Kind: KindList, Module: "git.test/repo"}); !errors.Is(err, ErrDirectBusy) || d1.Runs() != r0 {
+		t.Errorf("background fetch with one job: %v, %d runs; want ErrDirectBusy, none", err, d1.Runs()-r0)
+	}
+	b := &Background{}
+	b.Promote()
+	pctx, pcancel := context.WithTimeout(WithBackground(context.Background(), b), 2*time.Minute)
+	defer pcancel()
+	resp, err := d1.Client().Fetch(pctx, Request{Kind: KindList, Module: "git.test/repo"})
+	if err != nil {
+		t.Fatalf("promoted background fetch: %v", err)
+	}
+	list, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(list) != "v1.0.0\nv1.1.0\n" || d1.Runs() != r0+1 {
+		t.Errorf("promoted background fetch: %q, %v, %d runs; want the list from one run", list, err, d1.Runs()-r0)
+	}
+}

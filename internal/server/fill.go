@@ -33,6 +33,9 @@ type fillCall struct {
 	// readers counts the callers that got this call and have not released it: res.file
 	// stays open until the last of them is done.
 	readers sync.WaitGroup
+	// bg, when a background caller (the prefetcher) started the fill, marks its fetches
+	// background until a client joins it and promotes them.
+	bg *goproxy.Background
 }
 
 // fillResult is what a fill found.
@@ -60,35 +63,54 @@ type fillResult struct {
 	// throttled, on a failed fill, is how long the upstream that rate-limited it (429)
 	// asked to be left alone (at least a second); the prefetcher pauses that long.
 	throttled time.Duration
+	// busy marks a background fill that direct skipped for want of a job slot
+	// (goproxy.ErrDirectBusy): a client that joined it fills the key again.
+	busy bool
 }
 
 // fill returns the answer to req from the chain, sharing one fill per key among all
 // concurrent callers. It returns early with ctx's error when ctx ends first; the fill goes on.
 // The caller calls release once it is done with the result (its file).
+//
+// A caller whose ctx is background (goproxy.IsBackground: the prefetcher) starts a
+// background fill; a client joining it promotes it, and one that joined it too late (it
+// was skipped, busy) starts another.
 func (s *Server) fill(ctx context.Context, req goproxy.Request, hops []string) (res fillResult, release func()) {
 	key := req.Path()
-	s.mu.Lock()
-	if s.closed {
+	bg := goproxy.IsBackground(ctx)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return fillResult{err: errClosed, status: http.StatusServiceUnavailable}, func() {}
+		}
+		c, ok := s.calls[key]
+		if !ok {
+			c = &fillCall{done: make(chan struct{})}
+			if bg {
+				c.bg = &goproxy.Background{}
+			}
+			s.calls[key] = c
+			s.fills.Add(1)
+			go s.runFill(c, req, hops)
+		} else if !bg {
+			c.bg.Promote()
+		}
+		c.readers.Add(1) // under s.mu: runFill waits for readers only after the call left s.calls
 		s.mu.Unlock()
-		return fillResult{err: errClosed, status: http.StatusServiceUnavailable}, func() {}
-	}
-	c, ok := s.calls[key]
-	if !ok {
-		c = &fillCall{done: make(chan struct{})}
-		s.calls[key] = c
-		s.fills.Add(1)
-		go s.runFill(c, req, hops)
-	}
-	c.readers.Add(1) // under s.mu: runFill waits for readers only after the call left s.calls
-	s.mu.Unlock()
-	var once sync.Once
-	release = func() { once.Do(c.readers.Done) }
-	select {
-	case <-c.done:
-		return c.res, release
-	case <-ctx.Done():
-		release()
-		return fillResult{err: ctx.Err(), status: http.StatusGatewayTimeout}, func() {}
+		var once sync.Once
+		release = func() { once.Do(c.readers.Done) }
+		select {
+		case <-c.done:
+			if c.res.busy && !bg {
+				release() // the call has left s.calls: the next turn starts a fill
+				continue
+			}
+			return c.res, release
+		case <-ctx.Done():
+			release()
+			return fillResult{err: ctx.Err(), status: http.StatusGatewayTimeout}, func() {}
+		}
 	}
 }
 
@@ -101,6 +123,9 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 	defer s.fills.Done()
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.FillTimeout)
 	defer cancel()
+	if c.bg != nil {
+		ctx = goproxy.WithBackground(ctx, c.bg)
+	}
 	s.metrics.inflight.Inc()
 	res, pending := s.doFill(ctx, req, hops)
 	s.metrics.inflight.Dec()
@@ -267,6 +292,9 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		if err != nil && errors.Is(err, context.Canceled) && walkCtx.Err() == nil {
 			return err // a hedged attempt the walk cancelled: no failure of the upstream's
 		}
+		if errors.Is(err, goproxy.ErrDirectBusy) {
+			return err // a background fetch skipped: no attempt
+		}
 		s.attemptDone(c.Name(), req, err)
 		if err == nil {
 			mu.Lock()
@@ -285,6 +313,9 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		return err
 	})
 	if err != nil {
+		if errors.Is(err, goproxy.ErrDirectBusy) {
+			return fillResult{err: fmt.Errorf("%s: %w", describe(req), goproxy.ErrDirectBusy), status: http.StatusServiceUnavailable, busy: true}, nil
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			msg := notFoundMessage(req, err)
 			now := s.cfg.Now()

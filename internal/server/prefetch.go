@@ -126,14 +126,15 @@ func newPrefetcher(parent context.Context, workers int, reg prometheus.Registere
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "holoproxy_prefetch_total",
-		Help: "Background prefetches of the module graph by result: queued, fetched, failed, dropped (queue full), throttled (an upstream answered 429: prefetching paused).",
+		Help: "Background prefetches of the module graph by result: queued, fetched, failed, dropped (queue full, or no direct job free for prefetches), throttled (an upstream answered 429: prefetching paused).",
 	}, []string{"result"})
 	if reg != nil {
 		if err := reg.Register(m); err != nil {
 			return nil, fmt.Errorf("prefetch metrics: %w", err)
 		}
 	}
-	ctx, cancel := context.WithCancel(parent)
+	// Background: a client's fetch goes first where capacity is scarce (direct's jobs).
+	ctx, cancel := context.WithCancel(goproxy.WithBackground(parent, &goproxy.Background{}))
 	p := &prefetcher{fetch: fetch, read: read, queue: make(chan prefetchTask, 64*workers),
 		ctx: ctx, cancel: cancel, seen: map[seenKey]struct{}{}, metric: m, log: log}
 	for range workers {
@@ -160,6 +161,13 @@ func (p *prefetcher) work() {
 			if err := p.fetch(p.ctx, t.req); err != nil {
 				if p.ctx.Err() != nil {
 					return
+				}
+				if errors.Is(err, goproxy.ErrDirectBusy) {
+					// Skipped for the clients' sake: as if the queue had been full.
+					p.dropped.Add(1)
+					p.metric.WithLabelValues("dropped").Inc()
+					p.forget(keyOf(t.req))
+					continue
 				}
 				var th *throttledError
 				if errors.As(err, &th) {
@@ -195,10 +203,15 @@ func (p *prefetcher) enqueueCanonical(r goproxy.Request) {
 	default:
 		p.dropped.Add(1)
 		p.metric.WithLabelValues("dropped").Inc()
-		p.mu.Lock()
-		delete(p.seen, key) // a later request may queue it again
-		p.mu.Unlock()
+		p.forget(key) // a later request may queue it again
 	}
+}
+
+// forget removes key from the seen set.
+func (p *prefetcher) forget(key seenKey) {
+	p.mu.Lock()
+	delete(p.seen, key)
+	p.mu.Unlock()
 }
 
 // seenKey names a request in the seen set (expand: the expansion of a .mod, not its

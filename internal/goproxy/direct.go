@@ -53,6 +53,8 @@ type Direct struct {
 	version string
 	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
+	// inRun counts the calls of run under way (waiting for a slot or running), for Wait.
+	inRun atomic.Int64
 
 	// same merges runs with the same arguments: a version's .info and .mod are one
 	// `go list -m` run, and the go command asks for both at once (the prefetcher too).
@@ -239,6 +241,15 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 // Runs returns how many times the go command was started so far (a fetch answered from
 // what an earlier run left starts none).
 func (d *Direct) Runs() int64 { return d.runs.Load() }
+
+// Wait returns once no run of the go command that d started is going on: a run whose
+// caller gave up is killed, and Wait lets its owner remove d's directory only after the
+// processes are gone. A fetch started during Wait may start a run after it returns.
+func (d *Direct) Wait() {
+	for d.inRun.Load() > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // Running returns how many runs hold a job slot now.
 func (d *Direct) Running() int { return len(d.sem) }
@@ -549,7 +560,9 @@ const maxOutput = 8 << 20
 // run runs the go command with args once a job slot is free, and returns what it printed
 // on stdout. A failed run (its exit status, or the timeout) is a *DirectError carrying
 // the first lines of its stderr; a run abandoned by ctx returns ctx's error.
-func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
+func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr error) {
+	d.inRun.Add(1)
+	defer d.inRun.Add(-1)
 	if IsBackground(ctx) {
 		// At most half the slots, and only a free one: a client's fetch never waits
 		// behind a prefetch's run.
@@ -575,16 +588,38 @@ func (d *Direct) run(ctx context.Context, args ...string) ([]byte, error) {
 	d.runs.Add(1)
 	rctx, cancel := context.WithTimeoutCause(ctx, d.timeout, errRunTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, d.goBin, args...)
+	steps := directStepsFrom(ctx)
+	runArgs := args
+	if steps != nil {
+		runArgs = withX(args)
+	}
+	cmd := exec.CommandContext(rctx, d.goBin, runArgs...)
 	cmd.Dir = d.work
 	cmd.Env = d.env
 	var stdout, stderr capBuffer
 	stdout.max, stderr.max = maxOutput, 64<<10
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var xw *xWriter
+	if steps != nil {
+		xw = &xWriter{fn: steps, rest: &stderr, hide: d.hidePaths, now: time.Now}
+		cmd.Stderr = xw
+	}
 	setProcessGroup(cmd)
 	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
 	err := cmd.Run()
 	what := "go " + strings.Join(args, " ")
+	if xw != nil {
+		xw.flush()
+		defer func() {
+			// Told last, with the run's outcome, once its steps are all told.
+			result := ""
+			if runErr != nil {
+				result = runErr.Error()
+			}
+			steps(DirectStep{Kind: DirectStepRun, Command: d.hidePaths(what), Start: start, Took: time.Since(start), Result: result})
+		}()
+	}
 	switch {
 	case errors.Is(context.Cause(rctx), errRunTimeout):
 		return nil, &DirectError{Msg: fmt.Sprintf("%s did not finish within %s", what, d.timeout), TimedOut: true}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -42,10 +43,10 @@ func TestRecorderSample(t *testing.T) {
 			Host: "proxy.test:443", DNS: time.Millisecond, DNSBackend: "udp", DNSRcode: RcodeNoError, DNSCache: CacheMiss,
 			Connect: 3 * time.Millisecond, DialAttempts: 2, ErrClass: ClassTCPRefused, Err: dialErr.Error()}
 		want.Start, want.Total = s.Start, s.Total
-		if s != want {
+		if !reflect.DeepEqual(s, want) {
 			t.Errorf("Sample\n got %+v\nwant %+v", s, want)
 		}
-		if len(got) != 1 || got[0] != s {
+		if len(got) != 1 || !reflect.DeepEqual(got[0], s) {
 			t.Errorf("sink got %d Samples, want the one returned", len(got))
 		}
 	})
@@ -74,7 +75,7 @@ func TestRecorderSample(t *testing.T) {
 		r.BodyRead(5)
 		r.GotFirstResponseByte()
 		r.WroteRequest(httptrace.WroteRequestInfo{})
-		if again := r.Finish(errors.New("late")); again != s {
+		if again := r.Finish(errors.New("late")); !reflect.DeepEqual(again, s) {
 			t.Errorf("second Finish\n got %+v\nwant %+v", again, s)
 		}
 		if len(got) != 1 {

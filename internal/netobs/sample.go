@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -21,8 +22,91 @@ const (
 	PhaseTransfer Phase = "transfer" // first response byte until the body is fully read or closed
 )
 
-// Phases lists every Phase in order, for renderers that iterate over them.
+// Phases lists every Phase of an HTTP exchange in order, for renderers that iterate over
+// them.
 var Phases = []Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer}
+
+// The phases of an exchange answered by a child process (the go command fetching from a
+// version control origin for "direct") rather than over HTTP, from its Steps.
+const (
+	PhaseLookup Phase = "lookup" // HTTP GETs of the go-get discovery (https://host/path?go-get=1)
+	PhaseVCS    Phase = "vcs"    // version control commands (git ls-remote, git fetch, ...)
+	PhaseGo     Phase = "go"     // the rest of the go command's run: start-up, module cache, checks, zips
+)
+
+// StepPhases lists the phases of an exchange answered by a child process, then its
+// transfer (reading what the process left), in the order renderers show them.
+var StepPhases = []Phase{PhaseLookup, PhaseVCS, PhaseGo, PhaseTransfer}
+
+// Step is one timed step of the child process that answered an exchange: a go-get lookup,
+// a version control command, or the run of the process as a whole (PhaseGo).
+type Step struct {
+	Phase Phase `json:"phase"` // PhaseLookup, PhaseVCS or PhaseGo
+	// Command says what ran: "GET https://git.test/repo?go-get=1", "git fetch ...", "go list -m ...".
+	Command string `json:"command"`
+	// Offset is when the step began, from the Sample's Start; Duration how long it took.
+	Offset   time.Duration `json:"offset_ns"`
+	Duration time.Duration `json:"duration_ns"`
+	// Result is what a lookup got ("200 OK", "404 Not Found") or why a run failed.
+	Result string `json:"result,omitempty"`
+}
+
+// Span is one phase placed on a Sample's time line: From and To are offsets from its Start.
+type Span struct {
+	Phase    Phase
+	From, To time.Duration
+}
+
+// StepSpans lays steps out on a time line without overlap: at every instant the innermost
+// step's phase wins (lookup, then vcs, then go), so that the spans of each phase add up to
+// the time the exchange spent in it, never more than the exchange lasted even when the
+// child process ran steps in parallel. Adjacent spans of one phase are merged; the result
+// is in time order.
+func StepSpans(steps []Step) []Span {
+	rank := map[Phase]int{PhaseLookup: 3, PhaseVCS: 2, PhaseGo: 1}
+	var edges []time.Duration
+	for _, st := range steps {
+		if st.Duration > 0 && rank[st.Phase] > 0 {
+			edges = append(edges, st.Offset, st.Offset+st.Duration)
+		}
+	}
+	slices.Sort(edges)
+	edges = slices.Compact(edges)
+	var out []Span
+	for i := 0; i+1 < len(edges); i++ {
+		from, to := edges[i], edges[i+1]
+		var best Phase
+		for _, st := range steps {
+			if st.Duration > 0 && st.Offset <= from && st.Offset+st.Duration >= to && rank[st.Phase] > rank[best] {
+				best = st.Phase
+			}
+		}
+		if best == "" {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].Phase == best && out[n-1].To == from {
+			out[n-1].To = to
+			continue
+		}
+		out = append(out, Span{best, from, to})
+	}
+	return out
+}
+
+// SetStepPhases sets s's Lookup, VCS and Go from its Steps (StepSpans).
+func (s *Sample) SetStepPhases() {
+	s.Lookup, s.VCS, s.Go = 0, 0, 0
+	for _, sp := range StepSpans(s.Steps) {
+		switch sp.Phase {
+		case PhaseLookup:
+			s.Lookup += sp.To - sp.From
+		case PhaseVCS:
+			s.VCS += sp.To - sp.From
+		case PhaseGo:
+			s.Go += sp.To - sp.From
+		}
+	}
+}
 
 // Error classes carried by Sample.ErrClass. They are the labels metrics, health and reports
 // group failures by. HTTP status failures use HTTPClass; TLS alerts use TLSAlertClass.
@@ -71,6 +155,14 @@ type Sample struct {
 	TTFB     time.Duration `json:"ttfb_ns"`  // request written until the first response byte
 	Transfer time.Duration `json:"transfer_ns"`
 	Total    time.Duration `json:"total_ns"` // Start until the body was finished (or the failure)
+
+	// Phases of an exchange answered by a child process (direct), from its Steps laid out
+	// by StepSpans: they add up to at most Total. Zero for HTTP exchanges.
+	Lookup time.Duration `json:"lookup_ns,omitempty"`
+	VCS    time.Duration `json:"vcs_ns,omitempty"`
+	Go     time.Duration `json:"go_ns,omitempty"`
+	// Steps are the child process's timed steps, in the order they ended.
+	Steps []Step `json:"steps,omitempty"`
 
 	// DNS detail (empty when no lookup happened).
 	DNSBackend   string `json:"dns_backend,omitempty"`
@@ -130,6 +222,12 @@ func (s *Sample) PhaseDuration(p Phase) time.Duration {
 		return s.TTFB
 	case PhaseTransfer:
 		return s.Transfer
+	case PhaseLookup:
+		return s.Lookup
+	case PhaseVCS:
+		return s.VCS
+	case PhaseGo:
+		return s.Go
 	}
 	return 0
 }

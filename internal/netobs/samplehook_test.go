@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"testing"
 )
@@ -72,7 +73,7 @@ func TestWithSampleHook(t *testing.T) {
 	if h.URLString() != srv.URL+"/hooked" || h.Upstream != "proxy-a.test" || h.Bytes != 5 || h.Status != http.StatusOK {
 		t.Errorf("hooked sample = %+v; want the /hooked exchange, upstream proxy-a.test, 5 bytes, 200", h)
 	}
-	if h != sunk[0] {
+	if !reflect.DeepEqual(h, sunk[0]) {
 		t.Errorf("hook and sink saw different samples:\n%+v\n%+v", h, sunk[0])
 	}
 }

@@ -50,6 +50,8 @@ func TestHTMLInBrowser(t *testing.T) {
 		{"comparison waterfalls", tr, "#waterfalls", ""},
 		{"single run heatmap", Trace{Title: "one run", Runs: tr.Runs[:1]}, "svg.heatmap", ""},
 		{"printed heatmap", tr, "#heatmap", "print"},
+		{"direct heatmap", directTrace(), "#heatmap", ""},
+		{"direct waterfalls", directTrace(), "#waterfalls", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

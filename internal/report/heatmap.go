@@ -55,11 +55,16 @@ func allUpstreams(t *Trace) []string {
 
 // buildHeatmap buckets the Samples of r into cols columns: by start time over the span of
 // the Run, or by start order when byRequest is set.
-func buildHeatmap(r *Run, ups []string, cols int, byRequest bool) heatmap {
+// phases gives each upstream's rows (phasesOf); an upstream it lacks has netobs.Phases.
+func buildHeatmap(r *Run, ups []string, phases map[string][]netobs.Phase, cols int, byRequest bool) heatmap {
 	h := heatmap{Run: r.Name, Cols: cols, ByRequest: byRequest}
 	rowOf := map[heatRow]int{}
 	for _, u := range ups {
-		for _, p := range netobs.Phases {
+		ps := phases[u]
+		if ps == nil {
+			ps = netobs.Phases
+		}
+		for _, p := range ps {
 			rowOf[heatRow{u, p}] = len(h.Rows)
 			h.Rows = append(h.Rows, heatRow{u, p})
 		}
@@ -89,9 +94,9 @@ func buildHeatmap(r *Run, ups []string, cols int, byRequest bool) heatmap {
 			col = int(int64(s.Start.Sub(first)) * int64(cols) / int64(h.Span))
 		}
 		col = max(0, min(col, cols-1))
-		for _, p := range netobs.Phases {
-			if d := s.PhaseDuration(p); d > 0 {
-				row := rowOf[heatRow{s.Upstream, p}]
+		for _, p := range allPhases {
+			row, ok := rowOf[heatRow{s.Upstream, p}]
+			if d := s.PhaseDuration(p); d > 0 && ok {
 				vals[row][col] = append(vals[row][col], d)
 			}
 		}
@@ -109,6 +114,10 @@ func buildHeatmap(r *Run, ups []string, cols int, byRequest bool) heatmap {
 	}
 	return h
 }
+
+// allPhases are the phases of HTTP exchanges and of exchanges answered by a child process.
+var allPhases = []netobs.Phase{netobs.PhaseDNS, netobs.PhaseConnect, netobs.PhaseTLS, netobs.PhaseTTFB, netobs.PhaseTransfer,
+	netobs.PhaseLookup, netobs.PhaseVCS, netobs.PhaseGo}
 
 // levels is the number of colour steps of the latency scale, shared by every output.
 const levels = 9
@@ -210,10 +219,13 @@ var (
 var (
 	phaseRGB = map[string]string{
 		"dns": "#3b8bd0", "connect": "#e39b2d", "tls": "#a95cc4", "ttfb": "#3aa36b", "transfer": "#d04f6a",
+		"lookup": "#17a2b8", "vcs": "#6f42c1", "go": "#8d9b2e",
 		CostFallThrough: "#8a6d3b", CostOther: "#c3c9d2", CostIdle: "#e9ecf0",
 	}
-	phaseANSI  = map[netobs.Phase]int{"dns": 33, "connect": 214, "tls": 134, "ttfb": 35, "transfer": 168}
-	phaseGlyph = map[netobs.Phase]byte{"dns": 'd', "connect": 'c', "tls": 't', "ttfb": 'f', "transfer": '='}
+	phaseANSI = map[netobs.Phase]int{"dns": 33, "connect": 214, "tls": 134, "ttfb": 35, "transfer": 168,
+		"lookup": 37, "vcs": 98, "go": 142}
+	phaseGlyph = map[netobs.Phase]byte{"dns": 'd', "connect": 'c', "tls": 't', "ttfb": 'f', "transfer": '=',
+		"lookup": 'l', "vcs": 'v', "go": 'g'}
 )
 
 // slowest returns the indexes of the n longest Samples of r, longest first.

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/holoproxy/holoproxy/internal/netobs"
@@ -155,7 +156,11 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 	for _, r := range sum.Runs {
 		pg.Runs = append(pg.Runs, htmlRunOf(r))
 	}
-	for _, p := range netobs.Phases {
+	legend := netobs.Phases
+	if hasSteps(t) {
+		legend = append(slices.Clone(legend), netobs.PhaseLookup, netobs.PhaseVCS, netobs.PhaseGo)
+	}
+	for _, p := range legend {
 		pg.Phases = append(pg.Phases, swatch{string(p), phaseRGB[string(p)]})
 	}
 	pg.Phases = append(pg.Phases, swatch{"other (queueing, writing)", phaseRGB[CostOther]})
@@ -174,9 +179,10 @@ func buildPage(t *Trace, opt HTMLOptions) htmlPage {
 		cols = 60
 	}
 	ups := allUpstreams(t)
+	phases := phasesOf(t)
 	var hs []heatmap
 	for i := range t.Runs {
-		hs = append(hs, buildHeatmap(&t.Runs[i], ups, cols, opt.ByRequest))
+		hs = append(hs, buildHeatmap(&t.Runs[i], ups, phases, cols, opt.ByRequest))
 	}
 	sc := scaleFor(hs)
 	pg.HeatWhat = "Columns are equal slices of each run's time; each cell is the median duration of the phase for exchanges that started in it."
@@ -311,7 +317,13 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 			status = c
 		}
 		conn := "reused"
-		if !s.Reused {
+		switch {
+		case stepSample(s):
+			conn = "go command"
+			if st := slowestStep(s); st != "" {
+				conn += " · slowest step: " + st
+			}
+		case !s.Reused:
 			conn = "new conn"
 		}
 		it := htmlWaterfallItem{
@@ -323,8 +335,12 @@ func htmlWaterfallOf(r *Run, n int, scale time.Duration) htmlWaterfall {
 		it.Outline = htmlRect{X: x(0), Y: float64(y + 18), W: x(length(s)) - x(0), H: 12, Fill: phaseRGB[CostOther],
 			Hint: fmt.Sprintf("whole exchange %s", fmtDur(length(s)))}
 		for _, sp := range spans(s) {
+			hint := fmt.Sprintf("%s %s", sp.Phase, fmtDur(sp.To-sp.From))
+			if st, ok := longestStep(s, sp.Phase, sp.From, sp.To); ok {
+				hint += fmt.Sprintf(": %s (%s)", st.Command, fmtDur(st.Duration))
+			}
 			it.Bars = append(it.Bars, htmlRect{X: x(sp.From), Y: float64(y + 18), W: max(0.8, x(sp.To)-x(sp.From)), H: 12,
-				Fill: phaseRGB[string(sp.Phase)], Hint: fmt.Sprintf("%s %s", sp.Phase, fmtDur(sp.To-sp.From))})
+				Fill: phaseRGB[string(sp.Phase)], Hint: hint})
 		}
 		wf.Items = append(wf.Items, it)
 		y += wfRowH + 8

@@ -87,6 +87,12 @@ type UpstreamSummary struct {
 	TTFB Quantiles `json:"ttfb"`
 	// Total is the whole exchange.
 	Total Quantiles `json:"total"`
+	// Lookup, VCS and Go are the phases of exchanges a child process answered (direct:
+	// the go command's go-get lookups, version control commands and own work), over the
+	// exchanges that had them; absent for an upstream without such exchanges.
+	Lookup Quantiles `json:"lookup,omitzero"`
+	VCS    Quantiles `json:"vcs,omitzero"`
+	Go     Quantiles `json:"go,omitzero"`
 
 	// Bytes is the body bytes read; TransferTime the summed transfer phases of exchanges
 	// that read a body; MBps is Bytes/TransferTime in 10^6 bytes per second.
@@ -108,7 +114,8 @@ type UpstreamSummary struct {
 type Share struct {
 	// Upstream is empty for time outside every upstream exchange.
 	Upstream string `json:"upstream,omitempty"`
-	// Cost is a phase name (dns, connect, tls, ttfb, transfer), "fall-through" (the whole
+	// Cost is a phase name (dns, connect, tls, ttfb, transfer; lookup, vcs, go for direct),
+	// "fall-through" (the whole
 	// of an exchange answered 404/410 and then asked elsewhere), "other" (inside an
 	// exchange but in no timed phase: queueing, writing the request) or "idle" (no
 	// exchange in flight: the client's own work).
@@ -223,9 +230,18 @@ func summarizeRun(r *Run) RunSummary {
 
 func summarizeUpstream(r *Run, upstream string, ft []bool) UpstreamSummary {
 	us := UpstreamSummary{Upstream: upstream}
-	var dns, conn, tls, ttfb, total []time.Duration
+	var dns, conn, tls, ttfb, total, lookup, vcs, goRun []time.Duration
 	errs, vers, ciphers, groups := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	hosts := map[string]bool{}
+	// An upstream answered by a child process (direct) makes no connection of ours, even
+	// for a request answered without a run.
+	process := false
+	for i := range r.Samples {
+		if r.Samples[i].Upstream == upstream && stepSample(&r.Samples[i]) {
+			process = true
+			break
+		}
+	}
 	for i := range r.Samples {
 		s := &r.Samples[i]
 		if s.Upstream != upstream {
@@ -268,11 +284,21 @@ func summarizeUpstream(r *Run, upstream string, ft []bool) UpstreamSummary {
 			ttfb = append(ttfb, s.TTFB)
 		}
 		total = append(total, length(s))
+		if s.Lookup > 0 {
+			lookup = append(lookup, s.Lookup)
+		}
+		if s.VCS > 0 {
+			vcs = append(vcs, s.VCS)
+		}
+		if s.Go > 0 {
+			goRun = append(goRun, s.Go)
+		}
 		if s.Bytes > 0 && s.Transfer > 0 {
 			us.Bytes += s.Bytes
 			us.TransferTime += s.Transfer
 		}
 		switch {
+		case process:
 		case s.Reused:
 			us.Reused++
 		case s.Connect > 0 || s.ErrClass == "":
@@ -293,6 +319,7 @@ func summarizeUpstream(r *Run, upstream string, ft []bool) UpstreamSummary {
 	us.TLSVersions, us.TLSCiphers, us.TLSGroups = counts(vers), counts(ciphers), counts(groups)
 	us.DNS, us.DNSQuery, us.Connect, us.TLS = quantiles(dns), quantiles(qlat), quantiles(conn), quantiles(tls)
 	us.TTFB, us.Total = quantiles(ttfb), quantiles(total)
+	us.Lookup, us.VCS, us.Go = quantiles(lookup), quantiles(vcs), quantiles(goRun)
 	if us.TransferTime > 0 {
 		us.MBps = float64(us.Bytes) / 1e6 / us.TransferTime.Seconds()
 	}
@@ -441,6 +468,12 @@ func describe(s Share) string {
 		return "TCP connect to " + shortName(s.Upstream)
 	case string(netobs.PhaseTransfer):
 		return "transfer from " + shortName(s.Upstream)
+	case string(netobs.PhaseLookup):
+		return "go-get lookups at " + shortName(s.Upstream)
+	case string(netobs.PhaseVCS):
+		return "version control commands (git, ...) at " + shortName(s.Upstream)
+	case string(netobs.PhaseGo):
+		return "the go command's own work at " + shortName(s.Upstream)
 	}
 	return s.Cost + " at " + shortName(s.Upstream)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -248,6 +249,20 @@ func upstreamFigures(u *UpstreamSummary) [][2]string {
 	if n := u.NewConns + u.Reused; n > 0 {
 		reuse = fmt.Sprintf("%s  (%d of %d)", percent(u.ReuseRate), u.Reused, n)
 	}
+	if u.Lookup.N+u.VCS.N+u.Go.N > 0 {
+		// Answered by the go command (direct): its steps, not connections.
+		return [][2]string{
+			{"exchanges", fmt.Sprintf("%d  (ok %d)", u.Exchanges, u.OK)},
+			{"errors", tally(u.Errors)},
+			{"fall-throughs", fmt.Sprint(u.FallThroughs)},
+			{"lookup p50/p99", figure(u.Lookup)},
+			{"vcs p50/p99", figure(u.VCS)},
+			{"go p50/p99", figure(u.Go)},
+			{"total p50/p99", figure(u.Total)},
+			{"transfer", transfer},
+			{"peak in flight", fmt.Sprint(u.PeakConns)},
+		}
+	}
 	return [][2]string{
 		{"exchanges", fmt.Sprintf("%d  (ok %d)", u.Exchanges, u.OK)},
 		{"errors", tally(u.Errors)},
@@ -370,6 +385,7 @@ func (tw termWriter) writeHeatmaps(t *Trace, opt TerminalOptions) {
 		return
 	}
 	ups := allUpstreams(t)
+	phases := phasesOf(t)
 	upW := 0
 	for _, u := range ups {
 		upW = max(upW, utf8.RuneCountInString(shortName(u)))
@@ -383,7 +399,7 @@ func (tw termWriter) writeHeatmaps(t *Trace, opt TerminalOptions) {
 	}
 	var hs []heatmap
 	for i := range t.Runs {
-		hs = append(hs, buildHeatmap(&t.Runs[i], ups, cols, opt.ByRequest))
+		hs = append(hs, buildHeatmap(&t.Runs[i], ups, phases, cols, opt.ByRequest))
 	}
 	sc := scaleFor(hs)
 	what := "columns are time buckets"
@@ -492,6 +508,9 @@ func (tw termWriter) waterfallBlock(r *Run, n, width int, scale time.Duration) [
 		label := fmt.Sprintf("#%d %s %s +%s %s %s", k+1, fmtDur(length(s)), status, fmtDur(s.Start.Sub(first)), shortName(s.Upstream), "/"+requestPath(s))
 		out = append(out, clip(label, width))
 		out = append(out, tw.bar(s, width, scale))
+		if st := slowestStep(s); st != "" {
+			out = append(out, tw.dim(clip("  slowest step: "+st, width)))
+		}
 	}
 	return out
 }
@@ -587,7 +606,11 @@ func (tw termWriter) writeWaterfalls(t *Trace, opt TerminalOptions) {
 	}
 	var leg strings.Builder
 	leg.WriteString("phases  ")
-	for _, p := range netobs.Phases {
+	legend := netobs.Phases
+	if hasSteps(t) {
+		legend = append(slices.Clone(legend), netobs.PhaseLookup, netobs.PhaseVCS, netobs.PhaseGo)
+	}
+	for _, p := range legend {
 		mark := string(phaseGlyph[p])
 		if tw.color {
 			mark = fmt.Sprintf("\x1b[38;5;%dm█\x1b[0m", phaseANSI[p])

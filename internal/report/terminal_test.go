@@ -54,7 +54,7 @@ func TestTerminalModes(t *testing.T) {
 			}
 			var hs []heatmap
 			for i := range tr.Runs {
-				hs = append(hs, buildHeatmap(&tr.Runs[i], ups, tc.opt.Buckets, tc.opt.ByRequest))
+				hs = append(hs, buildHeatmap(&tr.Runs[i], ups, phasesOf(&tr), tc.opt.Buckets, tc.opt.ByRequest))
 			}
 			row := 0
 			for _, line := range strings.Split(out, "\n") {

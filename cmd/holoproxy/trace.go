@@ -107,7 +107,7 @@ func checkTraceFlags(cmd *cobra.Command, o *traceOptions, args []string) error {
 	if o.compare != "" {
 		// The chain does not matter to a comparison's shape; check the spec now, before
 		// `go env` is asked for the chain.
-		if _, err := trace.CompareSetups(o.compare, "off", o.upstream.dns); err != nil {
+		if _, err := trace.CompareSetups(o.compare, "off", o.upstream.dns, false); err != nil {
 			return usagef("--compare %v", err)
 		}
 	}
@@ -180,7 +180,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 			break
 		}
 	}
-	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns)
+	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns, false)
 	if err != nil {
 		return usagef("--compare %v", err)
 	}

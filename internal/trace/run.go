@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	rtrace "runtime/trace"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,20 +78,33 @@ type Options struct {
 	// Progress, when set, is told how many requests of the planned total are done. Calls
 	// come from the workers one at a time, with done rising by one each.
 	Progress func(done, total int)
+	// Direct, when set, traces the chain's "direct" entry: requests that reach it are
+	// fetched by the go command from version control origins (goproxy.Direct), each timed
+	// with its go-get lookups and version control commands. When nil, a walk ends at
+	// direct untraced.
+	Direct *DirectOptions
 }
 
-// PerEntrySetups returns the default Runs of a trace: each proxy of the list alone, then
-// the chain as a whole.
-func PerEntrySetups(proxy string) ([]Setup, error) {
+// PerEntrySetups returns the default Runs of a trace: each proxy of the list alone (and
+// its "direct" entry alone, when direct is traced), then the chain as a whole.
+func PerEntrySetups(proxy string, direct bool) ([]Setup, error) {
 	c, err := goproxy.ParseChain(proxy, http.DefaultClient)
 	if err != nil {
 		return nil, err
 	}
+	var entries []string
+	for _, e := range c.Entries {
+		switch {
+		case e.Client != nil:
+			entries = append(entries, e.Client.Name())
+		case e.Direct && direct && !slices.Contains(entries, goproxy.DirectName):
+			entries = append(entries, goproxy.DirectName)
+		}
+	}
 	var out []Setup
-	clients := c.Clients()
-	if len(clients) > 1 {
-		for _, cl := range clients {
-			out = append(out, Setup{Only: cl.Name()})
+	if len(entries) > 1 {
+		for _, name := range entries {
+			out = append(out, Setup{Only: name})
 		}
 	}
 	return append(out, Setup{}), nil
@@ -247,7 +261,7 @@ func newTransport(opt Options, s Setup, col *collector) (*netobs.Transport, erro
 // chainFor builds the chain a pass of s uses. With fresh transports every proxy gets a
 // transport of its own; transports are returned so the caller can close their idle
 // connections.
-func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport) (*goproxy.Chain, []*netobs.Transport, error) {
+func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport, direct *goproxy.Direct) (*goproxy.Chain, []*netobs.Transport, error) {
 	list := opt.Proxy
 	if s.Only != "" {
 		list = s.Only
@@ -260,12 +274,15 @@ func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport) (*
 	if err != nil {
 		return nil, nil, err
 	}
+	if direct != nil {
+		c.UseDirect(direct)
+	}
 	if !s.Fresh {
 		return c, nil, nil
 	}
 	var ts []*netobs.Transport
 	for i, e := range c.Entries {
-		if e.Client == nil {
+		if e.Client == nil || e.Direct {
 			continue
 		}
 		tr, err := newTransport(opt, s, col)
@@ -282,7 +299,7 @@ func chainFor(opt Options, s Setup, col *collector, shared *netobs.Transport) (*
 	return c, ts, nil
 }
 
-func runOne(ctx context.Context, opt Options, s Setup, progress func()) (report.Run, error) {
+func runOne(ctx context.Context, opt Options, s Setup, progress func()) (_ report.Run, err error) {
 	col := &collector{}
 	var shared *netobs.Transport
 	if !s.Fresh {
@@ -293,14 +310,24 @@ func runOne(ctx context.Context, opt Options, s Setup, progress func()) (report.
 		defer tr.CloseIdleConnections()
 		shared = tr
 	}
+	// The module caches of direct, made before the clock starts: one for the Run, or one
+	// per pass with fresh transports (a new go process with an empty GOMODCACHE).
+	directs, err := newDirects(ctx, opt, s)
+	defer func() {
+		err = errors.Join(err, directs.close())
+	}()
+	if err != nil {
+		return report.Run{}, err
+	}
 	var requests, failed, fallThroughs atomic.Int64
 	start := time.Now()
 	for i := 0; i < opt.Count; i++ {
-		chain, owned, err := chainFor(opt, s, col, shared)
+		direct := directs.forPass(i)
+		chain, owned, err := chainFor(opt, s, col, shared, direct)
 		if err != nil {
 			return report.Run{}, err
 		}
-		p := &pass{ctx: ctx, chain: chain, progress: progress, requests: &requests, failed: &failed, fallThroughs: &fallThroughs}
+		p := &pass{ctx: ctx, chain: chain, col: col, progress: progress, requests: &requests, failed: &failed, fallThroughs: &fallThroughs}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(opt.Jobs)
 		for _, tg := range opt.Targets {
@@ -316,6 +343,11 @@ func runOne(ctx context.Context, opt Options, s Setup, progress func()) (report.
 		if err := ctx.Err(); err != nil {
 			return report.Run{}, err
 		}
+		if s.Fresh {
+			if err := directs.closePass(i); err != nil {
+				return report.Run{}, err
+			}
+		}
 	}
 	wall := time.Since(start)
 	col.mu.Lock()
@@ -330,6 +362,7 @@ func runOne(ctx context.Context, opt Options, s Setup, progress func()) (report.
 type pass struct {
 	ctx                            context.Context
 	chain                          *goproxy.Chain
+	col                            *collector
 	progress                       func()
 	requests, failed, fallThroughs *atomic.Int64
 }
@@ -418,23 +451,13 @@ func (p *pass) get(ctx context.Context, r goproxy.Request) ([]byte, error) {
 		if prevNotFound {
 			p.fallThroughs.Add(1)
 		}
-		var resp *http.Response
 		var err error
-		rtrace.WithRegion(ctx, "roundtrip", func() { resp, err = c.Fetch(ctx, r) })
-		if err != nil {
-			prevNotFound = errors.Is(err, fs.ErrNotExist)
-			return err
-		}
-		defer resp.Body.Close()
-		region := rtrace.StartRegion(ctx, "transfer")
-		defer region.End()
-		lr := io.LimitReader(resp.Body, r.MaxSize()+1)
-		if r.Kind == goproxy.KindList || r.Kind == goproxy.KindLatest || !r.Immutable() {
-			body, err = io.ReadAll(lr)
+		if c.Direct() {
+			body, err = p.fetchDirect(ctx, c, r)
 		} else {
-			_, err = io.Copy(io.Discard, lr)
+			body, err = p.fetch(ctx, c, r)
 		}
-		prevNotFound = false
+		prevNotFound = errors.Is(err, fs.ErrNotExist)
 		return err
 	})
 	if err != nil {
@@ -443,4 +466,32 @@ func (p *pass) get(ctx context.Context, r goproxy.Request) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// fetch GETs r from the proxy c (its Sample is recorded by the transport) and reads the
+// answer to its end, keeping the body of list and @latest.
+func (p *pass) fetch(ctx context.Context, c *goproxy.Client, r goproxy.Request) ([]byte, error) {
+	var resp *http.Response
+	var err error
+	rtrace.WithRegion(ctx, "roundtrip", func() { resp, err = c.Fetch(ctx, r) })
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	region := rtrace.StartRegion(ctx, "transfer")
+	defer region.End()
+	body, _, err := readAnswer(resp.Body, r)
+	return body, err
+}
+
+// readAnswer reads an answer to r to its end (at most one byte over r's limit) and
+// returns the body of list, @latest and queries, and how many bytes it read.
+func readAnswer(rd io.Reader, r goproxy.Request) ([]byte, int64, error) {
+	lr := io.LimitReader(rd, r.MaxSize()+1)
+	if r.Kind == goproxy.KindList || r.Kind == goproxy.KindLatest || !r.Immutable() {
+		body, err := io.ReadAll(lr)
+		return body, int64(len(body)), err
+	}
+	n, err := io.Copy(io.Discard, lr)
+	return nil, n, err
 }

@@ -34,6 +34,7 @@ type traceOptions struct {
 	runtimeTrace string
 	progress     string
 	upstream     upstreamFlags
+	direct       directOptions
 }
 
 func newTraceCmd() *cobra.Command {
@@ -51,6 +52,10 @@ func newTraceCmd() *cobra.Command {
 			"--compare runs the chain in several configurations side by side: 'transports' (a fresh\n" +
 			"transport per pass and proxy, as a series of go commands, against one shared transport,\n" +
 			"as serve) or 'dns=BACKEND,BACKEND,...' (one run per resolver backend).\n\n" +
+			"A direct entry is traced too: the go command fetches from the version control origin\n" +
+			"(GOPROXY=direct, as a client would, in a module cache of the trace's own that starts\n" +
+			"empty and is removed at the end), and each request shows its go-get lookups, version\n" +
+			"control commands and the go command's own work. --direct-jobs 0 leaves it untraced.\n\n" +
 			"Exit status: 0 when every request through the chain succeeded, 1 when some failed (the\n" +
 			"reports are still written), 2 for bad usage. A proxy alone answering 404 for a module\n" +
 			"the chain finds elsewhere is not a failure.",
@@ -79,6 +84,7 @@ func newTraceCmd() *cobra.Command {
 	f.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), bar (always; --progress alone), plain or off")
 	f.Lookup("progress").NoOptDefVal = "bar"
 	o.upstream.register(f)
+	o.direct.register(f)
 	return cmd
 }
 
@@ -99,6 +105,9 @@ func checkTraceFlags(cmd *cobra.Command, o *traceOptions, args []string) error {
 		return usagef("--progress %q: want auto, bar, plain or off", o.progress)
 	}
 	if err := o.upstream.check(cmd); err != nil {
+		return err
+	}
+	if err := o.direct.check(); err != nil {
 		return err
 	}
 	if strings.HasPrefix(o.compare, "dns=") && cmd.Flags().Changed("dns") {
@@ -164,8 +173,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		return err
 	}
 	chain, err := goproxy.ParseChain(list, nil)
-	if err == nil && len(chain.Clients()) == 0 {
-		err = errors.New("no proxy to trace (direct and off are not traced)")
+	traceDirect := err == nil && chain.HasDirect() && o.direct.jobs > 0
+	if err == nil && len(chain.Clients()) == 0 && !traceDirect {
+		err = errors.New("no proxy to trace (off is not traced, nor direct with --direct-jobs 0)")
 	}
 	if err != nil && o.proxy != "" {
 		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
@@ -174,13 +184,10 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
 	}
 	stderr := cmd.ErrOrStderr()
-	for _, e := range chain.Entries {
-		if e.Client == nil && e.Direct {
-			fmt.Fprintf(stderr, "holoproxy trace: direct is not traced: the chain ends there\n")
-			break
-		}
+	if chain.HasDirect() && !traceDirect {
+		fmt.Fprintf(stderr, "holoproxy trace: direct is not traced (--direct-jobs 0): the chain ends there\n")
 	}
-	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns, false)
+	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns, traceDirect)
 	if err != nil {
 		return usagef("--compare %v", err)
 	}
@@ -215,6 +222,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 		Jobs:        o.jobs,
 		Count:       o.count,
 		Transport:   o.upstream.transportConfig(),
+	}
+	if traceDirect {
+		opt.Direct = &trace.DirectOptions{Jobs: o.direct.jobs, Timeout: o.direct.timeout}
 	}
 	bar := progressBar(stderr, o.progress)
 	if bar != nil {

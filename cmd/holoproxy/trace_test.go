@@ -146,6 +146,9 @@ func TestTraceUsage(t *testing.T) {
 		{"bad timeout", []string{"trace", "--tls-timeout=0s", "mods.test/m"}, "--tls-timeout must be above zero"},
 		{"bad proxy", []string{"trace", "--proxy=ftp://proxy-a.test", "mods.test/m"}, "--proxy"},
 		{"proxy off", []string{"trace", "--proxy=off", "mods.test/m"}, "no proxy to trace"},
+		{"direct turned off", []string{"trace", "--proxy=direct", "--direct-jobs=0", "mods.test/m"}, "no proxy to trace"},
+		{"direct jobs", []string{"trace", "--direct-jobs=-1", "mods.test/m"}, "--direct-jobs -1"},
+		{"direct timeout", []string{"trace", "--direct-timeout=0s", "mods.test/m"}, "--direct-timeout must be above zero"},
 		{"no html directory", []string{"trace", "--html=" + filepath.Join(empty, "no", "r.html"), "mods.test/m"}, "--html"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,6 +43,7 @@ type serveOptions struct {
 	httpServer      string
 	relayMemory     byteSize
 	cacheMaxSize    byteSize
+	directMaxSize   byteSize // --direct-max-size, resolved by RunE (a tenth of cacheMaxSize by default)
 	clientAuth      string
 	gonoproxy       string
 	routes          []string
@@ -83,6 +84,12 @@ func newServeCmd() *cobra.Command {
 			if err := o.direct.check(); err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("direct-max-size") {
+				o.directMaxSize = o.cacheMaxSize / 10
+			}
+			if o.cacheMaxSize > 0 && o.directMaxSize >= o.cacheMaxSize {
+				return usagef("--direct-max-size %s must be below --cache-max-size %s, which bounds the whole cache directory", o.directMaxSize, o.cacheMaxSize)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
@@ -106,6 +113,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address to serve on (host:port)")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "cache directory (default: holoproxy under the user cache directory, e.g. ~/.cache/holoproxy)")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "keep the cache under this size (e.g. 50GiB) by deleting the least recently read .zip files, which are fetched again when asked for; 0 keeps every file forever")
+	f.Var(&o.directMaxSize, "direct-max-size", "keep the version control clones of direct (.direct in the cache directory) under this size by deleting those used longest ago, cloned again when needed; default a tenth of --cache-max-size, which then bounds the clones and the stored files together; 0 without --cache-max-size: no bound")
 	f.StringVar(&o.upstream, "upstream", "", "upstream chain in GOPROXY syntax (default: the output of 'go env GOPROXY' at start)")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long a list or @latest answer is served from the cache before it is asked again")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 30*time.Second, "how long a not-found answer is remembered")
@@ -272,10 +280,21 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		cfg.NoProxyReason = "matches --gonoproxy " + patterns + "; set GOPRIVATE (or GONOPROXY) in the client's go env to fetch it directly"
 		log.Info("modules matching --gonoproxy are never asked of the upstreams (404 unless cached)", "gonoproxy", patterns)
 	}
+	storedMax := int64(o.cacheMaxSize)
+	if direct != nil && o.directMaxSize > 0 {
+		if storedMax > 0 {
+			storedMax -= int64(o.directMaxSize) // the clones' share of the directory
+		}
+		stopPruner, err := runDirectPruner(direct, int64(o.directMaxSize), obs.reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopPruner()
+	}
 	var ev *store.Evictor
-	if o.cacheMaxSize > 0 {
+	if storedMax > 0 {
 		// The local disk only: the shared bucket is bounded by its own lifecycle rules.
-		ev = store.NewEvictor(disk, store.EvictorConfig{Max: int64(o.cacheMaxSize), Logger: log})
+		ev = store.NewEvictor(disk, store.EvictorConfig{Max: storedMax, Logger: log})
 		if sh != nil {
 			sh.OnCopied = ev.Stored
 		}
@@ -327,7 +346,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 			var st dashboard.StoreStats
 			st.Unwritable, st.Unstored = srv.StoreState()
 			if ev != nil {
-				st.MaxBytes = int64(o.cacheMaxSize)
+				st.MaxBytes = storedMax
 				st.SizeBytes, st.Evicted, st.EvictedBytes = ev.Stats()
 			}
 			if sh != nil {

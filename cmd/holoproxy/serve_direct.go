@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -90,6 +93,42 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 	log.Info("direct: modules are fetched from their version control origins by the go command",
 		"go", d.GoVersion(), "jobs", o.jobs, "timeout", o.timeout)
 	return d, nil
+}
+
+// runDirectPruner keeps d's directory under max bytes (goproxy.Direct.RunPruner), with
+// metrics and a log line per pass that removed clones, until stop is called (which
+// waits for the pass under way).
+func runDirectPruner(d *goproxy.Direct, max int64, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+	size := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "holoproxy_direct_cache_size_bytes",
+		Help: "Bytes under the cache directory's .direct (direct's version control clones and module cache), at the last measure.",
+	})
+	removed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holoproxy_direct_clones_removed_total",
+		Help: "Version control clones of direct removed to keep .direct under --direct-max-size (cloned again when needed).",
+	})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{size, removed} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go d.RunPruner(ctx, max, time.Minute, func(res goproxy.PruneResult, err error) {
+		size.Set(float64(res.After))
+		removed.Add(float64(res.Clones))
+		switch {
+		case err != nil:
+			log.Warn("direct: keeping its clones under --direct-max-size failed", "err", err)
+		case res.Clones > 0:
+			log.Info("direct: clones removed to stay under --direct-max-size", "max", humanize.IBytes(uint64(max)),
+				"before", humanize.IBytes(uint64(res.Size)), "after", humanize.IBytes(uint64(res.After)), "clones", res.Clones,
+				"repositories", strings.Join(res.Removed, " "))
+		}
+	}, done)
+	return func() { cancel(); <-done }, nil
 }
 
 // directStats returns the dashboard's view of what d did.

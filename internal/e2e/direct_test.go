@@ -321,6 +321,54 @@ func TestDirectClientPromotesPrefetch(t *testing.T) {
 	}
 }
 
+// TestDirectMaxSize: --direct-max-size bounds the clones direct keeps: over it, they go
+// (the pass at start finds them), and a module whose clone went is fetched again.
+func TestDirectMaxSize(t *testing.T) {
+	f := newDirectFixture(t)
+	cache := t.TempDir()
+	args := []string{"--cache-dir=" + cache, "--upstream=" + f.origin.URL + ",direct", "--goprivate=git.test", "--prefetch=0"}
+	p := startHoloproxy(t, args, f.git.Env())
+	if out, err := goWith(t, f.app(t, "http://"+p.addr), nil, "mod", "download", "all"); err != nil {
+		t.Fatalf("go mod download all: %v\n%s", err, out)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	clones := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cache, ".direct", "modcache", "cache", "vcs", "*.info"))
+		return m
+	}
+	if n := len(clones()); n != 2 {
+		t.Fatalf("%d clones after the download; want git.test/lib's and git.test/util's", n)
+	}
+
+	p = startHoloproxy(t, append(args, "--direct-max-size=1KiB"), f.git.Env())
+	m := scrape(t, p.addr)
+	for deadline := time.Now().Add(30 * time.Second); m["holoproxy_direct_clones_removed_total"] < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // the pass at start runs beside the server
+		m = scrape(t, p.addr)
+	}
+	if len(clones()) != 0 || m["holoproxy_direct_clones_removed_total"] != 2 || m["holoproxy_direct_cache_size_bytes"] > 1024 {
+		t.Errorf("with --direct-max-size=1KiB: clones %v, removed %v, size %v; want both gone at start", clones(),
+			m["holoproxy_direct_clones_removed_total"], m["holoproxy_direct_cache_size_bytes"])
+	}
+	if !strings.Contains(p.log.String(), "clones removed to stay under --direct-max-size") || !strings.Contains(p.log.String(), "git.test/lib") {
+		t.Errorf("no log line naming the removed clones:\n%s", p.log.String())
+	}
+	// The cached files are still served; a version not cached is cloned again.
+	status, body, h := get(t, "http://"+p.addr+"/git.test/lib/@v/v1.1.0.info")
+	if status != http.StatusOK || h.Get(server.UpstreamHeader) != "direct" || !strings.Contains(string(body), "v1.1.0") {
+		t.Errorf("lib v1.1.0 after its clone went: %d from %q %s", status, h.Get(server.UpstreamHeader), body)
+	}
+
+	// --direct-max-size is a share of --cache-max-size, never all of it.
+	code, out := runHoloproxy(t, nil, "serve", "--cache-dir="+t.TempDir(), "--cache-max-size=1GiB", "--direct-max-size=1GiB")
+	if code != 2 || !strings.Contains(out, "--direct-max-size") || !strings.Contains(out, "below --cache-max-size") {
+		t.Errorf("--direct-max-size equal to --cache-max-size: exit %d\n%s", code, out)
+	}
+}
+
 // TestDirectRoute: --route sends the private modules to direct alone, the rest to the
 // proxy; the proxy never hears of the private paths.
 func TestDirectRoute(t *testing.T) {

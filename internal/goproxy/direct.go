@@ -45,8 +45,10 @@ import (
 type Direct struct {
 	goBin   string
 	env     []string
-	work    string // the runs' working directory: empty, outside any module
-	modRoot string // GOMODCACHE of the runs
+	work    string        // the runs' working directory: empty, outside any module
+	modRoot string        // GOMODCACHE of the runs
+	root    string        // the directory the runs own (DirectConfig.Dir)
+	ranAny  chan struct{} // gets a value (without blocking) when a run ends: RunPruner looks
 	sem     chan struct{}
 	bgSem   chan struct{} // the share of sem background fetches may hold: Jobs/2
 	timeout time.Duration
@@ -188,6 +190,8 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		goBin:   path,
 		work:    filepath.Join(dir, "work"),
 		modRoot: filepath.Join(dir, "modcache"),
+		root:    dir,
+		ranAny:  make(chan struct{}, 1),
 		sem:     make(chan struct{}, cfg.Jobs),
 		bgSem:   make(chan struct{}, cfg.Jobs/2),
 		timeout: cfg.Timeout,
@@ -585,6 +589,12 @@ func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr erro
 		}
 	}
 	defer func() { <-d.sem }()
+	defer func() {
+		select {
+		case d.ranAny <- struct{}{}:
+		default:
+		}
+	}()
 	d.runs.Add(1)
 	rctx, cancel := context.WithTimeoutCause(ctx, d.timeout, errRunTimeout)
 	defer cancel()

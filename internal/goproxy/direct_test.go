@@ -505,3 +505,60 @@ func TestDirectBackgroundShare(t *testing.T) {
 		t.Errorf("promoted background fetch: %q, %v, %d runs; want the list from one run", list, err, d1.Runs()-r0)
 	}
 }
+
+// Prune keeps the runs' directory under a size by removing the clones used longest ago;
+// what goes is fetched again when asked for.
+func TestDirectPrune(t *testing.T) {
+	f := newDirectFixture(t)
+	f.git.Commit(t, "git.test/other", map[string]*string{"go.mod": str("module git.test/other\n\ngo 1.21\n")}, "v0.1.0")
+	d, _ := f.direct(t, time.Minute)
+	ctx := context.Background()
+	for _, r := range []Request{
+		{Kind: KindZip, Module: "git.test/repo", Version: "v1.0.0"},
+		{Kind: KindZip, Module: "git.test/other", Version: "v0.1.0"},
+	} {
+		if _, err := fetchBody(t, d, r); err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+	}
+	size, err := d.Size(ctx)
+	if err != nil || size == 0 {
+		t.Fatalf("Size = %d, %v", size, err)
+	}
+	if res, err := d.Prune(ctx, size, size); err != nil || res.Clones != 0 || res.After != size {
+		t.Fatalf("Prune at its size: %+v, %v; want nothing removed", res, err)
+	}
+	// git.test/repo's clone was used longest ago.
+	infos, _ := filepath.Glob(filepath.Join(d.modRoot, "cache", "vcs", "*.info"))
+	if len(infos) != 2 {
+		t.Fatalf("clones' .info files: %v; want two", infos)
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, p := range infos {
+		if key, _ := os.ReadFile(p); strings.Contains(string(key), "git.test/repo") {
+			os.Chtimes(p, old, old)
+		}
+	}
+	res, err := d.Prune(ctx, size-1, size-1)
+	if err != nil || res.Clones != 1 || len(res.Removed) != 1 || !strings.Contains(res.Removed[0], "git.test/repo") || res.After >= size || res.Bytes == 0 {
+		t.Fatalf("Prune one byte under: %+v, %v; want git.test/repo's clone removed", res, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(d.modRoot, "cache", "vcs", "*.info")); len(left) != 1 {
+		t.Errorf("clones left: %v; want git.test/other's", left)
+	}
+	// What went is fetched again.
+	if body, err := fetchBody(t, d, Request{Kind: KindList, Module: "git.test/repo"}); err != nil || string(body) != "v1.0.0\nv1.1.0\n" {
+		t.Errorf("list after its clone went: %q, %v", body, err)
+	}
+	// Nothing allowed: every clone, and the files runs left, go.
+	res, err = d.Prune(ctx, 0, 0)
+	if err != nil || res.Clones != 2 {
+		t.Fatalf("Prune to nothing: %+v, %v; want both clones removed", res, err)
+	}
+	if _, err := os.Stat(d.cacheFile("git.test/other", "v0.1.0", "mod")); !os.IsNotExist(err) {
+		t.Errorf("the .mod a run left is still there after Prune to nothing: %v", err)
+	}
+	if body, err := fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/other", Version: "v0.1.0"}); err != nil || !strings.HasPrefix(string(body), "module git.test/other") {
+		t.Errorf(".mod after everything went: %q, %v", body, err)
+	}
+}

@@ -116,7 +116,7 @@ func checkTraceFlags(cmd *cobra.Command, o *traceOptions, args []string) error {
 	if o.compare != "" {
 		// The chain does not matter to a comparison's shape; check the spec now, before
 		// `go env` is asked for the chain.
-		if _, err := trace.CompareSetups(o.compare, "off", o.upstream.dns, false); err != nil {
+		if _, err := trace.CompareSetups(o.compare, "off", o.upstream.dns); err != nil {
 			return usagef("--compare %v", err)
 		}
 	}
@@ -187,7 +187,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 	if chain.HasDirect() && !traceDirect {
 		fmt.Fprintf(stderr, "holoproxy trace: direct is not traced (--direct-jobs 0): the chain ends there\n")
 	}
-	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns, traceDirect)
+	setups, err := trace.CompareSetups(o.compare, list, o.upstream.dns)
 	if err != nil {
 		return usagef("--compare %v", err)
 	}

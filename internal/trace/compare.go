@@ -27,14 +27,13 @@ var ErrBadCompare = errors.New(`want "transports" or "dns=BACKEND,BACKEND,..."`)
 //   - "dns=B1,B2,...": one Run per resolver backend (the --dns forms: system,
 //     udp://host:port, tcp://..., tls://..., https://...), with a shared transport.
 //
-// An empty spec returns the default Runs, PerEntrySetups on the backend dns (direct says
-// whether the chain's direct entry is traced), named as PerEntrySetups names them
-// ("chain", "<proxy> alone", "direct alone"). Errors wrap
+// An empty spec returns the default Runs, PerEntrySetups on the backend dns, named as
+// PerEntrySetups names them ("chain", "<proxy> alone"). Errors wrap
 // ErrBadCompare or the backend's parse error.
-func CompareSetups(spec, proxy, dns string, direct bool) ([]Setup, error) {
+func CompareSetups(spec, proxy, dns string) ([]Setup, error) {
 	switch {
 	case spec == "":
-		setups, err := PerEntrySetups(proxy, direct)
+		setups, err := PerEntrySetups(proxy)
 		if err != nil {
 			return nil, err
 		}

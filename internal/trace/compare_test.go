@@ -33,7 +33,7 @@ func TestCompareSetups(t *testing.T) {
 		{spec: "dns=system,system"},          // named twice
 		{spec: "dns=system,ftp://10.0.0.53"}, // not a backend
 	} {
-		got, err := CompareSetups(tc.spec, proxy, tc.dns, false)
+		got, err := CompareSetups(tc.spec, proxy, tc.dns)
 		if tc.want == nil {
 			if err == nil {
 				t.Errorf("CompareSetups(%q) = %v; want an error", tc.spec, got)

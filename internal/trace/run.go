@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/http"
 	rtrace "runtime/trace"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,9 +84,12 @@ type Options struct {
 	Direct *DirectOptions
 }
 
-// PerEntrySetups returns the default Runs of a trace: each proxy of the list alone (and
-// its "direct" entry alone, when direct is traced), then the chain as a whole.
-func PerEntrySetups(proxy string, direct bool) ([]Setup, error) {
+// PerEntrySetups returns the default Runs of a trace: each proxy of the list alone, then
+// the chain as a whole. A "direct" entry gets no Run of its own: behind the go command's
+// default list (a public proxy, then direct) it would clone every module's repository
+// from its origin; the chain's requests reach it where the proxies answer 404, and
+// `--proxy direct` traces it alone.
+func PerEntrySetups(proxy string) ([]Setup, error) {
 	c, err := goproxy.ParseChain(proxy, http.DefaultClient)
 	if err != nil {
 		return nil, err
@@ -97,8 +99,6 @@ func PerEntrySetups(proxy string, direct bool) ([]Setup, error) {
 		switch {
 		case e.Client != nil:
 			entries = append(entries, e.Client.Name())
-		case e.Direct && direct && !slices.Contains(entries, goproxy.DirectName):
-			entries = append(entries, goproxy.DirectName)
 		}
 	}
 	var out []Setup

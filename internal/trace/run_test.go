@@ -67,7 +67,7 @@ func runByName(t *testing.T, tr report.Trace, name string) report.Run {
 func TestRunChainAndEntries(t *testing.T) {
 	a, b, _, _, pool, targets := origins(t)
 	proxy := a.URL + "," + b.URL
-	setups, err := PerEntrySetups(proxy, false)
+	setups, err := PerEntrySetups(proxy)
 	if err != nil {
 		t.Fatal(err)
 	}

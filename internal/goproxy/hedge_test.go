@@ -355,3 +355,33 @@ func TestWalkHedgedMatchesWalk(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWalkHedgedOneProxy is the walk of every fill behind a single proxy (or a ','
+// list): the walk's own cost around a try that does nothing, with its stack used the way
+// a real attempt (an HTTP request) uses it.
+func BenchmarkWalkHedgedOneProxy(b *testing.B) {
+	c, err := ParseChain("https://proxy-a.test", http.DefaultClient)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hp := HedgePolicy{Delay: func(*Client) (time.Duration, bool) { return time.Second, true }}
+	try := func(context.Context, *Client) error { deepStack(40); return nil }
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.WalkHedged(ctx, nil, hp, try); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// deepStack uses about n KiB of stack.
+//
+//go:noinline
+func deepStack(n int) byte {
+	var buf [1024]byte
+	if n <= 1 {
+		return buf[n]
+	}
+	return deepStack(n-1) + buf[n%1024]
+}

@@ -1,23 +1,28 @@
 package goproxy
 
 import (
+	"io"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 )
 
-// Credentials are the HTTP basic credentials the go command would send to upstreams: those
-// in the user info of a proxy URL of the GOPROXY list, for every request below that URL,
-// and those of a netrc file (GOAUTH=netrc, the go command's default), matched as the go
-// command matches them: only over https, and when the entry's machine is the request's
-// host (with its port, if the URL has one), or a prefix of host and path ending at a '/'.
-// User info in a proxy URL wins over a netrc entry. Its RoundTripper adds them to the
-// requests that match; requests that already carry an Authorization header, and those
-// nothing matches (another host after a redirect, say), go as they are.
+// Credentials are the credentials the go command would send to upstreams: those in the
+// user info of a proxy URL of the GOPROXY list, for every request below that URL, and
+// those of its GOAUTH methods (UseGOAUTH): the netrc file (the go command's default), git
+// credential fill and commands. GOAUTH's apply as the go command applies them: only over
+// https, to a URL without user info, by the longest stored prefix of the request's host
+// (with its port, if the URL has one) and path cut at a '/'; after a 4xx answer, git and
+// the commands are asked again for the URL and the request is made again once with what
+// they gave. User info in a proxy URL wins. Its RoundTripper adds them to the requests
+// that match; requests that already carry an Authorization header, and those nothing
+// matches (another host after a redirect, say), go as they are.
 type Credentials struct {
 	byURL []urlCredential
-	netrc map[string]NetrcEntry // by machine
-	list  []*url.URL            // the proxies of the list, for UseNetrc's report
+	auth  *goAuth
+	list  []*url.URL // the proxies of the list, for UseGOAUTH's report
 }
 
 type urlCredential struct {
@@ -43,24 +48,28 @@ func ListCredentials(list string) *Credentials {
 	return c
 }
 
-// UseNetrc adds the entries of a netrc file (the first of a machine listed twice wins, as
-// with the go command). It returns the names of the list's proxies that get credentials
-// from them.
+// UseNetrc is UseGOAUTH for GOAUTH=netrc with the netrc file's entries (the first of a
+// machine listed twice wins, as with the go command).
 func (c *Credentials) UseNetrc(entries []NetrcEntry) []string {
-	if c.netrc == nil {
-		c.netrc = map[string]NetrcEntry{}
+	return c.UseGOAUTH(AuthConfig{Methods: []AuthMethod{{Kind: "netrc"}}, Netrc: entries})
+}
+
+// UseGOAUTH sets the GOAUTH methods (once, before the RoundTripper is used). It returns
+// the names of the list's proxies that get credentials from the netrc file.
+func (c *Credentials) UseGOAUTH(cfg AuthConfig) []string {
+	if len(cfg.Methods) == 0 {
+		c.auth = nil
+		return nil
 	}
-	for _, e := range entries {
-		if _, dup := c.netrc[e.Machine]; !dup {
-			c.netrc[e.Machine] = e
-		}
+	c.auth = newGoAuth(cfg)
+	if !slices.ContainsFunc(cfg.Methods, func(m AuthMethod) bool { return m.Kind == "netrc" }) {
+		return nil
 	}
+	netrc := newGoAuth(AuthConfig{Methods: []AuthMethod{{Kind: "netrc"}}, Netrc: cfg.Netrc})
+	netrc.apply(make([]map[string]*authEntry, 1))
 	var got []string
 	for _, u := range c.list {
-		if u.User != nil {
-			continue
-		}
-		if _, ok := c.fromNetrc(u); ok {
+		if u.User == nil && u.Scheme == "https" && netrc.load(u) != nil {
 			got = append(got, (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
 		}
 	}
@@ -68,30 +77,10 @@ func (c *Credentials) UseNetrc(entries []NetrcEntry) []string {
 }
 
 // Empty reports whether there are no credentials at all.
-func (c *Credentials) Empty() bool { return c == nil || len(c.byURL)+len(c.netrc) == 0 }
+func (c *Credentials) Empty() bool { return c == nil || (len(c.byURL) == 0 && c.auth == nil) }
 
-// fromNetrc returns the netrc entry for u: https only, the longest machine that is u's
-// host and path cut at a '/'.
-func (c *Credentials) fromNetrc(u *url.URL) (NetrcEntry, bool) {
-	if u.Scheme != "https" || len(c.netrc) == 0 {
-		return NetrcEntry{}, false
-	}
-	prefix := strings.TrimSuffix(u.Host+u.EscapedPath(), "/")
-	for {
-		if e, ok := c.netrc[prefix]; ok {
-			return e, true
-		}
-		i := strings.LastIndexByte(prefix, '/')
-		if i < 0 {
-			return NetrcEntry{}, false
-		}
-		prefix = prefix[:i]
-	}
-}
-
-// lookup returns the credentials for u: the longest matching proxy URL first, then the
-// netrc file.
-func (c *Credentials) lookup(u *url.URL) (user, password string, ok bool) {
+// fromURL returns the user info of the longest proxy URL that u is below.
+func (c *Credentials) fromURL(u *url.URL) (*url.Userinfo, bool) {
 	host := strings.ToLower(u.Host)
 	best := -1
 	for i, uc := range c.byURL {
@@ -106,14 +95,10 @@ func (c *Credentials) lookup(u *url.URL) (user, password string, ok bool) {
 			best = i
 		}
 	}
-	if best >= 0 {
-		pw, _ := c.byURL[best].user.Password()
-		return c.byURL[best].user.Username(), pw, true
+	if best < 0 {
+		return nil, false
 	}
-	if e, ok := c.fromNetrc(u); ok {
-		return e.Login, e.Password, true
-	}
-	return "", "", false
+	return c.byURL[best].user, true
 }
 
 // RoundTripper returns next with the credentials added to the requests they are for; next
@@ -131,13 +116,65 @@ type authTransport struct {
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get("Authorization") == "" {
-		if user, pw, ok := t.creds.lookup(req.URL); ok {
-			req = req.Clone(req.Context()) // a RoundTripper must not change its request
-			req.SetBasicAuth(user, pw)
+	if req.Header.Get("Authorization") != "" {
+		return t.next.RoundTrip(req)
+	}
+	if user, ok := t.creds.fromURL(req.URL); ok {
+		req = req.Clone(req.Context()) // a RoundTripper must not change its request
+		pw, _ := user.Password()
+		req.SetBasicAuth(user.Username(), pw)
+		return t.next.RoundTrip(req)
+	}
+	a := t.creds.auth
+	if a == nil || req.URL.Scheme != "https" || req.URL.User != nil {
+		return t.next.RoundTrip(req)
+	}
+	ctx := req.Context()
+	a.start(ctx)
+	sent := a.load(req.URL)
+	resp, err := t.next.RoundTrip(withHeader(req, sent))
+	if err != nil {
+		return nil, err
+	}
+	a.settle(ctx, sent, resp.StatusCode)
+	if resp.StatusCode < 400 || resp.StatusCode >= 500 || !a.asksAgain() || (req.Body != nil && req.GetBody == nil) {
+		return resp, nil
+	}
+	// The go command asks GOAUTH again with the URL after a 4xx and tries once more.
+	a.refresh(ctx, req.URL, resp, sent)
+	again := a.load(req.URL)
+	if again == sent || (again != nil && sent != nil && reflect.DeepEqual(again.header, sent.header)) || ctx.Err() != nil {
+		return resp, nil // the same request again would get the same answer
+	}
+	retry := req.Clone(ctx)
+	if req.GetBody != nil {
+		if retry.Body, err = req.GetBody(); err != nil {
+			return resp, nil
 		}
 	}
-	return t.next.RoundTrip(req)
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the connection may serve the retry
+	resp.Body.Close()
+	resp, err = t.next.RoundTrip(withHeader(retry, again))
+	if err != nil {
+		return nil, err
+	}
+	a.settle(ctx, again, resp.StatusCode)
+	return resp, nil
+}
+
+// withHeader returns req with e's header added (a copy: a RoundTripper must not change its
+// request), or req itself when e is nil.
+func withHeader(req *http.Request, e *authEntry) *http.Request {
+	if e == nil || len(e.header) == 0 {
+		return req
+	}
+	req = req.Clone(req.Context())
+	for k, vs := range e.header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	return req
 }
 
 // CloseIdleConnections passes on to the wrapped transport.

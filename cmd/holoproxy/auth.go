@@ -10,48 +10,54 @@ import (
 )
 
 // upstreamCredentials returns the credentials the go command would send to the proxies of
-// list (GOPROXY syntax): the user info of their URLs, and, for a proxy whose URL has none,
-// the netrc file's entry for its host when GOAUTH includes netrc (the go command's
-// default). GOAUTH comes from the environment, else from `go env` (asked only when there
-// is a netrc file to read). logf reports where credentials came from, never what they are.
+// list (GOPROXY syntax): the user info of their URLs, and, for an https proxy whose URL has
+// none, what its GOAUTH methods give (netrc, the go command's default, git DIR, commands).
+// GOAUTH comes from the environment, else from `go env` (asked only when a proxy is one it
+// applies to); a GOAUTH the go command would refuse is an error. logf reports where
+// credentials come from and the methods that fail, never what the credentials are.
 func upstreamCredentials(ctx context.Context, list string, logf func(format string, args ...any)) (*goproxy.Credentials, error) {
 	creds := goproxy.ListCredentials(list)
-	path, err := goproxy.NetrcPath()
-	if err != nil {
-		return creds, nil // no home directory: no netrc file either
-	}
-	entries, err := goproxy.ReadNetrc(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the netrc file: %w", err)
-	}
-	if len(entries) == 0 {
+	if !creds.UsesGOAUTH() {
 		return creds, nil
 	}
-	goauth, ok := os.LookupEnv("GOAUTH")
-	if !ok {
-		if vals, err := goEnv(ctx, "GOAUTH"); err == nil {
+	goauth := os.Getenv("GOAUTH")
+	if goauth == "" {
+		if vals, err := goEnv(ctx, "GOAUTH"); err == nil && vals[0] != "" {
 			goauth = vals[0]
 		} else {
 			goauth = "netrc" // the go command's default
 		}
 	}
-	useNetrc := false
-	for _, part := range strings.Split(goauth, ";") {
-		switch part = strings.TrimSpace(part); {
-		case part == "off":
-			logf("GOAUTH=off: the netrc file %s is not read", path)
-			return creds, nil
-		case part == "netrc":
-			useNetrc = true
-		case part != "":
-			logf("GOAUTH entry %q is not supported (only netrc, and credentials in the upstream URL): ignored", strings.Fields(part)[0])
-		}
+	methods, err := goproxy.ParseGOAUTH(goauth)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
-	if !useNetrc {
+	if len(methods) == 0 {
+		logf("GOAUTH=off: upstreams get no credentials but those in their URLs")
 		return creds, nil
 	}
-	if names := creds.UseNetrc(entries); len(names) > 0 {
-		logf("upstream credentials from the netrc file %s for %s", path, strings.Join(names, ", "))
+	cfg := goproxy.AuthConfig{Methods: methods, Logf: logf}
+	netrcPath := ""
+	for _, m := range methods {
+		if m.Kind != "netrc" {
+			continue
+		}
+		path, err := goproxy.NetrcPath()
+		if err != nil {
+			break // no home directory: no netrc file either
+		}
+		if cfg.Netrc, err = goproxy.ReadNetrc(path); err != nil {
+			return nil, fmt.Errorf("reading the netrc file: %w", err)
+		}
+		netrcPath = path
+	}
+	if names := creds.UseGOAUTH(cfg); len(names) > 0 {
+		logf("upstream credentials from the netrc file %s for %s", netrcPath, strings.Join(names, ", "))
+	}
+	for _, m := range methods {
+		if m.Kind != "netrc" {
+			logf("upstream credentials from GOAUTH %s for https upstreams (as the go command: after a 4xx answer too)", m)
+		}
 	}
 	return creds, nil
 }

@@ -220,37 +220,51 @@ func TestTraceFallThroughSucceeds(t *testing.T) {
 }
 
 // TestTraceCredentials traces a chain whose first proxy wants basic authentication, given
-// as user info in its URL: every request to it carries the credentials, and neither the
-// reports nor the terminal show them.
+// as user info in its URL or by a GOAUTH command: every request to it carries the
+// credentials, and neither the reports nor the terminal show them.
 func TestTraceCredentials(t *testing.T) {
-	a, b, ca, mods := traceFixture(t, 4)
 	const secret = "s3cret-t0ken"
-	req := &http.Request{Header: http.Header{}}
-	req.SetBasicAuth("team", secret)
-	a.wantAuth = req.Header.Get("Authorization")
-	dir := t.TempDir()
-	jsonPath, htmlPath := filepath.Join(dir, "t.json"), filepath.Join(dir, "t.html")
-	chain := strings.Replace(a.srv.URL, "https://", "https://team:"+secret+"@", 1) + "," + b.srv.URL
-	code, out, errOut := runCLI(append([]string{"trace", "--proxy=" + chain, "--ca-file=" + ca,
-		"--json=" + jsonPath, "--html=" + htmlPath}, mods...)...)
-	if code != exitOK {
-		t.Fatalf("exit %d; want 0\nstderr: %s", code, errOut)
-	}
-	if a.requests.Load() == 0 || a.unauthorized.Load() != 0 {
-		t.Errorf("proxy A: %d requests, %d without the credentials; want some, none", a.requests.Load(), a.unauthorized.Load())
-	}
-	traceRun(t, readTraceJSON(t, jsonPath), a.srv.URL+" alone")
-	for _, f := range []string{jsonPath, htmlPath} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(data, []byte(secret)) {
-			t.Errorf("%s shows the credentials", filepath.Base(f))
-		}
-	}
-	if strings.Contains(out+errOut, secret) {
-		t.Errorf("the terminal shows the credentials")
+	for _, how := range []string{"user info", "GOAUTH command"} {
+		t.Run(how, func(t *testing.T) {
+			a, b, ca, mods := traceFixture(t, 4)
+			req := &http.Request{Header: http.Header{}}
+			req.SetBasicAuth("team", secret)
+			a.wantAuth = req.Header.Get("Authorization")
+			dir := t.TempDir()
+			jsonPath, htmlPath := filepath.Join(dir, "t.json"), filepath.Join(dir, "t.html")
+			chain := strings.Replace(a.srv.URL, "https://", "https://team:"+secret+"@", 1) + "," + b.srv.URL
+			t.Setenv("GOAUTH", "off")
+			if how == "GOAUTH command" {
+				chain = a.srv.URL + "," + b.srv.URL
+				script := filepath.Join(dir, "auth")
+				out := a.srv.URL + "\\n\\n" + "Authorization: " + a.wantAuth + "\\n\\n"
+				if err := os.WriteFile(script, []byte("#!/bin/sh\nprintf '"+out+"'\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				t.Setenv("GOAUTH", script)
+			}
+			code, out, errOut := runCLI(append([]string{"trace", "--proxy=" + chain, "--ca-file=" + ca,
+				"--json=" + jsonPath, "--html=" + htmlPath}, mods...)...)
+			if code != exitOK {
+				t.Fatalf("exit %d; want 0\nstderr: %s", code, errOut)
+			}
+			if a.requests.Load() == 0 || a.unauthorized.Load() != 0 {
+				t.Errorf("proxy A: %d requests, %d without the credentials; want some, none", a.requests.Load(), a.unauthorized.Load())
+			}
+			traceRun(t, readTraceJSON(t, jsonPath), a.srv.URL+" alone")
+			for _, f := range []string{jsonPath, htmlPath} {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(data, []byte(secret)) || bytes.Contains(data, []byte(a.wantAuth)) {
+					t.Errorf("%s shows the credentials", filepath.Base(f))
+				}
+			}
+			if strings.Contains(out+errOut, secret) || strings.Contains(out+errOut, a.wantAuth) {
+				t.Errorf("the terminal shows the credentials")
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"io/fs"
@@ -267,23 +268,66 @@ func TestWarmCredentials(t *testing.T) {
 	if err := os.WriteFile(netrc, []byte("machine "+strings.TrimPrefix(authed.URL, "https://")+" login ci password s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	none := filepath.Join(t.TempDir(), "none")
+	host := strings.TrimPrefix(authed.URL, "https://")
+	// A GOAUTH command that gives the header, and one that fails printing the password.
+	scripts := t.TempDir()
+	header := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
+	command := filepath.Join(scripts, "auth")
+	failing := filepath.Join(scripts, "failing")
+	if err := os.WriteFile(command, []byte("#!/bin/sh\nprintf 'https://"+host+"\\n\\n"+header+"\\n\\n'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(failing, []byte("#!/bin/sh\necho 'https://"+host+"'\necho '"+header+"'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// git credential fill with the store helper, in a HOME of its own.
+	home := t.TempDir()
+	gitConfig := filepath.Join(home, "gitconfig")
+	gitStore := filepath.Join(home, "store")
+	if err := os.WriteFile(gitConfig, []byte("[credential]\n\thelper = store --file "+gitStore+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gitStore, []byte("https://ci:s3cret@"+host+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, gitErr := exec.LookPath("git")
 	for _, tc := range []struct {
-		name, proxy, netrc string
-		want               int
+		name, proxy, netrc, goauth string
+		want                       int
+		stderr                     string
 	}{
-		{"none", authed.URL, filepath.Join(t.TempDir(), "none"), exitFailure},
-		{"user info", strings.Replace(authed.URL, "https://", "https://ci:s3cret@", 1), filepath.Join(t.TempDir(), "none"), exitOK},
-		{"netrc", authed.URL, netrc, exitOK},
+		{"none", authed.URL, none, "netrc", exitFailure, ""},
+		{"user info", strings.Replace(authed.URL, "https://", "https://ci:s3cret@", 1), none, "netrc", exitOK, ""},
+		{"netrc", authed.URL, netrc, "netrc", exitOK, "from the netrc file"},
+		{"command", authed.URL, none, command + " --arg", exitOK, "GOAUTH command auth"},
+		{"failing command", authed.URL, none, failing, exitFailure, "GOAUTH command failing: exit status 1"},
+		{"command after netrc", authed.URL, netrc, "netrc;" + failing, exitOK, ""},
+		{"git", authed.URL, none, "git " + home, exitOK, "GOAUTH git " + home},
+		{"bad GOAUTH", authed.URL, none, "netrc;;git " + home, exitUsage, "GOAUTH has an empty entry"},
+		{"git relative", authed.URL, none, "git home", exitUsage, "git needs an absolute directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.HasPrefix(tc.goauth, "git") && gitErr != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("CI=true but git is missing: %v", gitErr)
+				}
+				t.Skipf("GOAUTH=git needs git: %v", gitErr)
+			}
 			t.Setenv("NETRC", tc.netrc)
-			t.Setenv("GOAUTH", "netrc")
+			t.Setenv("GOAUTH", tc.goauth)
+			t.Setenv("HOME", home)
+			t.Setenv("GIT_CONFIG_GLOBAL", gitConfig)
+			t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
 			code, out, errOut := runCLI("warm", "--proxy="+tc.proxy, "--ca-file="+ca, "--progress=off", "--to="+t.TempDir(), f.app)
 			if code != tc.want {
 				t.Errorf("exit %d, want %d\n%s", code, tc.want, errOut)
 			}
-			if strings.Contains(out+errOut, "s3cret") {
-				t.Errorf("warm printed the password")
+			if !strings.Contains(errOut, tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, errOut)
+			}
+			if strings.Contains(out+errOut, "s3cret") || strings.Contains(out+errOut, header) {
+				t.Errorf("warm printed the password:\n%s%s", out, errOut)
 			}
 		})
 	}

@@ -57,8 +57,8 @@ func (c *Credentials) UseNetrc(entries []NetrcEntry) []string {
 // UseGOAUTH sets the GOAUTH methods (once, before the RoundTripper is used). It returns
 // the names of the list's proxies that get credentials from the netrc file.
 func (c *Credentials) UseGOAUTH(cfg AuthConfig) []string {
-	if len(cfg.Methods) == 0 {
-		c.auth = nil
+	if len(cfg.Methods) == 0 || (len(cfg.Netrc) == 0 && !newGoAuth(cfg).asksAgain()) {
+		c.auth = nil // nothing to send, ever
 		return nil
 	}
 	c.auth = newGoAuth(cfg)
@@ -74,6 +74,12 @@ func (c *Credentials) UseGOAUTH(cfg AuthConfig) []string {
 		}
 	}
 	return got
+}
+
+// UsesGOAUTH reports whether a proxy of the list is one GOAUTH applies to: https, without
+// user info.
+func (c *Credentials) UsesGOAUTH() bool {
+	return slices.ContainsFunc(c.list, func(u *url.URL) bool { return u.Scheme == "https" && u.User == nil })
 }
 
 // Empty reports whether there are no credentials at all.

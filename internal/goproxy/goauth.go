@@ -187,8 +187,8 @@ func (r *authRun) covers(prefix string) bool {
 type goAuth struct {
 	cfg AuthConfig
 
-	initMu sync.Mutex
-	inited bool
+	startOnce sync.Once
+	started   chan struct{} // closed when the first pass is done
 
 	mu     sync.Mutex
 	store  map[string]*authEntry // by prefix: host[:port][/path], no scheme, no trailing '/'
@@ -244,22 +244,27 @@ func urlPrefix(u *url.URL) string {
 
 // start runs the first pass, once, before the first https request: every method without a
 // URL, the last first so that the first listed wins a prefix (git needs a URL: it waits
-// for the first 4xx).
+// for the first 4xx). A caller whose context ends stops waiting for it; the pass itself
+// ends within the runs' timeouts.
 func (a *goAuth) start(ctx context.Context) {
-	a.initMu.Lock()
-	defer a.initMu.Unlock()
-	if a.inited {
-		return
+	a.startOnce.Do(func() {
+		a.started = make(chan struct{})
+		go func() {
+			defer close(a.started)
+			ctx := context.WithoutCancel(ctx) // one request leaving must not leave the pass half done
+			results := make([]map[string]*authEntry, len(a.cfg.Methods))
+			for i, m := range a.cfg.Methods {
+				if m.Kind == "command" {
+					results[i] = a.command(ctx, m, "", nil)
+				}
+			}
+			a.apply(results)
+		}()
+	})
+	select {
+	case <-a.started:
+	case <-ctx.Done():
 	}
-	a.inited = true
-	ctx = context.WithoutCancel(ctx) // one request leaving must not leave the pass half done
-	results := make([]map[string]*authEntry, len(a.cfg.Methods))
-	for i, m := range a.cfg.Methods {
-		if m.Kind == "command" {
-			results[i] = a.command(ctx, m, "", nil)
-		}
-	}
-	a.apply(results)
 }
 
 // apply stores the results of one pass, the last method's first, as the go command does.

@@ -411,7 +411,7 @@ func TestGOAUTHGit(t *testing.T) {
 		dir := t.TempDir()
 		creds := ListCredentials(srv.URL)
 		creds.UseGOAUTH(AuthConfig{Methods: []AuthMethod{{Kind: "git", Dir: dir}}, Env: env, Logf: logs.logf})
-		return &http.Client{Transport: creds.RoundTripper(srv.Client().Transport)}
+		return &http.Client{Transport: creds.RoundTripper(srv.Client().Transport), Timeout: 30 * time.Second}
 	}
 
 	t.Run("approve", func(t *testing.T) {
@@ -470,10 +470,23 @@ func TestGOAUTHGit(t *testing.T) {
 		hc := newClient(env, logs)
 		srv.takeSeen()
 		start := time.Now()
-		for range 3 {
-			if code := getStatus(t, hc, srv.URL+"/m/@v/list"); code != http.StatusUnauthorized {
-				t.Fatalf("status %d, want 401", code)
-			}
+		var wg sync.WaitGroup
+		for range 6 { // at once: one run of git serves them all
+			wg.Go(func() {
+				resp, err := hc.Get(srv.URL + "/m/@v/list")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("status %d, want 401", resp.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+		if code := getStatus(t, hc, srv.URL+"/m/@v/list"); code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", code)
 		}
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("took %v: git prompted?", d)
@@ -484,7 +497,7 @@ func TestGOAUTHGit(t *testing.T) {
 			}
 		}
 		if got := readFile(t, calls); got != "get\n" {
-			t.Errorf("the helper was called for %q, want one get for three requests", got)
+			t.Errorf("the helper was called for %q, want one get for seven requests", got)
 		}
 		if l := logs.all(); len(l) != 1 || !strings.Contains(l[0], "gave no credential") {
 			t.Errorf("logged %q, want one line saying git gave no credential", l)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +89,135 @@ func TestUpstreamCredentials(t *testing.T) {
 			}
 			if code, _, _ := get(t, "http://"+p.addr+"/healthz"); code != http.StatusOK {
 				t.Errorf("/healthz = %d", code)
+			}
+		})
+	}
+}
+
+// TestUpstreamGOAUTH: with GOAUTH's git and command methods, holoproxy authenticates to
+// an https upstream exactly as the go command does: for each GOAUTH, the go command
+// fetching straight from the upstream and the go command fetching through holoproxy (with
+// the same GOAUTH, git configuration and credential store) both succeed or both fail with
+// the upstream's 401. The secret never shows in holoproxy's log, /metrics or /api/chain.
+// git credential fill uses the real git with a store helper in a HOME of the test's own.
+func TestUpstreamGOAUTH(t *testing.T) {
+	const secret = "g0auth-s3cret"
+	mods, roots := fixtureModules()
+	org := newOrigin(t, mods)
+	org.requireAuth("team", secret)
+	tlsOrg := httptest.NewTLSServer(org)
+	t.Cleanup(tlsOrg.Close)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "origin.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsOrg.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(tlsOrg.URL, "https://")
+	basicAuth := func(user, pw string) string {
+		r := &http.Request{Header: http.Header{}}
+		r.SetBasicAuth(user, pw)
+		return r.Header.Get("Authorization")
+	}
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := script("good-auth", "printf 'https://"+host+"\\n\\nAuthorization: "+basicAuth("team", secret)+"\\n\\n'\n")
+	wrong := script("wrong-auth", "printf 'https://"+host+"\\n\\nAuthorization: "+basicAuth("team", "wrong")+"\\n\\n'\n")
+	// A command that gives nothing without a URL and the credential once told of a 401.
+	late := script("late-auth", "[ $# -eq 0 ] && exit 0\ngrep -q '^HTTP/1.1 401' && printf 'https://"+host+"\\n\\nAuthorization: "+basicAuth("team", secret)+"\\n\\n'\n")
+	home := filepath.Join(dir, "home")
+	gitConfig, gitStore := filepath.Join(home, "gitconfig"), filepath.Join(home, "store")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gitConfig, []byte("[credential]\n\thelper = store --file "+gitStore+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, gitErr := exec.LookPath("git")
+
+	for _, tc := range []struct {
+		name, goauth, store string
+		ok                  bool
+	}{
+		{"command", good + " --unused arg", "", true},
+		{"command told of the 401", late, "", true},
+		{"command with a wrong token", wrong, "", false},
+		{"first method wins", wrong + ";" + good, "", false},
+		{"git", "git " + home, "https://team:" + secret + "@" + host + "\n", true},
+		{"git with nothing stored", "git " + home, "", false},
+		{"git with a wrong password", "git " + home, "https://team:wrong@" + host + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.HasPrefix(tc.goauth, "git") && gitErr != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("CI=true but git is missing: %v", gitErr)
+				}
+				t.Skipf("GOAUTH=git needs git: %v", gitErr)
+			}
+			env := []string{"GOAUTH=" + tc.goauth, "NETRC=" + filepath.Join(dir, "none"), "HOME=" + home,
+				"GIT_CONFIG_GLOBAL=" + gitConfig, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
+			setStore := func() {
+				if err := os.WriteFile(gitStore, []byte(tc.store), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outcome := func(out string, err error) string {
+				switch {
+				case err == nil:
+					return "ok"
+				case strings.Contains(out, "401 Unauthorized"):
+					return "401"
+				}
+				return "failed: " + out
+			}
+			want := map[bool]string{true: "ok", false: "401"}[tc.ok]
+
+			// The go command alone, straight from the upstream.
+			setStore()
+			straight := newApp(t, tlsOrg.URL, mods, roots)
+			out, err := goWith(t, straight, append([]string{"SSL_CERT_FILE=" + caFile}, env...), "mod", "download", "all")
+			if got := outcome(out, err); got != want {
+				t.Fatalf("the go command straight from the upstream: %s, want %s\n%s", got, want, out)
+			}
+
+			// The go command through holoproxy, which has the same GOAUTH.
+			setStore()
+			p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + tlsOrg.URL, "--ca-file=" + caFile}, env)
+			via := newApp(t, "http://"+p.addr, mods, roots)
+			out, err = goWith(t, via, []string{"GOAUTH=off"}, "mod", "download", "all")
+			if got := outcome(out, err); got != want {
+				t.Fatalf("the go command through holoproxy: %s, want %s as straight from the upstream\n%s", got, want, out)
+			}
+			if tc.ok {
+				checkGoSum(t, via, sumLineSet(t, mods))
+			}
+			if strings.HasPrefix(tc.goauth, "git") {
+				stored, err := os.ReadFile(gitStore)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(string(stored), "wrong") {
+					t.Errorf("holoproxy did not reject the refused credential: the store still has it")
+				}
+				if tc.ok && !strings.Contains(string(stored), secret) {
+					t.Errorf("the store lost the credential that worked: %q", stored)
+				}
+			}
+			if tc.name == "git with nothing stored" {
+				if n := strings.Count(p.log.String(), "gave no credential"); n != 1 {
+					t.Errorf("holoproxy logged %d times that git gave no credential, want once:\n%s", n, p.log.String())
+				}
+			}
+			_, metrics, _ := get(t, "http://"+p.addr+"/metrics")
+			_, chain, _ := get(t, "http://"+p.addr+"/api/chain")
+			for what, text := range map[string]string{"log": p.log.String(), "/metrics": string(metrics), "/api/chain": string(chain), "go command output": out} {
+				if strings.Contains(text, secret) || strings.Contains(text, basicAuth("team", secret)) || strings.Contains(text, basicAuth("team", "wrong")) {
+					t.Errorf("the credentials show in holoproxy's %s", what)
+				}
 			}
 		})
 	}

@@ -85,7 +85,7 @@ func ParseGOAUTH(value string) ([]AuthMethod, error) {
 	return out, nil
 }
 
-// splitQuoted splits s into words at white space, a word in ” or "" keeping its spaces,
+// splitQuoted splits s into words at white space, a word quoted with ' or " keeping its spaces,
 // with no escapes: the rules of the go command's cmd/internal/quoted.Split, which is
 // internal to it.
 func splitQuoted(s string) ([]string, error) {

@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -44,6 +46,22 @@ func NoForwardProxies() {
 // StartForwardProxy starts a ForwardProxy with no routes and stops it at the end of tb.
 func StartForwardProxy(tb testing.TB) *ForwardProxy {
 	tb.Helper()
+	return startForwardProxy(tb, nil)
+}
+
+// StartForwardProxyTLS starts a ForwardProxy that clients reach over TLS (an https://
+// proxy), with a certificate for 127.0.0.1 that ca issues. It speaks HTTP/1.1 only, as
+// egress proxies do to CONNECT and absolute-form requests.
+func StartForwardProxyTLS(tb testing.TB, ca *CA) *ForwardProxy {
+	tb.Helper()
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return startForwardProxy(tb, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+}
+
+func startForwardProxy(tb testing.TB, cfg *tls.Config) *ForwardProxy {
 	p := &ForwardProxy{routes: map[string]string{}}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,12 +69,17 @@ func StartForwardProxy(tb testing.TB) *ForwardProxy {
 		tb.Fatal(err)
 	}
 	p.url = "http://" + ln.Addr().String()
+	if cfg != nil {
+		p.url = "https://" + ln.Addr().String()
+		ln = tls.NewListener(ln, cfg)
+		p.srv.ErrorLog = log.New(io.Discard, "", 0) // clients that distrust it are what some tests want
+	}
 	go p.srv.Serve(ln)
 	tb.Cleanup(func() { p.srv.Close() })
 	return p
 }
 
-// URL returns the proxy's URL (http://127.0.0.1:port).
+// URL returns the proxy's URL (http://127.0.0.1:port, or https:// over TLS).
 func (p *ForwardProxy) URL() string { return p.url }
 
 // Route makes hostport (a made-up name and a port) lead to addr.

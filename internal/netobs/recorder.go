@@ -160,8 +160,21 @@ func (r *Recorder) ConnectDone(remote string, attempts int, d time.Duration, err
 	f.DialAttempts = attempts
 }
 
-// addConnect adds d to the connect phase: the CONNECT exchange of a tunnel through a
-// forward proxy, after the TCP connect to the proxy.
+// addDNS adds a second lookup to the dns phase: the upstream's name, resolved by holoproxy
+// for a socks5:// proxy after the proxy's own name. The backend, rcode and cache are the
+// upstream lookup's.
+func (r *Recorder) addDNS(l Lookup) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := &r.dialed().fig
+	d.DNS += l.Duration
+	if l.Backend != "" {
+		d.DNSBackend, d.DNSRcode, d.DNSCache = l.Backend, l.Rcode, l.Cache
+	}
+}
+
+// addConnect adds d to the connect phase: what follows the TCP connect to a forward
+// proxy (the TLS handshake with an https:// proxy, the CONNECT or SOCKS5 exchange).
 func (r *Recorder) addConnect(d time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

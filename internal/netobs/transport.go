@@ -46,9 +46,12 @@ type TransportConfig struct {
 	// IdleConnTimeout closes connections idle that long. Zero means 90 seconds.
 	IdleConnTimeout time.Duration
 
-	// Proxy chooses a forward proxy for each upstream (an http:// proxy: https upstreams
-	// are reached through a CONNECT tunnel, plain http ones by absolute-form requests).
-	// Nil means none: every upstream is dialled directly.
+	// Proxy chooses a forward proxy for each upstream: http://, https:// (TLS to the
+	// proxy, checked like an upstream's), socks5:// (the upstream's name resolved by the
+	// Resolver) or socks5h:// (resolved by the proxy). https upstreams are reached through
+	// a tunnel (CONNECT or SOCKS5) with their own TLS inside it, plain http ones by
+	// absolute-form requests (SOCKS5: through a tunnel); see proxy.go. Nil means none:
+	// every upstream is dialled directly.
 	Proxy ProxyFunc
 
 	// Sink receives the Sample of every exchange. Nil drops them.
@@ -64,10 +67,13 @@ type Transport struct {
 	dialer *Dialer
 	tls    *tls.Config // base config with roots and the shared session cache
 	rt     *http.Transport
-	next   http.RoundTripper // rt, but for benchmarks of the recording alone
-	client *http.Client
-	idle   *idleWatch // cuts stalled bodies
-	dials  connDials  // dial figures of new connections, until a request uses them
+	// viaProxy carries plain http upstreams behind an https:// or SOCKS5 proxy (nil
+	// without a Proxy): its dials only ever reach proxies (proxy.go).
+	viaProxy *http.Transport
+	next     http.RoundTripper // rt, but for benchmarks of the recording alone
+	client   *http.Client
+	idle     *idleWatch // cuts stalled bodies
+	dials    connDials  // dial figures of new connections, until a request uses them
 }
 
 // NewTransport builds the Transport. It fails only when CAFile cannot be used. A DoH
@@ -93,24 +99,20 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			Timeout:  durOr(cfg.ConnectTimeout, 10*time.Second),
 		},
 	}
-	t.rt = &http.Transport{
-		Proxy:                 nil, // set below when cfg.Proxy is: https upstreams are tunnelled by dialTLS
-		DialContext:           t.dial,
-		DialTLSContext:        t.dialTLS,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          intOr(cfg.MaxIdleConns, 512),
-		MaxIdleConnsPerHost:   intOr(cfg.MaxIdleConnsPerHost, 64),
-		IdleConnTimeout:       durOr(cfg.IdleConnTimeout, 90*time.Second),
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: durOr(cfg.FirstByteTimeout, 30*time.Second),
-		HTTP2: &http.HTTP2Config{
-			// Detect dead HTTP/2 connections instead of waiting on them.
-			SendPingTimeout: 30 * time.Second,
-			PingTimeout:     15 * time.Second,
-		},
+	t.rt = t.httpTransport(t.dial, t.dialTLS)
+	t.rt.ForceAttemptHTTP2 = true
+	t.rt.HTTP2 = &http.HTTP2Config{
+		// Detect dead HTTP/2 connections instead of waiting on them.
+		SendPingTimeout: 30 * time.Second,
+		PingTimeout:     15 * time.Second,
 	}
 	if cfg.Proxy != nil {
+		// https upstreams are tunnelled by dialTLS; rt's Proxy is for plain http upstreams
+		// behind an http:// proxy, viaProxy's for those behind https:// and SOCKS5 ones
+		// (proxy.go).
 		t.rt.Proxy = t.httpProxy
+		t.viaProxy = t.httpTransport(t.dialSOCKSUpstream, t.dialProxyTLS)
+		t.viaProxy.Proxy = t.viaProxyProxy
 	}
 	t.next = t.rt
 	t.client = &http.Client{Transport: t}
@@ -120,6 +122,20 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		}
 	}
 	return t, nil
+}
+
+// httpTransport returns an http.Transport with the Transport's pools and timeouts that
+// dials with dial and dialTLS.
+func (t *Transport) httpTransport(dial, dialTLS func(context.Context, string, string) (net.Conn, error)) *http.Transport {
+	return &http.Transport{
+		DialContext:           dial,
+		DialTLSContext:        dialTLS,
+		MaxIdleConns:          intOr(t.cfg.MaxIdleConns, 512),
+		MaxIdleConnsPerHost:   intOr(t.cfg.MaxIdleConnsPerHost, 64),
+		IdleConnTimeout:       durOr(t.cfg.IdleConnTimeout, 90*time.Second),
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: durOr(t.cfg.FirstByteTimeout, 30*time.Second),
+	}
 }
 
 func intOr(n, def int) int {
@@ -134,7 +150,12 @@ func intOr(n, def int) int {
 func (t *Transport) Client() *http.Client { return t.client }
 
 // CloseIdleConnections closes the idle keep-alive connections of every upstream.
-func (t *Transport) CloseIdleConnections() { t.rt.CloseIdleConnections() }
+func (t *Transport) CloseIdleConnections() {
+	t.rt.CloseIdleConnections()
+	if t.viaProxy != nil {
+		t.viaProxy.CloseIdleConnections()
+	}
+}
 
 // Dialer returns the Dialer the Transport connects with.
 func (t *Transport) Dialer() *Dialer { return t.dialer }
@@ -222,7 +243,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Context() != &ex.ctx {
 		req = req.WithContext(ex.context(req.Context()))
 	}
-	resp, err := t.next.RoundTrip(req)
+	next := t.next
+	if t.viaProxyFor(req) {
+		next = t.viaProxy
+	}
+	resp, err := next.RoundTrip(req)
 	if err != nil {
 		return nil, ex.fail(err, nil)
 	}

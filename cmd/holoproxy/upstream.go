@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -50,7 +51,47 @@ func (u *upstreamFlags) check(cmd *cobra.Command) error {
 			return usagef("--ca-file: %v", err)
 		}
 	}
+	return checkEnvProxy()
+}
+
+// checkEnvProxy refuses forward proxy variables that holoproxy cannot use, naming them
+// without their credentials: a URL that does not parse, or a scheme other than http,
+// https, socks5 and socks5h.
+func checkEnvProxy() error {
+	cfg := httpproxy.FromEnvironment()
+	for _, v := range []struct{ name, value string }{{"HTTPS_PROXY", cfg.HTTPSProxy}, {"HTTP_PROXY", cfg.HTTPProxy}} {
+		if v.value == "" {
+			continue
+		}
+		pu, err := parseEnvProxy(v.value)
+		if err != nil {
+			return usagef("%s: not a URL (its value is not shown: it may hold a password)", v.name)
+		}
+		if err := netobs.CheckProxyURL(pu); err != nil {
+			return usagef("%s: %v", v.name, err)
+		}
+	}
 	return nil
+}
+
+// parseEnvProxy reads a proxy variable as golang.org/x/net/http/httpproxy does: a value
+// without a scheme or host is taken as http://value.
+func parseEnvProxy(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		if u2, err2 := url.Parse("http://" + v); err2 == nil {
+			return u2, nil
+		}
+	}
+	return u, err
+}
+
+// redactProxy returns a proxy variable's value without its credentials.
+func redactProxy(p string) string {
+	if !strings.Contains(p, "://") {
+		p = "http://" + p // as httpproxy reads it
+	}
+	return goproxy.Redact(p)
 }
 
 // transportConfig returns the transport configuration the flags describe (the resolver is
@@ -81,12 +122,7 @@ func envProxy() netobs.ProxyFunc {
 // their credentials); "" when none.
 func describeEnvProxy() string {
 	cfg := httpproxy.FromEnvironment()
-	redact := func(p string) string {
-		if !strings.Contains(p, "://") {
-			p = "http://" + p // as httpproxy reads it
-		}
-		return goproxy.Redact(p)
-	}
+	redact := redactProxy
 	var parts []string
 	if cfg.HTTPSProxy != "" {
 		parts = append(parts, "https via "+redact(cfg.HTTPSProxy))

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +70,106 @@ func TestEgressProxyWithGoCommand(t *testing.T) {
 	if status != http.StatusBadGateway || len(fp.Requests()) != before {
 		t.Errorf("with NO_PROXY naming the upstream: %d %q, proxy requests %d -> %d; want a 502 without the proxy",
 			status, body, before, len(fp.Requests()))
+	}
+}
+
+// TestEgressProxyTLSAndSOCKS: the only way to the upstreams is an https:// forward proxy
+// (its certificate from the CA of --ca-file) or a SOCKS5 one, each wanting credentials;
+// holoproxy reaches its https upstream and a plain http one (names only the proxies know)
+// through the HTTPS_PROXY and HTTP_PROXY of its environment, as the go command would, and
+// the go command builds through it. For socks5:// holoproxy resolves the name itself
+// (--dns), to an address where nothing listens but that the proxy routes: without the
+// proxy nothing would answer. The proxies' passwords appear nowhere.
+func TestEgressProxyTLSAndSOCKS(t *testing.T) {
+	mods, roots := fixtureModules()
+	o := newOrigin(t, mods)
+	ca, err := lab.NewCA(filepath.Join(t.TempDir(), "ca.pem"), "e2e egress tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("proxy-a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(o)
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	plain := httptest.NewServer(o)
+	t.Cleanup(plain.Close)
+
+	hp := lab.StartForwardProxyTLS(t, ca)
+	hp.Route("proxy-a.test:443", up.Listener.Addr().String())
+	hp.Route("proxy-b.test:80", plain.Listener.Addr().String())
+	hp.RequireAuth("egress", "tls-secret")
+	sp := lab.StartSOCKS5(t)
+	sp.Route("proxy-a.test:443", up.Listener.Addr().String())
+	sp.Route("proxy-b.test:80", plain.Listener.Addr().String())
+	sp.Route("127.0.0.1:443", up.Listener.Addr().String()) // proxy-a.test as --dns answers it
+	sp.Route("127.0.0.1:80", plain.Listener.Addr().String())
+	sp.RequireAuth("egress", "socks-secret")
+	d := newTestDNS(t, "proxy-a.test", "proxy-b.test")
+
+	m := mods[0]
+	info := "/" + m.Path + "/@v/" + m.Version + ".info"
+	for _, tc := range []struct {
+		name      string
+		proxy     string
+		args      []string
+		requests  func() []string
+		want      []string // what the proxy is asked for, in any order and number
+		secret    string
+		build     bool
+		dnsLookup bool
+	}{
+		{"https proxy", strings.Replace(hp.URL(), "https://", "https://egress:tls-secret@", 1), nil, hp.Requests,
+			[]string{"CONNECT proxy-a.test:443", "GET http://proxy-b.test" + info}, "tls-secret", true, false},
+		{"socks5h proxy", "socks5h://egress:socks-secret@" + sp.Addr(), nil, sp.Requests,
+			[]string{"CONNECT proxy-a.test:443", "CONNECT proxy-b.test:80"}, "socks-secret", false, false},
+		{"socks5 proxy", "socks5://egress:socks-secret@" + sp.Addr(), []string{"--dns=udp://" + d.addr}, sp.Requests,
+			[]string{"CONNECT 127.0.0.1:443", "CONNECT 127.0.0.1:80"}, "socks-secret", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(tc.requests())
+			args := append([]string{"--cache-dir=" + t.TempDir(), "--upstream=https://proxy-a.test", "--ca-file=" + ca.CertFile()}, tc.args...)
+			env := []string{"HTTPS_PROXY=" + tc.proxy, "HTTP_PROXY=" + tc.proxy, "NO_PROXY="}
+			p := startHoloproxy(t, args, env)
+			if tc.build {
+				downloadAndBuild(t, newApp(t, "http://"+p.addr, mods, roots), nil, "through an https egress proxy", sumLineSet(t, mods))
+			} else if status, body, _ := get(t, "http://"+p.addr+info); status != http.StatusOK {
+				t.Errorf("%s through holoproxy: %d %q", info, status, body)
+			}
+			// The plain http upstream, through the same proxy (HTTP_PROXY).
+			plainUp := startHoloproxy(t, append([]string{"--cache-dir=" + t.TempDir(), "--upstream=http://proxy-b.test", "--ca-file=" + ca.CertFile()}, tc.args...), env)
+			if status, body, _ := get(t, "http://"+plainUp.addr+info); status != http.StatusOK {
+				t.Errorf("%s from the http upstream through holoproxy: %d %q", info, status, body)
+			}
+
+			reqs := tc.requests()[before:]
+			for _, w := range tc.want {
+				if !slices.Contains(reqs, w) {
+					t.Errorf("the proxy saw %q; want %q among them", reqs, w)
+				}
+			}
+			for _, r := range reqs {
+				// Probes and prefetches of the http upstream are absolute-form requests too;
+				// anything else (a tunnel to the proxy itself, to another name) is wrong.
+				if !slices.Contains(tc.want, r) && !strings.HasPrefix(r, "GET http://proxy-b.test/") {
+					t.Errorf("the proxy saw %q; want only %q", r, tc.want)
+				}
+			}
+			if tc.dnsLookup && d.count("proxy-a.test") == 0 {
+				t.Error("socks5: holoproxy did not resolve proxy-a.test itself")
+			}
+			if !strings.Contains(p.log.String(), "forward proxy of the environment") {
+				t.Errorf("the start log does not name the forward proxy:\n%s", p.log.String())
+			}
+			_, metrics, _ := get(t, "http://"+p.addr+"/metrics")
+			for what, text := range map[string]string{"log": p.log.String() + plainUp.log.String(), "/metrics": string(metrics)} {
+				if strings.Contains(text, tc.secret) {
+					t.Errorf("the proxy's password appears in the %s", what)
+				}
+			}
+		})
 	}
 }

@@ -328,21 +328,15 @@ func (t *Transport) connect(pctx context.Context, conn net.Conn, p *url.URL, add
 }
 
 // dialSOCKS opens a SOCKS5 tunnel to addr through p (golang.org/x/net/proxy speaks the
-// protocol). socks5h:// sends the upstream's name to the proxy, which resolves it; socks5://
-// resolves it with the Dialer's Resolver first (curl's meaning of the two schemes) and
-// sends an address, the first of the network's family (no racing through the proxy). The
-// Sample's dns is the proxy's lookup, plus the upstream's for socks5://.
+// protocol). socks5:// and socks5h:// both send the upstream's name to the proxy, which
+// resolves it: net/http does so for both, and so does the go command, whose environment
+// holoproxy shares (curl resolves names itself for socks5://; a client whose go command
+// works through the proxy must not find holoproxy failing on a name only the proxy's side
+// resolves). The Sample's dns is the lookup of the proxy's name.
 func (t *Transport) dialSOCKS(ctx context.Context, network string, p *url.URL, addr string) (net.Conn, error) {
 	conn, err := t.dialer.DialContext(ctx, network, proxyAddr(p))
 	if err != nil {
 		return nil, err
-	}
-	target := addr
-	if p.Scheme == "socks5" {
-		if target, err = t.resolveForSOCKS(ctx, network, addr); err != nil {
-			conn.Close()
-			return nil, err
-		}
 	}
 	return t.proxyExchange(ctx, conn, p, func(pctx context.Context, c net.Conn) (net.Conn, error) {
 		var auth *proxy.Auth
@@ -355,7 +349,7 @@ func (t *Transport) dialSOCKS(ctx context.Context, network string, p *url.URL, a
 		if err != nil || !ok {
 			return nil, proxyError(pctx, p, "SOCKS5", ClassOther, fmt.Errorf("no SOCKS5 dialer: %v", err))
 		}
-		tunnel, err := cd.DialContext(pctx, "tcp", target)
+		tunnel, err := cd.DialContext(pctx, "tcp", addr)
 		if err != nil {
 			class := ClassProxySOCKS
 			if strings.Contains(err.Error(), "authentication") { // x/net's texts for method and credential refusals
@@ -375,31 +369,6 @@ func socksCause(err error) error {
 		return oe.Err
 	}
 	return err
-}
-
-// resolveForSOCKS looks up the host of addr for a socks5:// proxy, recording the lookup in
-// the Sample's dns, and returns ip:port.
-func (t *Transport) resolveForSOCKS(ctx context.Context, network, addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", &Error{Class: ClassOther, Phase: PhaseConnect, Err: err}
-	}
-	res := t.dialer.Resolver
-	if res == nil {
-		res = defaultResolver
-	}
-	l, err := res.LookupIP(ctx, host)
-	if rec := RecorderFrom(ctx); rec != nil {
-		rec.addDNS(l)
-	}
-	if err != nil {
-		return "", &Error{Class: ClassOf(err), Phase: PhaseDNS, Err: err}
-	}
-	addrs := filterFamily(l.Addrs, network)
-	if len(addrs) == 0 {
-		return "", &Error{Class: ClassDNSOther, Phase: PhaseDNS, Err: fmt.Errorf("%s has no %s address", host, network)}
-	}
-	return net.JoinHostPort(addrs[0].String(), port), nil
 }
 
 // openConn is the forward dialer of a SOCKS5 dialer whose connection to the proxy is open

@@ -284,7 +284,9 @@ func proxyError(pctx context.Context, p *url.URL, step, class string, err error)
 	switch cause := context.Cause(pctx); {
 	case cause != nil && cause != errConnectTimeout:
 		return &Error{Class: ClassCanceled, Phase: PhaseConnect, Err: fmt.Errorf("proxy %s: %s: %w", proxyName(p), step, pctx.Err())}
-	case cause == errConnectTimeout, errors.As(err, &ne) && ne.Timeout() && class != ClassTimeout:
+	case cause == errConnectTimeout, errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, errProxyTLSTimeout):
+		// The connection's deadline is the context's: it may fire before the context
+		// reports its cause, so a network timeout here is the connect timeout too.
 		class, err = ClassTCPTimeout, fmt.Errorf("%w: %w", errConnectTimeout, err)
 	}
 	return &Error{Class: class, Phase: PhaseConnect, Err: fmt.Errorf("proxy %s: %s: %w", proxyName(p), step, err)}

@@ -143,8 +143,9 @@ type DirectConfig struct {
 	// Direct's own settings (GOPROXY=direct, GOSUMDB=off, the caches) come last.
 	Env []string
 	// Jobs is how many runs may go at once; the others wait. Default 4. Background
-	// fetches (IsBackground: prefetches) may hold at most half of them, and never wait
-	// for one: without a free slot they get ErrDirectBusy at once.
+	// fetches (IsBackground: prefetches) may hold at most half of them (with one job,
+	// none: they get ErrDirectBusy at once), so a client's fetch never waits for more
+	// than the clients' own runs.
 	Jobs int
 	// Timeout bounds one run, clone included. Default 10 minutes.
 	Timeout time.Duration
@@ -567,26 +568,25 @@ const maxOutput = 8 << 20
 func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr error) {
 	d.inRun.Add(1)
 	defer d.inRun.Add(-1)
-	if IsBackground(ctx) {
-		// At most half the slots, and only a free one: a client's fetch never waits
-		// behind a prefetch's run.
+	if b := BackgroundOf(ctx); b != nil && !b.promoted.Load() {
+		// A background fetch holds one of at most half the slots (bgSem), so that the
+		// clients' fetches always have the other half; promoted while it waits for one,
+		// it waits as a client's.
+		if cap(d.bgSem) == 0 {
+			return nil, ErrDirectBusy
+		}
 		select {
 		case d.bgSem <- struct{}{}:
-		default:
-			return nil, ErrDirectBusy
-		}
-		defer func() { <-d.bgSem }()
-		select {
-		case d.sem <- struct{}{}:
-		default:
-			return nil, ErrDirectBusy
-		}
-	} else {
-		select {
-		case d.sem <- struct{}{}:
+			defer func() { <-d.bgSem }()
+		case <-b.Promoted():
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
 		}
+	}
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for a free job: %w", DirectName, context.Cause(ctx))
 	}
 	defer func() { <-d.sem }()
 	defer func() {

@@ -439,9 +439,9 @@ func TestDirectGitStallTimeout(t *testing.T) {
 	t.Logf("%s: %v", took, err)
 }
 
-// Background fetches (prefetches) hold at most half the job slots and never wait: with
-// those taken they are skipped at once (ErrDirectBusy, not counted as fetches), while a
-// client's fetch still gets a slot; promoted, a background fetch is a client's.
+// Background fetches (prefetches) hold at most half the job slots: with those taken they
+// wait, not counted as fetches, while a client's fetch still gets a slot; promoted while
+// waiting, a background fetch goes on as a client's.
 func TestDirectBackgroundShare(t *testing.T) {
 	f := newDirectFixture(t)
 	d, err := NewDirect(context.Background(), DirectConfig{Dir: t.TempDir(), Env: f.git.Env(), Jobs: 2})
@@ -454,7 +454,7 @@ func TestDirectBackgroundShare(t *testing.T) {
 	wg.Add(1)
 	go func() { // a background run that holds the one background slot
 		defer wg.Done()
-		ctx, cancel := context.WithTimeout(bgCtx(context.Background()), 3*time.Second)
+		ctx, cancel := context.WithTimeout(bgCtx(context.Background()), 5*time.Second)
 		defer cancel()
 		d.Client().Fetch(ctx, Request{Kind: KindList, Module: "git.test/repo"})
 	}()
@@ -466,18 +466,31 @@ func TestDirectBackgroundShare(t *testing.T) {
 		t.Fatalf("%d runs going; want the background one", d.Running())
 	}
 	runs, before := d.Runs(), d.Stats()
-	_, err = d.Client().Fetch(bgCtx(context.Background()), Request{Kind: KindLatest, Module: "git.test/repo"})
-	if !errors.Is(err, ErrDirectBusy) || d.Runs() != runs {
-		t.Errorf("second background fetch: %v, %d more runs; want ErrDirectBusy and no run", err, d.Runs()-runs)
+	ctx, cancel := context.WithTimeout(bgCtx(context.Background()), 300*time.Millisecond)
+	defer cancel()
+	_, err = d.Client().Fetch(ctx, Request{Kind: KindLatest, Module: "git.test/repo"})
+	if !errors.Is(err, context.DeadlineExceeded) || d.Runs() != runs {
+		t.Errorf("second background fetch: %v, %d more runs; want it to wait for the background slot, start nothing and give up", err, d.Runs()-runs)
 	}
 	if after := d.Stats(); after.OK != before.OK || after.Failed != before.Failed || after.NotFound != before.NotFound || after.TimedOut != before.TimedOut {
-		t.Errorf("a skipped background fetch was counted: %+v -> %+v", before, after)
+		t.Errorf("an abandoned background fetch was counted: %+v -> %+v", before, after)
 	}
-	// The client's fetch takes the other slot: it starts a run (and gives up on the stall).
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if _, err := d.Client().Fetch(ctx, Request{Kind: KindLatest, Module: "git.test/repo"}); !errors.Is(err, context.DeadlineExceeded) || d.Runs() != runs+1 {
-		t.Errorf("client fetch beside a background run: %v, %d more runs; want one run, cut by its deadline", err, d.Runs()-runs)
+	// A background fetch waiting for the background slot, promoted, takes the free slot.
+	b := &Background{}
+	promotedDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(WithBackground(context.Background(), b), 600*time.Millisecond)
+		defer cancel()
+		_, err := d.Client().Fetch(ctx, Request{Kind: KindInfo, Module: "git.test/repo", Version: "v1.0.0"})
+		promotedDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if d.Runs() != runs {
+		t.Errorf("a background fetch started a run with the background slot taken")
+	}
+	b.Promote()
+	if err := <-promotedDone; !errors.Is(err, context.DeadlineExceeded) || d.Runs() != runs+1 {
+		t.Errorf("promoted background fetch: %v, %d more runs; want one run (cut by its deadline on the stalled origin)", err, d.Runs()-runs)
 	}
 	f.git.SetStall(false)
 	wg.Wait()
@@ -491,9 +504,9 @@ func TestDirectBackgroundShare(t *testing.T) {
 	if _, err := d1.Client().Fetch(bgCtx(context.Background()), Request{Kind: KindList, Module: "git.test/repo"}); !errors.Is(err, ErrDirectBusy) || d1.Runs() != r0 {
 		t.Errorf("background fetch with one job: %v, %d runs; want ErrDirectBusy, none", err, d1.Runs()-r0)
 	}
-	b := &Background{}
-	b.Promote()
-	pctx, pcancel := context.WithTimeout(WithBackground(context.Background(), b), 2*time.Minute)
+	b1 := &Background{}
+	b1.Promote()
+	pctx, pcancel := context.WithTimeout(WithBackground(context.Background(), b1), 2*time.Minute)
 	defer pcancel()
 	resp, err := d1.Client().Fetch(pctx, Request{Kind: KindList, Module: "git.test/repo"})
 	if err != nil {

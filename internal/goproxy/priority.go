@@ -3,21 +3,43 @@ package goproxy
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 )
 
 // Background marks the fetches of work nobody waits for yet (the prefetcher's): scarce
 // capacity, direct's job slots, goes to the clients' fetches first. A client that comes
-// to share a background fetch promotes it.
+// to share a background fetch promotes it. The zero value is ready to use.
 type Background struct {
 	promoted atomic.Bool
+	mu       sync.Mutex
+	ch       chan struct{} // closed by Promote; made by the first Promoted
 }
 
-// Promote makes the fetches under b foreground from now on.
+// Promote makes the fetches under b foreground from now on, waking those waiting as
+// background.
 func (b *Background) Promote() {
-	if b != nil {
-		b.promoted.Store(true)
+	if b == nil {
+		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.promoted.Swap(true) && b.ch != nil {
+		close(b.ch)
+	}
+}
+
+// Promoted returns a channel closed once b is promoted.
+func (b *Background) Promoted() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+		if b.promoted.Load() {
+			close(b.ch)
+		}
+	}
+	return b.ch
 }
 
 type backgroundKey struct{}
@@ -39,8 +61,7 @@ func IsBackground(ctx context.Context) bool {
 	return b != nil && !b.promoted.Load()
 }
 
-// ErrDirectBusy is the answer of direct to a background fetch when none of the job slots
-// background fetches may use is free: the fetch is skipped, never queued (a client's
-// fetch would wait behind it) and never counted as a failure. A client's fetch does not
-// get it.
-var ErrDirectBusy = errors.New(DirectName + ": no job free for background fetches")
+// ErrDirectBusy is the answer of direct to a background fetch when background fetches
+// may hold none of its job slots (one job in all): the fetch is skipped, never counted
+// as a failure. A client's fetch does not get it.
+var ErrDirectBusy = errors.New(DirectName + ": no job for background fetches")

@@ -20,18 +20,7 @@ import (
 func TestEgressProxyWithGoCommand(t *testing.T) {
 	mods, roots := fixtureModules()
 	o := newOrigin(t, mods)
-	ca, err := lab.NewCA(filepath.Join(t.TempDir(), "ca.pem"), "e2e egress")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue("proxy-a.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewUnstartedServer(o)
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	ca, up := tlsUpstream(t, o)
 	fp := lab.StartForwardProxy(t)
 	fp.Route("proxy-a.test:443", up.Listener.Addr().String())
 	fp.RequireAuth("egress", "egress-secret")
@@ -84,18 +73,7 @@ func TestEgressProxyWithGoCommand(t *testing.T) {
 func TestEgressProxyTLSAndSOCKS(t *testing.T) {
 	mods, roots := fixtureModules()
 	o := newOrigin(t, mods)
-	ca, err := lab.NewCA(filepath.Join(t.TempDir(), "ca.pem"), "e2e egress tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue("proxy-a.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewUnstartedServer(o)
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	ca, up := tlsUpstream(t, o)
 	plain := httptest.NewServer(o)
 	t.Cleanup(plain.Close)
 
@@ -171,4 +149,23 @@ func TestEgressProxyTLSAndSOCKS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tlsUpstream serves h over HTTPS as proxy-a.test, with a certificate of a new lab CA
+// (returned, for --ca-file and for proxies that need one too).
+func tlsUpstream(t *testing.T, h http.Handler) (*lab.CA, *httptest.Server) {
+	t.Helper()
+	ca, err := lab.NewCA(filepath.Join(t.TempDir(), "ca.pem"), "e2e egress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("proxy-a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(h)
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	return ca, up
 }

@@ -9,9 +9,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/holoproxy/holoproxy/internal/checksum"
@@ -32,6 +34,7 @@ type warmOptions struct {
 	gosumdb    string
 	sumdbDir   string
 	direct     directOptions
+	directMax  byteSize // --direct-max-size
 	toolchain  bool
 	progress   string
 	timeout    time.Duration
@@ -117,6 +120,7 @@ func newWarmCmd() *cobra.Command {
 	f.StringVar(&o.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, else a periodic line), bar, plain or off")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on each upstream request")
 	o.direct.register(f)
+	f.Var(&o.directMax, "direct-max-size", "after warming, keep the version control clones of direct (holoproxy/direct under the user cache directory, kept between runs so the next run fetches rather than clones) under this size by deleting those used longest ago; 0 keeps them all")
 	o.net.register(f)
 	return cmd
 }
@@ -191,6 +195,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	if err != nil {
 		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
 	}
+	var direct *goproxy.Direct
 	if chain.HasDirect() && o.direct.jobs > 0 {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -201,6 +206,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 			return err
 		}
 		chain.UseDirect(d)
+		direct = d
 	}
 	var verifier *checksum.Verifier
 	if o.sumdb {
@@ -217,6 +223,18 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		Progress: prog,
 	})
 	warm.WriteSummary(stderr, res, samples.All())
+	if direct != nil && o.directMax > 0 {
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		pr, perr := direct.Prune(pctx, int64(o.directMax), int64(o.directMax)/10*9)
+		cancel()
+		switch {
+		case perr != nil:
+			fmt.Fprintf(stderr, "holoproxy warm: keeping direct's clones under --direct-max-size: %v\n", perr)
+		case pr.Clones > 0:
+			fmt.Fprintf(stderr, "direct: %d clones removed (%s -> %s, --direct-max-size %s): %s\n", pr.Clones,
+				humanize.IBytes(uint64(pr.Size)), humanize.IBytes(uint64(pr.After)), o.directMax, strings.Join(pr.Removed, " "))
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -413,7 +413,8 @@ func TestWarmFromDirect(t *testing.T) {
 		t.Fatalf("go mod tidy straight from git: %v\n%s", err, out)
 	}
 	want := goSumLines(t, ref)
-	env := append(f.git.Env(), "XDG_CACHE_HOME="+t.TempDir(), "GOPRIVATE=git.test", "GOFLAGS=", "GOWORK=off")
+	cache := t.TempDir()
+	env := append(f.git.Env(), "XDG_CACHE_HOME="+cache, "GOPRIVATE=git.test", "GOFLAGS=", "GOWORK=off")
 
 	tree := filepath.Join(t.TempDir(), "tree")
 	if code, out := runHoloproxy(t, env, "warm", "--proxy="+f.origin.URL+",direct", "--direct-jobs=0",
@@ -423,6 +424,20 @@ func TestWarmFromDirect(t *testing.T) {
 	if code, out := runHoloproxy(t, env, "warm", "--proxy="+f.origin.URL+",direct", "--to="+tree,
 		"--progress=off", ref.app); code != 0 {
 		t.Fatalf("warm from direct: exit %d\n%s", code, out)
+	}
+	// The clones stay for the next run, unless --direct-max-size says otherwise.
+	clones := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cache, "holoproxy", "direct", "modcache", "cache", "vcs", "*.info"))
+		return m
+	}
+	if n := len(clones()); n != 2 {
+		t.Fatalf("%d clones kept after warm; want git.test/lib's and git.test/util's", n)
+	}
+	tree2 := filepath.Join(t.TempDir(), "tree")
+	code, out := runHoloproxy(t, env, "warm", "--proxy="+f.origin.URL+",direct", "--to="+tree2,
+		"--progress=off", "--direct-max-size=1KiB", ref.app)
+	if code != 0 || len(clones()) != 0 || !strings.Contains(out, "2 clones removed") || !strings.Contains(out, "git.test/util") {
+		t.Fatalf("warm --direct-max-size=1KiB: exit %d, clones %v\n%s", code, clones(), out)
 	}
 
 	f.git.SetDown(true)

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"os"
 	rtrace "runtime/trace"
-	"sync"
 	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
-	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
 // DirectOptions configure the runs of the go command for the chain's "direct" entry, as
@@ -111,79 +109,22 @@ func (ds *directs) close() error {
 	return errors.Join(errs...)
 }
 
-// stepLog gathers the steps of one fetch through direct.
-type stepLog struct {
-	mu    sync.Mutex
-	steps []goproxy.DirectStep
-}
-
-func (l *stepLog) add(s goproxy.DirectStep) {
-	l.mu.Lock()
-	l.steps = append(l.steps, s)
-	l.mu.Unlock()
-}
-
 // fetchDirect fetches r through the direct entry c, reads the answer to its end and
-// records the exchange's Sample, with the go command's steps.
+// records the exchange's Sample, with the go command's steps (goproxy.DirectRecorder).
 func (p *pass) fetchDirect(ctx context.Context, c *goproxy.Client, r goproxy.Request) ([]byte, error) {
-	var log stepLog
-	start := time.Now()
+	dctx, rec := goproxy.RecordDirect(ctx, c, r)
 	var body []byte
 	var n int64
-	var fetched time.Time
 	var err error
 	rtrace.WithRegion(ctx, "direct", func() {
-		resp, ferr := c.Fetch(goproxy.WithDirectSteps(ctx, log.add), r)
-		fetched, err = time.Now(), ferr
-		if ferr != nil {
+		resp, ferr := c.Fetch(dctx, r)
+		rec.Fetched()
+		if err = ferr; ferr != nil {
 			return
 		}
 		defer resp.Body.Close()
 		body, n, err = readAnswer(resp.Body, r)
 	})
-	log.mu.Lock()
-	steps := log.steps
-	log.mu.Unlock()
-	p.col.Observe(directSample(c.Name(), c.URL(r), string(r.Kind), start, fetched, time.Now(), n, steps, err))
+	p.col.Observe(rec.Sample(n, err))
 	return body, err
-}
-
-// directSample is the Sample of a fetch through direct that started at start, had its
-// answer at fetched (zero when it failed before), was read to its end at end, with n
-// bytes, the go command's steps and err. The steps become its lookup, vcs and go phases;
-// reading the file the go command left is its transfer.
-func directSample(upstream, url, kind string, start, fetched, end time.Time, n int64, steps []goproxy.DirectStep, err error) netobs.Sample {
-	s := netobs.Sample{Upstream: upstream, Kind: kind, URL: url, Start: start, Total: end.Sub(start), Bytes: n}
-	phase := map[string]netobs.Phase{
-		goproxy.DirectStepLookup: netobs.PhaseLookup, goproxy.DirectStepVCS: netobs.PhaseVCS, goproxy.DirectStepRun: netobs.PhaseGo,
-	}
-	for _, st := range steps {
-		ph, ok := phase[st.Kind]
-		if !ok {
-			continue
-		}
-		off := max(0, st.Start.Sub(start))
-		d := min(st.Took, s.Total-off) // -x rounds to the millisecond
-		s.Steps = append(s.Steps, netobs.Step{Phase: ph, Command: st.Command, Offset: off, Duration: max(0, d), Result: st.Result})
-	}
-	s.SetStepPhases()
-	if !fetched.IsZero() && err == nil {
-		s.Transfer = end.Sub(fetched)
-	}
-	var de *goproxy.DirectError
-	switch {
-	case err == nil:
-		s.Status = 200
-		return s
-	case errors.As(err, &de):
-		s.ErrClass = de.Class()
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		s.ErrClass = netobs.ClassCanceled
-	case errors.Is(err, goproxy.ErrTooLarge):
-		s.ErrClass = netobs.ClassInvalidResponse
-	default:
-		s.ErrClass = netobs.ClassOther
-	}
-	s.Err = err.Error()
-	return s
 }

@@ -31,8 +31,11 @@ type Metrics struct {
 
 // upstreamMetrics holds the label-bound children of one upstream.
 type upstreamMetrics struct {
-	name           string
-	phase          [len(phaseOrder)]prometheus.Observer // indexed like Phases
+	name string
+	// phase holds the histogram of each phase (indexed like phaseOrder), made when the
+	// upstream first has the phase: an HTTP upstream never shows direct's step phases,
+	// nor direct the phases of an HTTP exchange.
+	phase          [len(phaseOrder)]atomic.Pointer[phaseObserver]
 	reused, opened prometheus.Counter
 	// codes holds the request counter of each status code (index 0: no answer), made on
 	// first use; an array, not a map, so that no lookup boxes the code.
@@ -41,8 +44,23 @@ type upstreamMetrics struct {
 
 type codeCounter struct{ prometheus.Counter }
 
-// phaseOrder fixes the array size of upstreamMetrics.phase; it must match Phases.
-var phaseOrder = [...]Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer}
+type phaseObserver struct{ prometheus.Observer }
+
+// phaseOrder fixes the array size of upstreamMetrics.phase: the phases of an HTTP
+// exchange (Phases), then those of one answered by a child process (StepPhases).
+var phaseOrder = [...]Phase{PhaseDNS, PhaseConnect, PhaseTLS, PhaseTTFB, PhaseTransfer, PhaseLookup, PhaseVCS, PhaseGo}
+
+// observePhase observes d in the histogram of phase i, made on first use.
+func (u *upstreamMetrics) observePhase(m *Metrics, i int, d float64) {
+	o := u.phase[i].Load()
+	if o == nil {
+		o = &phaseObserver{m.phase.WithLabelValues(u.name, string(phaseOrder[i]))}
+		if !u.phase[i].CompareAndSwap(nil, o) {
+			o = u.phase[i].Load()
+		}
+	}
+	o.Observe(d)
+}
 
 func (m *Metrics) upstream(up string) *upstreamMetrics {
 	if u := m.last.Load(); u != nil && u.name == up {
@@ -56,9 +74,6 @@ func (m *Metrics) upstream(up string) *upstreamMetrics {
 		name:   up,
 		reused: m.conns.WithLabelValues(up, "reused"),
 		opened: m.conns.WithLabelValues(up, "new"),
-	}
-	for i, p := range phaseOrder {
-		u.phase[i] = m.phase.WithLabelValues(up, string(p))
 	}
 	actual, _ := m.byUpstream.LoadOrStore(up, u)
 	return actual.(*upstreamMetrics)
@@ -87,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "holoproxy_upstream_phase_seconds",
-			Help:    "Duration of each phase of upstream exchanges (dns, connect, tls, ttfb, transfer).",
+			Help:    "Duration of each phase of upstream exchanges (dns, connect, tls, ttfb, transfer; for direct: lookup, vcs, go, transfer).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"upstream", "phase"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -133,7 +148,7 @@ func (m *Metrics) Observe(s Sample) {
 	u := m.upstream(up)
 	for i, p := range phaseOrder {
 		if d := s.PhaseDuration(p); d > 0 {
-			u.phase[i].Observe(d.Seconds())
+			u.observePhase(m, i, d.Seconds())
 		}
 	}
 	u.code(m, up, s.Status).Inc()

@@ -111,6 +111,32 @@ func seedTraffic(ring *Ring, now time.Time) int {
 	return n
 }
 
+// seedDirect adds fetches through direct over the last two minutes before now: go runs of
+// about two seconds, with a go-get lookup and git commands inside them, and a failure.
+// It returns how many Samples it added.
+func seedDirect(ring *Ring, now time.Time) int {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	n := 0
+	for i := range 12 {
+		s := netobs.Sample{Upstream: "direct", Kind: []string{"info", "mod", "zip"}[i%3], Start: now.Add(-time.Duration(120-10*i) * time.Second),
+			URL: "direct/git.corp.test/lib/@v/v1." + string(rune('0'+i%10)) + ".0.info", Status: 200, Bytes: 2048,
+			Transfer: ms(4), Total: ms(2300 + 50*i), Steps: []netobs.Step{
+				{Phase: netobs.PhaseGo, Command: "go list -m -json git.corp.test/lib@v1.0.0", Offset: ms(10), Duration: ms(2250 + 50*i)},
+				{Phase: netobs.PhaseLookup, Command: "GET https://git.corp.test/lib?go-get=1", Offset: ms(120), Duration: ms(180)},
+				{Phase: netobs.PhaseVCS, Command: "git ls-remote -q origin", Offset: ms(320), Duration: ms(400)},
+				{Phase: netobs.PhaseVCS, Command: "git fetch -f origin refs/tags/v1.0.0", Offset: ms(740), Duration: ms(1200 + 40*i)},
+			}}
+		if i == 11 {
+			s.Status, s.Transfer, s.Bytes = 0, 0, 0
+			s.ErrClass, s.Err = "direct_failed", "direct: unable to access 'https://git.corp.test/lib/': 503"
+		}
+		s.SetStepPhases()
+		ring.Observe(s)
+		n++
+	}
+	return n
+}
+
 // TestDashboardInBrowser loads the page in headless Chromium: no console errors, heatmap
 // cells after traffic, and a state change shown without a reload.
 func TestDashboardInBrowser(t *testing.T) {
@@ -188,6 +214,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("fed %d Samples", n)
 	poll("heatmap cells after traffic", `document.querySelectorAll('#heatmap .cell.v').length > 100`)
 	poll("waterfalls after traffic", `document.querySelectorAll('#slowest .wf').length === 8`)
+
+	// direct's rows are the go command's phases, not an HTTP exchange's.
+	t.Logf("fed %d Samples of direct", seedDirect(ring, time.Now()))
+	poll("direct's heatmap rows with their phases",
+		`(() => { const labs = [...document.querySelectorAll('#heatmap .lab[data-upstream="direct"]')].map((l) => l.textContent).join(','); return labs === 'lookup,vcs,go,transfer,errors'; })()`)
+	poll("direct's heatmap cells",
+		`['lookup', 'vcs', 'go', 'transfer', 'errors'].every((p) => document.querySelectorAll('#heatmap .cell.v[data-upstream="direct"][data-phase="' + p + '"]').length > 0) && document.querySelectorAll('#heatmap .cell[data-upstream="direct"][data-phase="dns"]').length === 0`)
+	poll("a tooltip that says what direct's vcs phase is",
+		`(() => { const c = document.querySelector('#heatmap .cell.v[data-upstream="direct"][data-phase="vcs"]'); return !!c && c.title.includes('vcs') && c.title.includes('git fetch'); })()`)
+	poll("direct's waterfalls with their phases and slowest step",
+		`(() => { const ws = [...document.querySelectorAll('#slowest .wf.direct')]; return ws.length > 0 && ws.some((w) => ['lookup', 'vcs', 'go', 'transfer'].every((p) => w.querySelector('.seg.' + p))) && ws.every((w) => !w.querySelector('.seg.dns') && w.querySelector('.what').title.includes('slowest step: git fetch')) && ws.some((w) => w.querySelector('.seg.failed')); })()`)
+	poll("the phase legend with direct's phases",
+		`['lookup', 'vcs', 'go'].every((p) => document.getElementById('phase-legend').textContent.includes(p))`)
 
 	fh.set(1, health.StateUnhealthy, 0.38, time.Now(), "3 failures in a row, last tcp_timeout")
 	poll("B shown unhealthy without a reload",

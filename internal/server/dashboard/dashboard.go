@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/health"
 	"github.com/holoproxy/holoproxy/internal/netobs"
 )
@@ -245,7 +246,9 @@ type Heatmap struct {
 	Rows     []Row     `json:"rows"`
 }
 
-// Row is one heatmap row. Phase is a netobs phase name or "errors".
+// Row is one heatmap row. Phase is a netobs phase name or "errors": for an HTTP upstream
+// the rows of netobs.Phases (dns, connect, tls, ttfb, transfer), for direct (fetches by
+// the go command) those of netobs.StepPhases (lookup, vcs, go, transfer).
 type Row struct {
 	Upstream string  `json:"upstream"`
 	Phase    string  `json:"phase"`
@@ -283,7 +286,57 @@ type Request struct {
 	TTFBms     float64   `json:"ttfb_ms"`
 	Transferms float64   `json:"transfer_ms"`
 	Totalms    float64   `json:"total_ms"`
+	// A fetch through direct has no dns, connect, tls nor ttfb but the phases of the go
+	// command's run (netobs.StepPhases), laid out in Spans (the transfer last), and its
+	// slowest step: its command and duration.
+	Lookupms   float64 `json:"lookup_ms,omitempty"`
+	VCSms      float64 `json:"vcs_ms,omitempty"`
+	Goms       float64 `json:"go_ms,omitempty"`
+	Spans      []Span  `json:"spans,omitempty"`
+	SlowStep   string  `json:"slow_step,omitempty"`
+	SlowStepms float64 `json:"slow_step_ms,omitempty"`
 }
+
+// Span is one phase of a direct fetch placed on its time line, in milliseconds from its
+// start.
+type Span struct {
+	Phase  string  `json:"phase"`
+	Fromms float64 `json:"from_ms"`
+	Toms   float64 `json:"to_ms"`
+}
+
+// stepped reports whether s was answered by a child process (direct): it has Steps or
+// their phases.
+func stepped(s *netobs.Sample) bool {
+	return len(s.Steps) > 0 || s.Lookup > 0 || s.VCS > 0 || s.Go > 0
+}
+
+// directRequest adds to r what a fetch through direct has: its step phases, their spans
+// and its slowest step other than the run itself.
+func directRequest(r *Request, s *netobs.Sample) {
+	r.Lookupms, r.VCSms, r.Goms = ms(s.Lookup), ms(s.VCS), ms(s.Go)
+	for _, sp := range netobs.StepSpans(s.Steps) {
+		r.Spans = append(r.Spans, Span{Phase: string(sp.Phase), Fromms: ms(sp.From), Toms: ms(sp.To)})
+	}
+	if s.Transfer > 0 {
+		from := max(0, s.Total-s.Transfer)
+		r.Spans = append(r.Spans, Span{Phase: string(netobs.PhaseTransfer), Fromms: ms(from), Toms: ms(from + s.Transfer)})
+	}
+	var slow *netobs.Step
+	for i := range s.Steps {
+		st := &s.Steps[i]
+		if st.Phase != netobs.PhaseGo && (slow == nil || st.Duration > slow.Duration) {
+			slow = st
+		}
+	}
+	if slow != nil {
+		r.SlowStep, r.SlowStepms = slow.Command, ms(slow.Duration)
+	}
+}
+
+// phaseOrder lists every phase a Sample may have: an HTTP exchange's, then a child
+// process's.
+var phaseOrder = append(slices.Clone(netobs.Phases), netobs.PhaseLookup, netobs.PhaseVCS, netobs.PhaseGo)
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 
@@ -357,6 +410,9 @@ func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
 	errs := map[key]int{}
 	var recent []netobs.Sample
 	upstreams := slices.Clone(doc.Upstreams)
+	// The phases of each upstream's rows: direct's (and those of any upstream answered by
+	// a child process) are the go command's steps.
+	phases := map[string][]netobs.Phase{goproxy.DirectName: netobs.StepPhases}
 	for _, s := range h.cfg.Samples.Samples() {
 		if s.Upstream == "" || s.Start.Before(start) || !s.Start.Before(end) || s.ErrClass == netobs.ClassCanceled {
 			continue
@@ -365,8 +421,11 @@ func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
 			order[s.Upstream] = len(upstreams)
 			upstreams = append(upstreams, Upstream{Name: s.Upstream})
 		}
+		if stepped(&s) {
+			phases[s.Upstream] = netobs.StepPhases
+		}
 		col := int(s.Start.Sub(start) / bucket)
-		for _, p := range netobs.Phases {
+		for _, p := range phaseOrder {
 			if d := s.PhaseDuration(p); d > 0 {
 				k := key{s.Upstream, string(p), col}
 				durs[k] = append(durs[k], d)
@@ -378,7 +437,11 @@ func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
 		recent = append(recent, s)
 	}
 	for _, u := range upstreams {
-		for _, p := range append(slices.Clone(netobs.Phases), "errors") {
+		ps, ok := phases[u.Name]
+		if !ok {
+			ps = netobs.Phases
+		}
+		for _, p := range append(slices.Clone(ps), "errors") {
 			row := Row{Upstream: u.Name, Phase: string(p), Cells: make([]*Cell, cols)}
 			for c := range cols {
 				k := key{u.Name, string(p), c}
@@ -408,9 +471,13 @@ func (h *Handler) heatmap(doc *Chain, now time.Time, order map[string]int) {
 	})
 	for _, s := range recent[:min(len(recent), h.cfg.Slowest)] {
 		path := strings.TrimPrefix(s.URLString(), s.Upstream)
-		doc.Slowest = append(doc.Slowest, Request{Upstream: s.Upstream, Kind: s.Kind, Path: path, Start: s.Start,
+		r := Request{Upstream: s.Upstream, Kind: s.Kind, Path: path, Start: s.Start,
 			Status: s.Status, ErrClass: s.ErrClass, Reused: s.Reused, Proto: s.Proto, Bytes: s.Bytes,
 			DNSms: ms(s.DNS), Connectms: ms(s.Connect), TLSms: ms(s.TLS), TTFBms: ms(s.TTFB),
-			Transferms: ms(s.Transfer), Totalms: ms(s.Total)})
+			Transferms: ms(s.Transfer), Totalms: ms(s.Total)}
+		if stepped(&s) || s.Upstream == goproxy.DirectName {
+			directRequest(&r, &s)
+		}
+		doc.Slowest = append(doc.Slowest, r)
 	}
 }

@@ -190,3 +190,117 @@ func TestCacheCounter(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// directSample is a fetch through direct at start: a go run of 300 ms with a go-get
+// lookup of 40 ms and a git fetch of 150 ms inside it, then 5 ms reading the file.
+func directSample(start time.Time, kind string) netobs.Sample {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	s := netobs.Sample{Upstream: "direct", Kind: kind, URL: "direct/git.test/repo/@v/v1.0.0." + kind, Start: start,
+		Status: 200, Bytes: 120, Transfer: ms(5), Total: ms(310), Steps: []netobs.Step{
+			{Phase: netobs.PhaseLookup, Command: "GET https://git.test/repo?go-get=1", Offset: ms(10), Duration: ms(40), Result: "200 OK"},
+			{Phase: netobs.PhaseVCS, Command: "git fetch -f origin refs/tags/v1.0.0", Offset: ms(60), Duration: ms(150)},
+			{Phase: netobs.PhaseGo, Command: "go list -m -json git.test/repo@v1.0.0", Offset: ms(5), Duration: ms(300)},
+		}}
+	s.SetStepPhases()
+	return s
+}
+
+// TestSnapshotDirect: direct's heatmap rows are its step phases (lookup, vcs, go,
+// transfer and errors, none of dns, connect, tls, ttfb), its waterfall carries the
+// phases, their spans and the slowest step, and the HTTP upstreams' rows and fields stay.
+func TestSnapshotDirect(t *testing.T) {
+	now := time.Date(2026, 3, 4, 10, 0, 2, 0, time.UTC)
+	fh := &fakeHealth{statuses: []health.Status{status("https://proxy-a.test", health.StateHealthy, 0.95, now.Add(-time.Hour))}}
+	ring := NewRing(16)
+	ring.Observe(netobs.Sample{Upstream: "https://proxy-a.test", Kind: "mod", URL: "https://proxy-a.test/m/@v/v1.0.0.mod",
+		Start: now.Add(-time.Second), TTFB: 40 * time.Millisecond, Total: 50 * time.Millisecond, Status: 200})
+	ring.Observe(directSample(now.Add(-time.Second), "mod"))
+	// Answered from a file an earlier run left: a transfer alone, still direct's.
+	ring.Observe(netobs.Sample{Upstream: "direct", Kind: "info", Start: now.Add(-time.Second), Status: 200,
+		Transfer: time.Millisecond, Total: time.Millisecond})
+	ring.Observe(netobs.Sample{Upstream: "direct", Kind: "zip", Start: now.Add(-time.Second), ErrClass: "direct_not_found",
+		Total: 80 * time.Millisecond, Steps: []netobs.Step{{Phase: netobs.PhaseGo, Duration: 80 * time.Millisecond}}, Go: 80 * time.Millisecond})
+	h := New(Config{Health: fh, Samples: ring, Now: func() time.Time { return now }})
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/chain", nil))
+	var doc Chain
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range doc.Heatmap.Rows {
+		got = append(got, r.Upstream+" "+r.Phase)
+	}
+	want := []string{
+		"https://proxy-a.test dns", "https://proxy-a.test connect", "https://proxy-a.test tls", "https://proxy-a.test ttfb",
+		"https://proxy-a.test transfer", "https://proxy-a.test errors",
+		"direct lookup", "direct vcs", "direct go", "direct transfer", "direct errors",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("heatmap rows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cell := func(phase string) *Cell {
+		for _, r := range doc.Heatmap.Rows {
+			if r.Upstream == "direct" && r.Phase == phase {
+				return r.Cells[59]
+			}
+		}
+		return nil
+	}
+	for phase, want := range map[string]Cell{
+		"lookup": {P90ms: 40, N: 1}, "vcs": {P90ms: 150, N: 1}, "go": {P90ms: 110, N: 2}, "transfer": {P90ms: 5, N: 2},
+		"errors": {N: 1, Errors: 1},
+	} {
+		if c := cell(phase); c == nil || *c != want {
+			t.Errorf("direct %s: %+v; want %+v", phase, c, want)
+		}
+	}
+	for _, u := range doc.Upstreams {
+		if u.Name == "direct" {
+			t.Errorf("direct among the scored upstreams: %+v", u)
+		}
+	}
+	var slow *Request
+	for i := range doc.Slowest {
+		if doc.Slowest[i].Upstream == "direct" && doc.Slowest[i].Kind == "mod" {
+			slow = &doc.Slowest[i]
+		}
+	}
+	if slow == nil {
+		t.Fatalf("no direct .mod among the slowest %+v", doc.Slowest)
+	}
+	if slow.Lookupms != 40 || slow.VCSms != 150 || slow.Goms != 110 || slow.Transferms != 5 || slow.Totalms != 310 ||
+		slow.DNSms != 0 || slow.TTFBms != 0 || slow.Path != "/git.test/repo/@v/v1.0.0.mod" {
+		t.Errorf("direct waterfall %+v", slow)
+	}
+	if slow.SlowStep != "git fetch -f origin refs/tags/v1.0.0" || slow.SlowStepms != 150 {
+		t.Errorf("slowest step %q %v; want the git fetch, 150 ms", slow.SlowStep, slow.SlowStepms)
+	}
+	wantSpans := []Span{{"go", 5, 10}, {"lookup", 10, 50}, {"go", 50, 60}, {"vcs", 60, 210}, {"go", 210, 305}, {"transfer", 305, 310}}
+	if len(slow.Spans) != len(wantSpans) {
+		t.Fatalf("spans %+v; want %+v", slow.Spans, wantSpans)
+	}
+	for i := range wantSpans {
+		if slow.Spans[i] != wantSpans[i] {
+			t.Errorf("span %d: %+v; want %+v", i, slow.Spans[i], wantSpans[i])
+		}
+	}
+	// The old fields stay, and HTTP exchanges get none of the new ones.
+	var raw struct {
+		Slowest []map[string]any `json:"slowest"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range raw.Slowest {
+		for _, k := range []string{"dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "total_ms", "upstream", "kind", "path"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("%v lacks %s", r, k)
+			}
+		}
+		if _, ok := r["spans"]; ok != (r["upstream"] == "direct") {
+			t.Errorf("%v: spans for an HTTP exchange, or none for direct", r)
+		}
+	}
+}

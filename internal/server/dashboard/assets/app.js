@@ -5,6 +5,14 @@
 (function () {
   const POLL_MS = 1000;
   const PHASES = ["dns", "connect", "tls", "ttfb", "transfer"];
+  // The phases of a fetch through direct (the go command's run), from api/chain's spans.
+  const STEP_PHASES = ["lookup", "vcs", "go", "transfer"];
+  const PHASE_HELP = {
+    lookup: "go-get discovery GETs (https://host/path?go-get=1)",
+    vcs: "version control commands (git ls-remote, git fetch, ...)",
+    go: "the rest of the go command's run: start-up, module cache, checks, zips",
+    transfer: "reading the answer",
+  };
   // Latency colour stops: milliseconds → colour, interpolated on a log scale.
   const STOPS = [
     [1, [31, 111, 139]],
@@ -258,9 +266,14 @@
         g.style.gridColumn = "1 / -1";
         box.append(g);
       }
-      box.append(el("div", "lab", row.phase));
+      const lab = el("div", "lab", row.phase);
+      lab.dataset.upstream = row.upstream;
+      if (row.upstream === "direct" && PHASE_HELP[row.phase]) lab.title = PHASE_HELP[row.phase];
+      box.append(lab);
       row.cells.forEach((c, i) => {
         const cell = el("div", "cell");
+        cell.dataset.upstream = row.upstream;
+        cell.dataset.phase = row.phase;
         if (c) {
           cell.classList.add("v");
           const at = new Date(new Date(hm.start).getTime() + i * hm.bucket_ms);
@@ -270,7 +283,8 @@
             cell.title = short(row.upstream) + " · " + fmtTime(at) + " · " + c.errors + " failed";
           } else {
             cell.style.background = colour(c.p90_ms);
-            cell.title = short(row.upstream) + " · " + row.phase + " · " + fmtTime(at) + " · p90 " + fmtMs(c.p90_ms) + " over " + c.n;
+            cell.title = short(row.upstream) + " · " + row.phase + " · " + fmtTime(at) + " · p90 " + fmtMs(c.p90_ms) + " over " + c.n +
+              (row.upstream === "direct" && PHASE_HELP[row.phase] ? " · " + PHASE_HELP[row.phase] : "");
           }
         }
         box.append(cell);
@@ -306,7 +320,7 @@
 
     const pl = document.getElementById("phase-legend");
     pl.replaceChildren();
-    for (const p of PHASES) {
+    for (const p of PHASES.concat(STEP_PHASES.filter((q) => !PHASES.includes(q)))) {
       const s = el("span");
       const sw2 = el("span", "sw");
       sw2.style.background = "var(--" + p + ")";
@@ -324,7 +338,8 @@
     for (const r of reqs) {
       const row = el("div", "wf");
       const what = el("div", "what");
-      what.title = r.upstream + r.path + (r.reused ? " (reused connection)" : " (new connection)") + (r.proto ? " " + r.proto : "");
+      what.title = r.spans ? r.upstream + r.path + " (fetched by the go command)"
+        : r.upstream + r.path + (r.reused ? " (reused connection)" : " (new connection)") + (r.proto ? " " + r.proto : "");
       const l1 = el("div", "l1");
       l1.append(el("span", "kind", r.kind || "?"), el("span", "", r.path.replace(/^\//, "")));
       const l2 = el("div", "l2");
@@ -332,9 +347,36 @@
       if (r.err_class) l2.append(el("span", "err", " · ✕ " + r.err_class));
       else if (r.status >= 500 || r.status === 429) l2.append(el("span", "err", " · " + r.status));
       else if (r.status && r.status !== 200) l2.append(el("span", "up", " · " + r.status));
+      else if (r.spans) l2.append(el("span", "up", " · go command" + (r.bytes ? " · " + fmtBytes(r.bytes) : "")));
       else l2.append(el("span", "up", " · " + (r.reused ? "reused" : "new conn") + (r.bytes ? " · " + fmtBytes(r.bytes) : "")));
       what.append(l1, l2);
       const track = el("div", "track");
+      if (r.spans) {
+        // direct: the go command's phases where they happened, the slowest step named.
+        row.classList.add("direct");
+        if (r.slow_step) what.title += " · slowest step: " + r.slow_step + " (" + fmtMs(r.slow_step_ms) + ")";
+        let end = 0;
+        r.spans.forEach((sp, i) => {
+          const last = i === r.spans.length - 1;
+          const seg = el("div", "seg " + sp.phase + (r.err_class && last ? " failed" : ""));
+          seg.style.left = (sp.from_ms / maxT) * 100 + "%";
+          seg.style.width = ((sp.to_ms - sp.from_ms) / maxT) * 100 + "%";
+          seg.title = sp.phase + " " + fmtMs(sp.to_ms - sp.from_ms) + (PHASE_HELP[sp.phase] ? " · " + PHASE_HELP[sp.phase] : "") +
+            (r.err_class && last ? " · " + r.err_class : "");
+          track.append(seg);
+          end = Math.max(end, sp.to_ms);
+        });
+        if (r.err_class && r.total_ms > end) {
+          const seg = el("div", "seg failed");
+          seg.style.left = (end / maxT) * 100 + "%";
+          seg.style.width = ((r.total_ms - end) / maxT) * 100 + "%";
+          seg.title = r.err_class + " after " + fmtMs(r.total_ms);
+          track.append(seg);
+        }
+        row.append(what, track, el("div", "tot", fmtMs(r.total_ms)));
+        box.append(row);
+        continue;
+      }
       let off = 0;
       for (const p of PHASES) {
         const d = r[p + "_ms"] || 0;

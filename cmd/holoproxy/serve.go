@@ -274,6 +274,11 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		RelayMemory: o.relayMemory.config(),
 		Routes:      srvRoutes,
 	}
+	if direct != nil {
+		// direct's fetches as Samples (lookup, vcs, go, transfer) for the metrics, the
+		// debug log and the dashboard, never for the health scorer: direct is not scored.
+		cfg.DirectSink = netobs.Sinks{obs.metrics, sampleLogger(log), rp.DirectSink()}
+	}
 	if o.gonoproxy != "" {
 		patterns := o.gonoproxy
 		cfg.NoProxy = func(path string) bool { return module.MatchPrefixPatterns(patterns, path) }

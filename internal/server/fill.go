@@ -354,8 +354,24 @@ func (s *Server) try(ctx context.Context, c *goproxy.Client, req goproxy.Request
 // tryInto is one attempt of try, writing the answer to a temporary file of the store or,
 // with inMemory, to a file in memory.
 func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Request, inMemory bool) (*fetched, error) {
+	var direct *goproxy.DirectRecorder
+	if c.Direct() && s.cfg.DirectSink != nil {
+		// The Sample of a fetch through direct, as the transport makes one of an HTTP
+		// exchange: its answer read (or its failure) ends it; the checks after it do not.
+		ctx, direct = goproxy.RecordDirect(ctx, c, req)
+	}
 	resp, err := c.Fetch(ctx, req)
+	direct.Fetched()
+	observed := direct == nil || errors.Is(err, goproxy.ErrDirectBusy) // skipped: no fetch
+	observe := func(n int64, err error) {
+		if !observed {
+			observed = true
+			s.cfg.DirectSink.Observe(direct.Sample(n, err))
+		}
+	}
+	defer observe(0, nil) // an answer this server could not take: read none of it
 	if err != nil {
+		observe(0, err)
 		if errors.Is(err, goproxy.ErrTooLarge) {
 			return nil, refuse(c.Name(), req, ReasonTooLarge, err)
 		}
@@ -368,6 +384,7 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 	if !req.Immutable() && req.Kind == goproxy.KindInfo {
 		// A version query: answered from memory, never stored under the query.
 		data, err := io.ReadAll(body)
+		observe(int64(len(data)), err)
 		if err != nil {
 			return nil, refuse(c.Name(), req, readReason(err), err)
 		}
@@ -399,6 +416,10 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 		}
 	}()
 	n, err := store.CopyToFile(tmp, body)
+	if err != nil && !isWriteError(err) && !errors.Is(err, errRelayCap) {
+		observe(n, err) // the answer's failure, not this server's
+	}
+	observe(n, nil)
 	switch {
 	case errors.Is(err, errRelayCap):
 		return nil, &localError{fmt.Sprintf("the cache cannot store it (%v) and it outgrew the relay memory (%d bytes)", s.relay.lastCause(), s.relay.budget)}

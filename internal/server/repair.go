@@ -50,6 +50,7 @@ type RepairConfig struct {
 //
 //	rp, _ := server.NewRepair(cfg)
 //	sinks = append(sinks, rp.Sink())   // before the upstream transport is built
+//	serverConfig.DirectSink = netobs.Sinks{metrics, rp.DirectSink()}
 //	chain, _ := goproxy.ParseChain(list, hc)
 //	rp.Configure(&serverConfig, chain) // Order, Hedge, OnFill, OnRequest, OnAnswer
 //	srv, _ := server.New(serverConfig)
@@ -110,6 +111,12 @@ func NewRepair(cfg RepairConfig) (*Repair, error) {
 // Sink is what the shared upstream transport must hand every Sample to: the scorer and the
 // dashboard's ring.
 func (r *Repair) Sink() netobs.Sink { return netobs.Sinks{r.Scorer, r.ring} }
+
+// DirectSink is what Config.DirectSink must hand direct's Samples to, besides the
+// metrics: the dashboard's ring alone. direct is not scored (it is never reordered,
+// hedged nor probed), so its Samples never reach the scorer, and its slowness or
+// failures change no upstream's health.
+func (r *Repair) DirectSink() netobs.Sink { return r.ring }
 
 // Configure sets cfg's Order (health), Hedge (the hedger), OnFill (verification results
 // to the scorer, accepted answers to the prefetcher, then any OnFill cfg already had) and

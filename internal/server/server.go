@@ -25,6 +25,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/netobs"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
 
@@ -83,6 +84,14 @@ type Config struct {
 	// OnFill, when set, is told the outcome of every attempt at an upstream: nil, or the
 	// error that refused it (health charges checksum failures from it).
 	OnFill func(upstream string, r goproxy.Request, err error)
+	// DirectSink, when set, receives the Sample of every fetch through the direct entry
+	// (goproxy.DirectRecorder: the go command runs with -x and its go-get lookups,
+	// version control commands and run become the lookup, vcs and go phases, reading the
+	// file it left the transfer), as the upstream transport's Sink receives those of the
+	// HTTP exchanges. Hand it the metrics and the dashboard's ring, not the health
+	// scorer: direct is never scored (Repair.DirectSink). Without it direct's runs go
+	// without -x.
+	DirectSink netobs.Sink
 	// OnRequest, when set, is told of every valid client request before it is answered,
 	// whether the cache holds it or not (the prefetcher's hook). It must not block.
 	OnRequest func(r goproxy.Request)

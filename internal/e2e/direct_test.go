@@ -570,3 +570,94 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDirectPhasesLive: after fetches through direct, /metrics has direct's lookup, vcs,
+// go and transfer phases under upstream="direct", and /api/chain has direct's heatmap
+// rows and waterfalls with lookup and vcs time; direct is in no health output.
+func TestDirectPhasesLive(t *testing.T) {
+	f := newDirectFixture(t)
+	p := startHoloproxy(t, []string{"--cache-dir=" + t.TempDir(), "--upstream=" + f.origin.URL + ",direct",
+		"--goprivate=git.test", "--prefetch=0"}, f.git.Env())
+	proxy := "http://" + p.addr
+	for _, path := range []string{"/git.test/lib/@v/list", "/git.test/lib/@v/v1.0.0.info", "/git.test/lib/@v/v1.0.0.zip"} {
+		if status, body, h := get(t, proxy+path); status != http.StatusOK || h.Get(server.UpstreamHeader) != "direct" {
+			t.Fatalf("%s: %d from %q: %s", path, status, h.Get(server.UpstreamHeader), body)
+		}
+	}
+
+	m := scrape(t, p.addr)
+	for _, phase := range []string{"lookup", "vcs", "go", "transfer"} {
+		key := `holoproxy_upstream_phase_seconds_count{phase="` + phase + `",upstream="direct"}`
+		if m[key] <= 0 {
+			t.Errorf("/metrics: %s = %v; want direct's %s phase observed", key, m[key], phase)
+		}
+	}
+	for _, phase := range []string{"dns", "connect", "tls", "ttfb"} {
+		key := `holoproxy_upstream_phase_seconds_count{phase="` + phase + `",upstream="direct"}`
+		if _, ok := m[key]; ok {
+			t.Errorf("/metrics has %s: direct has no %s phase", key, phase)
+		}
+	}
+
+	var doc struct {
+		Upstreams []struct {
+			Name string `json:"name"`
+		} `json:"upstreams"`
+		Heatmap struct {
+			Rows []struct {
+				Upstream string `json:"upstream"`
+				Phase    string `json:"phase"`
+				Cells    []*struct {
+					P90ms float64 `json:"p90_ms"`
+					N     int     `json:"n"`
+				} `json:"cells"`
+			} `json:"rows"`
+		} `json:"heatmap"`
+		Slowest []struct {
+			Upstream string  `json:"upstream"`
+			Lookupms float64 `json:"lookup_ms"`
+			VCSms    float64 `json:"vcs_ms"`
+			Goms     float64 `json:"go_ms"`
+			Spans    []struct {
+				Phase string `json:"phase"`
+			} `json:"spans"`
+		} `json:"slowest"`
+	}
+	_, chainDoc, _ := get(t, proxy+"/api/chain")
+	if err := json.Unmarshal(chainDoc, &doc); err != nil {
+		t.Fatalf("/api/chain: %v\n%s", err, chainDoc)
+	}
+	for _, u := range doc.Upstreams {
+		if u.Name == "direct" {
+			t.Errorf("direct among the scored upstreams of /api/chain")
+		}
+	}
+	var rows []string
+	for _, r := range doc.Heatmap.Rows {
+		if r.Upstream != "direct" {
+			continue
+		}
+		rows = append(rows, r.Phase)
+		if r.Phase == "lookup" || r.Phase == "vcs" {
+			seen := false
+			for _, c := range r.Cells {
+				seen = seen || (c != nil && c.N > 0 && c.P90ms > 0)
+			}
+			if !seen {
+				t.Errorf("direct's %s row has no cell above 0", r.Phase)
+			}
+		}
+	}
+	if strings.Join(rows, ",") != "lookup,vcs,go,transfer,errors" {
+		t.Errorf("direct's heatmap rows %v; want lookup,vcs,go,transfer,errors", rows)
+	}
+	found := false
+	for _, r := range doc.Slowest {
+		if r.Upstream == "direct" && r.Lookupms > 0 && r.VCSms > 0 && r.Goms > 0 && len(r.Spans) > 0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no waterfall of direct with lookup, vcs and go time in /api/chain:\n%s", chainDoc)
+	}
+}

@@ -366,13 +366,7 @@
           track.append(seg);
           end = Math.max(end, sp.to_ms);
         });
-        if (r.err_class && r.total_ms > end) {
-          const seg = el("div", "seg failed");
-          seg.style.left = (end / maxT) * 100 + "%";
-          seg.style.width = ((r.total_ms - end) / maxT) * 100 + "%";
-          seg.title = r.err_class + " after " + fmtMs(r.total_ms);
-          track.append(seg);
-        }
+        failedTail(track, r, end, maxT);
         row.append(what, track, el("div", "tot", fmtMs(r.total_ms)));
         box.append(row);
         continue;
@@ -389,16 +383,20 @@
         track.append(seg);
         off += d;
       }
-      if (r.err_class && r.total_ms > off) {
-        const seg = el("div", "seg failed");
-        seg.style.left = (off / maxT) * 100 + "%";
-        seg.style.width = ((r.total_ms - off) / maxT) * 100 + "%";
-        seg.title = r.err_class + " after " + fmtMs(r.total_ms);
-        track.append(seg);
-      }
+      failedTail(track, r, off, maxT);
       row.append(what, track, el("div", "tot", fmtMs(r.total_ms)));
       box.append(row);
     }
+  }
+
+  // failedTail marks the part of a failed request after its last phase (from ms on).
+  function failedTail(track, r, from, maxT) {
+    if (!r.err_class || r.total_ms <= from) return;
+    const seg = el("div", "seg failed");
+    seg.style.left = (from / maxT) * 100 + "%";
+    seg.style.width = ((r.total_ms - from) / maxT) * 100 + "%";
+    seg.title = r.err_class + " after " + fmtMs(r.total_ms);
+    track.append(seg);
   }
 
   function renderTransitions(doc) {

@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/health"
 	"github.com/holoproxy/holoproxy/internal/netobs"
+	"github.com/holoproxy/holoproxy/internal/report"
 )
 
 // fakeGo is a go command for Direct that fetches nothing: `go list -m ... -versions`
@@ -36,24 +36,6 @@ esac
 printf '{"Path":"%s","Versions":["v1.0.0","v1.1.0"]}\n' "$mod"
 `
 
-// sampleList gathers Samples.
-type sampleList struct {
-	mu sync.Mutex
-	s  []netobs.Sample
-}
-
-func (l *sampleList) Observe(s netobs.Sample) {
-	l.mu.Lock()
-	l.s = append(l.s, s)
-	l.mu.Unlock()
-}
-
-func (l *sampleList) all() []netobs.Sample {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]netobs.Sample(nil), l.s...)
-}
-
 // TestDirectSamples: a fill through direct records a Sample with the go command's steps
 // (lookup, vcs, go) in the DirectSink, which serve wires to the metrics and the
 // dashboard; direct's slow fetches and failures leave the proxies' health as it was,
@@ -74,7 +56,7 @@ func TestDirectSamples(t *testing.T) {
 	}
 	t.Cleanup(d.Wait)
 	a := newOrigin(t) // knows no git.test module: every fill falls through to direct
-	var got sampleList
+	var got report.Collector
 	var rp *Repair
 	e, rp := newRepairEnv(t, a.URL()+",direct", RepairConfig{NoHedge: true}, func(cfg *Config) {
 		cfg.Chain.UseDirect(d)
@@ -88,7 +70,7 @@ func TestDirectSamples(t *testing.T) {
 	e.get(t, "/git.test/repo/@v/list", http.StatusOK)
 	e.get(t, "/git.test/broken/@v/list", http.StatusBadGateway)
 
-	samples := got.all()
+	samples := got.Samples()
 	if len(samples) != 2 {
 		t.Fatalf("%d Samples of direct; want 2: %+v", len(samples), samples)
 	}

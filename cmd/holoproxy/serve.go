@@ -217,6 +217,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return err
 	}
 	if direct != nil {
+		if w := directExposure(o.listen, goproxy.ListHasDirect(list), o.clientAuth != ""); w != "" {
+			log.Warn(w)
+		}
 		chain.UseDirect(direct)
 	}
 	for _, c := range chain.Clients() {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -93,6 +95,24 @@ func newDirect(ctx context.Context, o directOptions, lists []string, dir, gopriv
 	log.Info("direct: modules are fetched from their version control origins by the go command",
 		"go", d.GoVersion(), "jobs", o.jobs, "timeout", o.timeout)
 	return d, nil
+}
+
+// directExposure returns the start warning for a direct that fetches any module path for
+// any client beyond this machine: direct ends the main upstream list (not only routes),
+// serve listens on an address other clients reach, and no --client-auth admits them. ""
+// when there is nothing to warn of.
+func directExposure(listen string, mainHasDirect, clientAuth bool) string {
+	if !mainHasDirect || clientAuth {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host == "localhost" || (err == nil && ip.IsLoopback()) {
+		return ""
+	}
+	return "direct ends --upstream and serve listens beyond loopback without --client-auth: any client that reaches it can have this server fetch any module path from its origin, from this machine's network; send only your own hosts to direct (--route 'corp.example/*=direct', and no direct in --upstream) or admit clients with --client-auth"
 }
 
 // runDirectPruner keeps d's directory under max bytes (goproxy.Direct.RunPruner), with

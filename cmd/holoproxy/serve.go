@@ -54,6 +54,7 @@ type serveOptions struct {
 	observe         observeOptions  // --dns-min-ttl, --dns-max-ttl (serve_observe.go)
 	checks          checksumOptions // --sumdb, --gonosumdb, --goprivate (serve_checksum.go)
 	repair          repairOptions   // --hedge*, --prefetch, --probe-*, --dashboard (serve_repair.go)
+	debug           debugOptions    // --debug-listen (serve_debug.go)
 }
 
 func newServeCmd() *cobra.Command {
@@ -82,6 +83,9 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			if err := o.direct.check(); err != nil {
+				return err
+			}
+			if err := o.debug.check(); err != nil {
 				return err
 			}
 			if !cmd.Flags().Changed("direct-max-size") {
@@ -125,6 +129,7 @@ func newServeCmd() *cobra.Command {
 	o.shared.register(f)
 	o.net.register(f)
 	o.tls.register(f)
+	o.debug.register(f)
 	f.StringVar(&o.clientAuth, "client-auth", "", "admit only clients with HTTP basic credentials found in this file (user:bcrypt-hash lines, as htpasswd -B writes them; read again when it changes); /healthz and /readyz stay open")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
@@ -367,9 +372,9 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		}
 		rp.Mount(mux)
 	}
+	var auth *server.ClientAuth
 	if o.clientAuth != "" {
-		auth, err := server.NewClientAuth(o.clientAuth, log)
-		if err != nil {
+		if auth, err = server.NewClientAuth(o.clientAuth, log); err != nil {
 			return err
 		}
 		mux.RequireAuth(auth)
@@ -392,6 +397,16 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopDebug, err := startDebug(o.debug, auth, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		stopDebug(dctx)
+	}()
 	ln = srv.SendTimeoutListener(ln, o.sendTimeout)
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf) // over the send timeout's connections

@@ -105,14 +105,21 @@ func directExposure(listen string, mainHasDirect, clientAuth bool) string {
 	if !mainHasDirect || clientAuth {
 		return ""
 	}
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return ""
-	}
-	if ip, err := netip.ParseAddr(host); host == "localhost" || (err == nil && ip.IsLoopback()) {
+	if loopbackListen(listen) {
 		return ""
 	}
 	return "direct ends --upstream and serve listens beyond loopback without --client-auth: any client that reaches it can have this server fetch any module path from its origin, from this machine's network; send only your own hosts to direct (--route 'corp.example/*=direct', and no direct in --upstream) or admit clients with --client-auth"
+}
+
+// loopbackListen reports whether listen (host:port) takes connections from this machine
+// only. A listen address that does not parse counts as loopback: it fails elsewhere.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return host == "localhost" || (err == nil && ip.IsLoopback())
 }
 
 // runDirectPruner keeps d's directory under max bytes (goproxy.Direct.RunPruner), with

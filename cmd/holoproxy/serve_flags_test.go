@@ -28,6 +28,7 @@ func TestServeChecksumAndDNSFlags(t *testing.T) {
 		{"negative relay memory", []string{"--relay-memory=-1MiB"}, "--relay-memory"},
 		{"tls certificate without key", []string{"--tls-cert=/nonexistent/tls.crt"}, "--tls-key"},
 		{"bad log format", []string{"--log-format=xml"}, "--log-format"},
+		{"debug listen without port", []string{"--debug-listen=127.0.0.1"}, "--debug-listen"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(append(append([]string{}, base...), tc.args...), func(string) (string, bool) { return "", false }, &out, &errb)
@@ -163,5 +164,21 @@ func TestServeOffline(t *testing.T) {
 	// Explicit: it gets as far as listening (on a port this test holds), saying it is offline.
 	if code, stderr := run("--upstream=off"); code != exitFailure || !strings.Contains(stderr, "offline") || !strings.Contains(stderr, "listen") {
 		t.Errorf("--upstream off: exit %d, %q; want it to start offline and fail only at listen", code, stderr)
+	}
+}
+
+// A --debug-listen address that is taken stops serve with the reason, after the main
+// listener is up (and closed again).
+func TestServeDebugListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out, errb bytes.Buffer
+	code := execute([]string{"serve", "--listen=127.0.0.1:0", "--debug-listen=" + busy.Addr().String(), "--upstream=http://127.0.0.1:2",
+		"--cache-dir=" + t.TempDir(), "--sumdb=off", "--probe-interval=0"}, func(string) (string, bool) { return "", false }, &out, &errb)
+	if code != exitFailure || !strings.Contains(errb.String(), "--debug-listen") || !strings.Contains(errb.String(), "address already in use") {
+		t.Errorf("exit %d, stderr %q; want a failure naming --debug-listen", code, errb.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -108,6 +109,18 @@ func (a *ClientAuth) Allow(authorization string) bool {
 	}
 	seen.Add(authorization, ok)
 	return ok
+}
+
+// Wrap returns h admitting only requests with credentials a allows (every path: Wrap
+// serves listeners without probes, such as serve's --debug-listen).
+func (a *ClientAuth) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.Allow(r.Header.Get("Authorization")) {
+			writeUnauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // open reports whether path is answered without credentials: the probes of a load

@@ -65,11 +65,7 @@ func (rt *Routes) fixed(p string) http.Handler {
 // ServeHTTP implements http.Handler.
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !rt.admit(r.URL.Path, r.Header.Get("Authorization")) {
-		h := w.Header()
-		h.Set("WWW-Authenticate", `Basic realm="holoproxy", charset="UTF-8"`)
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, unauthorizedBody)
+		writeUnauthorized(w)
 		return
 	}
 	if h := rt.fixed(r.URL.Path); h != nil {
@@ -77,4 +73,13 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.modules.ServeHTTP(w, r)
+}
+
+// writeUnauthorized answers 401 with the challenge and the one-line reason.
+func writeUnauthorized(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("WWW-Authenticate", `Basic realm="holoproxy", charset="UTF-8"`)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	io.WriteString(w, unauthorizedBody)
 }

@@ -55,9 +55,24 @@ func applyEnvTwins(cmd *cobra.Command, getenv func(string) (string, bool)) error
 		}
 		if e := cmd.Flags().Set(f.Name, v); e != nil {
 			err = usagef("%s=%q: %v", name, v, e)
+			return
 		}
+		if f.Annotations == nil {
+			f.Annotations = map[string][]string{}
+		}
+		f.Annotations[fromEnv] = []string{name}
 	})
 	return err
+}
+
+// fromEnv annotates a flag set by applyEnvTwins.
+const fromEnv = "holoproxy_from_env"
+
+// onCommandLine reports whether the flag name of cmd was given on the command line (not
+// by its environment twin, which several subcommands may share).
+func onCommandLine(cmd *cobra.Command, name string) bool {
+	f := cmd.Flags().Lookup(name)
+	return f != nil && f.Changed && f.Annotations[fromEnv] == nil
 }
 
 // checkPositive returns a usage error unless every duration flag named in names of cmd is

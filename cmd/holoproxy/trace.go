@@ -33,6 +33,7 @@ type traceOptions struct {
 	json         string
 	runtimeTrace string
 	progress     string
+	gomodcache   string
 	upstream     upstreamFlags
 	direct       directOptions
 }
@@ -40,7 +41,7 @@ type traceOptions struct {
 func newTraceCmd() *cobra.Command {
 	var o traceOptions
 	cmd := &cobra.Command{
-		Use:   "trace [flags] [--go-mod PATH | module[@version] ...]",
+		Use:   "trace [flags] [--go-mod PATH | module[@version] ... | -- COMMAND [ARG ...]]",
 		Short: "Diagnose a GOPROXY chain phase by phase: DNS, connect, TLS, first byte, transfer",
 		Long: "trace makes the requests the go command makes for the modules named (module or\n" +
 			"module@version; default every module of the go.mod in the current directory, or of\n" +
@@ -58,8 +59,25 @@ func newTraceCmd() *cobra.Command {
 			"control commands and the go command's own work. --direct-jobs 0 leaves it untraced.\n\n" +
 			"Exit status: 0 when every request through the chain succeeded, 1 when some failed (the\n" +
 			"reports are still written), 2 for bad usage. A proxy alone answering 404 for a module\n" +
-			"the chain finds elsewhere is not a failure.",
+			"the chain finds elsewhere is not a failure.\n\n" +
+			"trace -- COMMAND records a real command instead (go build ./..., go test ./...,\n" +
+			"go mod download): it runs COMMAND with GOPROXY pointed at a relay on the loopback\n" +
+			"interface that passes each of its requests to the chain's proxies, and reports every\n" +
+			"upstream exchange the command caused and how much of its wall time they took. The\n" +
+			"command's module cache starts empty (a CI job without a cache) unless --gomodcache\n" +
+			"names one; its output goes to stderr. Exit status 1 when the command failed.",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				if err := checkRecordFlags(cmd, &o, args, dash); err != nil {
+					return err
+				}
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return runRecord(ctx, cmd, o, args[dash:])
+			}
+			if onCommandLine(cmd, "gomodcache") {
+				return usagef("--gomodcache is for a recorded command (trace -- COMMAND)")
+			}
 			if err := checkTraceFlags(cmd, &o, args); err != nil {
 				return err
 			}
@@ -83,6 +101,7 @@ func newTraceCmd() *cobra.Command {
 	f.StringVar(&o.runtimeTrace, "runtime-trace", "", "write a Go runtime trace with one task per request and a region per phase to `FILE` (see it with 'go tool trace FILE')")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), bar (always; --progress alone), plain or off")
 	f.Lookup("progress").NoOptDefVal = "bar"
+	f.StringVar(&o.gomodcache, "gomodcache", "", "with -- COMMAND: the module cache the command uses, e.g. \"$(go env GOMODCACHE)\" to see what a developer's machine fetches (default: an empty one, removed at the end)")
 	o.upstream.register(f)
 	o.direct.register(f)
 	return cmd
@@ -193,20 +212,11 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 	}
 
 	if o.runtimeTrace != "" {
-		f, err := os.Create(o.runtimeTrace)
+		stopTrace, err := startRuntimeTrace(o.runtimeTrace, stderr)
 		if err != nil {
-			return fmt.Errorf("runtime trace: %w", err)
+			return err
 		}
-		if err := rtrace.Start(f); err != nil {
-			f.Close()
-			return fmt.Errorf("runtime trace: %w", err)
-		}
-		defer func() {
-			rtrace.Stop()
-			if err := f.Close(); err != nil {
-				fmt.Fprintf(stderr, "holoproxy: runtime trace: %v\n", err)
-			}
-		}()
+		defer stopTrace()
 	}
 
 	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
@@ -324,4 +334,113 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// checkRecordFlags returns a usage error for a recorded command (trace -- COMMAND) given
+// flags that only shape trace's own workload, or no command.
+func checkRecordFlags(cmd *cobra.Command, o *traceOptions, args []string, dash int) error {
+	if dash > 0 {
+		return usagef("give modules or -- COMMAND, not both")
+	}
+	if len(args) == 0 {
+		return usagef("-- must be followed by the command to record")
+	}
+	// Given by an environment twin (HOLOPROXY_JOBS is warm's too), they are ignored.
+	for _, name := range []string{"go-mod", "jobs", "count", "compare", "progress", "direct-jobs", "direct-timeout"} {
+		if onCommandLine(cmd, name) {
+			return usagef("--%s does not apply to a recorded command (its own requests are recorded)", name)
+		}
+	}
+	if err := o.upstream.check(cmd); err != nil {
+		return err
+	}
+	if o.gomodcache != "" {
+		if st, err := os.Stat(o.gomodcache); err != nil || !st.IsDir() {
+			return usagef("--gomodcache %s: no such directory", o.gomodcache)
+		}
+	}
+	for _, p := range []struct{ flag, path string }{{"html", o.html}, {"json", o.json}, {"runtime-trace", o.runtimeTrace}} {
+		if p.path == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(p.path)); err != nil || !st.IsDir() {
+			return usagef("--%s %s: no such directory %s", p.flag, p.path, filepath.Dir(p.path))
+		}
+	}
+	return nil
+}
+
+// runRecord runs command through the relay of trace.Record, writes the reports, and turns
+// the command's failure into the exit status.
+func runRecord(ctx context.Context, cmd *cobra.Command, o traceOptions, command []string) error {
+	list, err := proxyList(ctx, o.proxy, "proxy")
+	if err != nil {
+		return err
+	}
+	chain, err := goproxy.ParseChain(list, nil)
+	if err == nil && len(chain.Clients()) == 0 {
+		err = errors.New("no proxy to relay to (the command's direct and off are its own)")
+	}
+	if err != nil && o.proxy != "" {
+		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
+	}
+	if err != nil {
+		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
+	}
+	stderr := cmd.ErrOrStderr()
+	if o.runtimeTrace != "" {
+		stopTrace, err := startRuntimeTrace(o.runtimeTrace, stderr)
+		if err != nil {
+			return err
+		}
+		defer stopTrace()
+	}
+	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
+		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
+	})
+	if err != nil {
+		return err
+	}
+	t, err := trace.Record(ctx, trace.RecordOptions{
+		Proxy:       list,
+		Credentials: creds,
+		Transport:   o.upstream.transportConfig(),
+		DNS:         o.upstream.dns,
+		Command:     command,
+		ModCache:    o.gomodcache,
+		Output:      stderr,
+	})
+	if err != nil {
+		return err
+	}
+	t.Title = strings.Join(command, " ") + " (recorded), " + t.Title
+	if o.upstream.dns != "system" {
+		t.Title += ", DNS " + o.upstream.dns
+	}
+	if err := writeTraceReports(cmd.OutOrStdout(), o, t, stderr); err != nil {
+		return err
+	}
+	if c := t.Runs[0].Command; c.Error != "" {
+		return fmt.Errorf("%s: %s", command[0], c.Error)
+	}
+	return nil
+}
+
+// startRuntimeTrace starts a Go runtime trace into path; stop ends it and closes the file,
+// reporting a failure on stderr.
+func startRuntimeTrace(path string, stderr io.Writer) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("runtime trace: %w", err)
+	}
+	if err := rtrace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("runtime trace: %w", err)
+	}
+	return func() {
+		rtrace.Stop()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "holoproxy: runtime trace: %v\n", err)
+		}
+	}, nil
 }

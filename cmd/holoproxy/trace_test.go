@@ -150,6 +150,13 @@ func TestTraceUsage(t *testing.T) {
 		{"direct jobs", []string{"trace", "--direct-jobs=-1", "mods.test/m"}, "--direct-jobs -1"},
 		{"direct timeout", []string{"trace", "--direct-timeout=0s", "mods.test/m"}, "--direct-timeout must be above zero"},
 		{"no html directory", []string{"trace", "--html=" + filepath.Join(empty, "no", "r.html"), "mods.test/m"}, "--html"},
+		{"gomodcache without a command", []string{"trace", "--gomodcache=" + empty, "mods.test/m"}, "--gomodcache is for a recorded command"},
+		{"modules and a command", []string{"trace", "--proxy=https://proxy-a.test", "mods.test/m", "--", "go", "version"}, "not both"},
+		{"no command", []string{"trace", "--proxy=https://proxy-a.test", "--"}, "-- must be followed"},
+		{"jobs with a command", []string{"trace", "--proxy=https://proxy-a.test", "-j", "3", "--", "go", "version"}, "--jobs does not apply"},
+		{"compare with a command", []string{"trace", "--proxy=https://proxy-a.test", "--compare=transports", "--", "go", "version"}, "--compare does not apply"},
+		{"missing gomodcache", []string{"trace", "--proxy=https://proxy-a.test", "--gomodcache=" + filepath.Join(empty, "none"), "--", "go", "version"}, "--gomodcache"},
+		{"command and proxy off", []string{"trace", "--proxy=off", "--", "go", "version"}, "no proxy to relay to"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(tc.args...)
@@ -448,5 +455,20 @@ func TestTraceProxyFromGoEnv(t *testing.T) {
 	}
 	if c := traceRun(t, tr, "chain"); c.Requests != 3*len(mods) || c.Failed != 0 || b.requests.Load() == 0 {
 		t.Errorf("chain: %d requests, %d failed, proxy B asked %d times; want %d, 0 and some", c.Requests, c.Failed, b.requests.Load(), 3*len(mods))
+	}
+}
+
+// The environment twins of flags a recorded command ignores (HOLOPROXY_JOBS is warm's too)
+// do not make `trace -- COMMAND` a usage error; the same flags on its command line do.
+func TestTraceRecordIgnoresEnvTwins(t *testing.T) {
+	env := map[string]string{"HOLOPROXY_JOBS": "3", "HOLOPROXY_PROGRESS": "plain", "HOLOPROXY_DIRECT_JOBS": "2"}
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	var out, errb bytes.Buffer
+	code := execute([]string{"trace", "--proxy=http://127.0.0.1:1", "--", "go", "version"}, getenv, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "go version (recorded)") || !strings.Contains(errb.String(), "go version go1.") {
+		t.Errorf("want the report on stdout and the command's output on stderr:\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	}
 }

@@ -614,7 +614,7 @@ func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr erro
 		xw = &xWriter{fn: steps, rest: &stderr, hide: d.hidePaths, now: time.Now}
 		cmd.Stderr = xw
 	}
-	setProcessGroup(cmd)
+	SetProcessGroup(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()

@@ -4,5 +4,5 @@ package goproxy
 
 import "os/exec"
 
-// setProcessGroup leaves cmd as it is: only the go command itself is killed on cancel.
-func setProcessGroup(*exec.Cmd) {}
+// SetProcessGroup leaves cmd as it is: only the go command itself is killed on cancel.
+func SetProcessGroup(*exec.Cmd) {}

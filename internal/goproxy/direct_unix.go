@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// setProcessGroup runs cmd in a process group of its own, so that a cancelled run is
+// SetProcessGroup runs cmd in a process group of its own, so that a cancelled command is
 // killed with every process it started (git and its helpers), not the go command alone.
-func setProcessGroup(cmd *exec.Cmd) {
+func SetProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	setParentDeathSignal(cmd.SysProcAttr)
 	cmd.Cancel = func() error {

@@ -563,7 +563,7 @@ func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byt
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	setProcessGroup(cmd)
+	SetProcessGroup(cmd)
 	cmd.WaitDelay = time.Second
 	cmd.Dir = dir
 	cmd.Env = append(slices.Clip(a.cfg.Env), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=", "GCM_INTERACTIVE=never")

@@ -239,6 +239,9 @@ func htmlRunOf(r RunSummary) htmlRun {
 	}
 	hr.Facts = []string{req, fmt.Sprintf("%d failed", r.Failed), fmt.Sprintf("%d fall-throughs", r.FallThroughs),
 		fmt.Sprintf("%d DNS queries", r.DNSQueries), fmt.Sprintf("peak %d in flight", r.PeakConns)}
+	if r.Command != nil {
+		hr.Facts = append(hr.Facts, "command exit "+exitText(r.Command))
+	}
 	x := 0.0
 	for _, s := range r.Shares {
 		w := 100 * s.Fraction

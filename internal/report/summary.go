@@ -159,6 +159,9 @@ type RunSummary struct {
 	Shares []Share `json:"shares"`
 	// Verdict names the dominant costs in one sentence.
 	Verdict string `json:"verdict"`
+	// Command is the Run's recorded command (Run.Command), nil for a Run of trace's own
+	// requests.
+	Command *Command `json:"command,omitempty"`
 }
 
 // Summary holds the figures of a whole Trace.
@@ -209,6 +212,7 @@ func summarizeRun(r *Run) RunSummary {
 		FallThroughs: r.FallThroughs,
 		DNSQueries:   len(r.DNSQueries),
 		PeakConns:    peak(r.Samples, func(*netobs.Sample) bool { return true }),
+		Command:      r.Command,
 	}
 	backends, rcodes := map[string]int{}, map[string]int{}
 	var lat []time.Duration

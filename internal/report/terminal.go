@@ -218,7 +218,7 @@ func runFigures(r RunSummary) [][2]string {
 	if r.Requests > 0 {
 		reqs = fmt.Sprintf("%d requests, %d exchanges", r.Requests, r.Exchanges)
 	}
-	return [][2]string{
+	rows := [][2]string{
 		{"wall time", fmtDur(r.Wall)},
 		{"exchanges", reqs},
 		{"failed overall", fmt.Sprint(r.Failed)},
@@ -226,6 +226,22 @@ func runFigures(r RunSummary) [][2]string {
 		{"dns queries", dnsq},
 		{"peak in flight", fmt.Sprint(r.PeakConns)},
 	}
+	if r.Command != nil {
+		rows = append(rows, [2]string{"command exit", exitText(r.Command)})
+	}
+	return rows
+}
+
+// exitText says how a recorded command ended: "0", "1 (exit status 1)", "killed (signal:
+// killed)".
+func exitText(c *Command) string {
+	switch {
+	case c.ExitCode < 0:
+		return "killed (" + c.Error + ")"
+	case c.Error != "":
+		return fmt.Sprintf("%d (%s)", c.ExitCode, c.Error)
+	}
+	return fmt.Sprint(c.ExitCode)
 }
 
 // upstreamFigures are the rows of an upstream's table.

@@ -35,6 +35,20 @@ type Run struct {
 	// DNSQueries are the name lookups made on the wire or answered by the resolver's cache
 	// during the Run. Samples only show the lookups a request waited for.
 	DNSQueries []DNSQuery `json:"dns_queries,omitempty"`
+	// Command, for a Run that recorded the requests of a command the trace ran (trace --
+	// COMMAND), is that command and how it ended; nil otherwise. Wall is then the
+	// command's wall time, and time outside upstream exchanges is the command's own work.
+	Command *Command `json:"command,omitempty"`
+}
+
+// Command is a command whose requests a Run recorded.
+type Command struct {
+	// Args are the command and its arguments.
+	Args []string `json:"args"`
+	// ExitCode is its exit status; -1 when it did not exit on its own (killed by a signal).
+	ExitCode int `json:"exit_code"`
+	// Error says how it failed, empty when it succeeded.
+	Error string `json:"error,omitempty"`
 }
 
 // DNSQuery is one name lookup made by the resolver during a Run, as the trace command

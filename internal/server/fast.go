@@ -34,6 +34,7 @@ import (
 
 // ServeFast answers a GOPROXY request on fasthttp, as ServeHTTP does on net/http.
 func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
+	defer s.recoverFast(ctx)
 	path, err := FastPath(ctx)
 	if err != nil {
 		s.fastBadURI(ctx, err)
@@ -285,6 +286,7 @@ func (f *fastFile) Close() error {
 func (rt *Routes) FastHandler(s *Server) fasthttp.RequestHandler {
 	adapted := fasthttpadaptor.NewFastHTTPHandler(rt)
 	return func(ctx *fasthttp.RequestCtx) {
+		defer s.recoverFast(ctx)
 		path, err := FastPath(ctx)
 		if err != nil {
 			s.fastBadURI(ctx, err)

@@ -39,6 +39,7 @@ func TestFastHTTP(t *testing.T) {
 		{"UpstreamMisbehaviour", TestUpstreamMisbehaviour},
 		{"ServerTimingOfFilledAnswers", TestServerTimingOfFilledAnswers},
 		{"Settle", TestSettle},
+		{"RecoveredPanics", TestRecoveredPanics},
 		{"FullDiskRelaysFromMemory", TestFullDiskRelaysFromMemory},
 		{"FullDiskRelayLimits", TestFullDiskRelayLimits},
 	} {

@@ -127,7 +127,7 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 		ctx = goproxy.WithBackground(ctx, c.bg)
 	}
 	s.metrics.inflight.Inc()
-	res, pending := s.doFill(ctx, req, hops)
+	res, pending := s.doFillGuarded(ctx, req, hops)
 	s.metrics.inflight.Dec()
 	if res.free != nil {
 		// Relayed from memory: answered, never committed; the key stays unstored, so the
@@ -153,8 +153,8 @@ func (s *Server) runFill(c *fillCall, req goproxy.Request, hops []string) {
 			s.commits.add(1)
 			c.res = res
 			close(c.done) // answer the waiters now
-			s.commit(ctx, req, res.upstream, pending, res.size)
-		} else if err := s.commit(ctx, req, res.upstream, pending, res.size); err != nil {
+			s.commitGuarded(ctx, req, res.upstream, pending, res.size)
+		} else if err := s.commitGuarded(ctx, req, res.upstream, pending, res.size); err != nil {
 			res = fillResult{err: err, status: http.StatusInternalServerError}
 		}
 	}
@@ -281,7 +281,7 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		// checksum database requests) carry another upstream label.
 		var mu sync.Mutex
 		var timing string
-		f, err := s.try(netobs.WithSampleHook(ctx, func(smp netobs.Sample) {
+		f, err := s.tryGuarded(netobs.WithSampleHook(ctx, func(smp netobs.Sample) {
 			if smp.Upstream != c.Name() {
 				return
 			}
@@ -325,6 +325,10 @@ func (s *Server) doFill(ctx context.Context, req goproxy.Request, hops []string)
 		var local *localError
 		if errors.As(err, &local) {
 			return fillResult{err: fmt.Errorf("%s: %s", describe(req), local.msg), status: http.StatusServiceUnavailable}, nil
+		}
+		var internal *internalError
+		if errors.As(err, &internal) {
+			return fillResult{err: fmt.Errorf("%s: %s", describe(req), internal.msg), status: http.StatusInternalServerError}, nil
 		}
 		return fillResult{err: fmt.Errorf("%s: %s", describe(req), oneLine(err.Error())), status: http.StatusBadGateway,
 			throttled: throttledFor(err)}, nil
@@ -524,11 +528,14 @@ func (s *Server) storeResolved(ctx context.Context, req goproxy.Request, info []
 func (s *Server) attemptDone(upstream string, req goproxy.Request, err error) {
 	var refused *RefusedError
 	var local *localError
+	var internal *internalError
 	outcome := "ok"
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist):
 		outcome = "not_found"
+	case errors.As(err, &internal):
+		outcome = "internal_error" // logged with its stack where it was recovered
 	case errors.As(err, &local):
 		// This server's failure, not the upstream's: said so, and the upstream not named.
 		outcome = "local_error"

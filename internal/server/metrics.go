@@ -22,6 +22,8 @@ type metrics struct {
 	sendTimeouts prometheus.Counter
 	// relayed counts answers relayed from memory, not stored (relay).
 	relayed prometheus.Counter
+	// panics counts panics recovered, by where (recovered).
+	panics *prometheus.CounterVec
 }
 
 // newMetrics creates the metrics and registers them on reg when it is not nil.
@@ -42,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind", "cache"}),
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holoproxy_server_fill_attempts_total",
-			Help: "Attempts to fill a cache miss from an upstream, by outcome (ok, not_found, refused, error, local_error: this server could neither store nor relay the answer).",
+			Help: "Attempts to fill a cache miss from an upstream, by outcome (ok, not_found, refused, error, local_error: this server could neither store nor relay the answer, internal_error: a bug of this server, see holoproxy_server_panics_total).",
 		}, []string{"upstream", "outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holoproxy_server_refused_answers_total",
@@ -60,11 +62,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "holoproxy_server_unstored_answers_total",
 			Help: "Fills answered from memory and not stored because the cache could not take files (disk full, over quota or read-only).",
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holoproxy_server_panics_total",
+			Help: "Internal errors: panics recovered (and logged with their stack) while answering a request, filling a key or prefetching, by where (request, fill, prefetch). The request got 500; the server went on. Any is a bug to report.",
+		}, []string{"where"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight, m.sendTimeouts, m.relayed} {
+	for _, c := range []prometheus.Collector{m.duration, m.cache, m.bytes, m.fills, m.refused, m.inflight, m.sendTimeouts, m.relayed, m.panics} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server metrics: %w", err)
 		}

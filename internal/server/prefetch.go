@@ -52,6 +52,9 @@ type prefetcher struct {
 	// the clients it serves.
 	pausedUntil atomic.Int64
 	log         *slog.Logger
+	// onPanic, when set, is told of a panic recovered in a task (the task counts as
+	// failed; the worker goes on).
+	onPanic func(v any)
 }
 
 // throttledError is a prefetch refused by an upstream's rate limit (429): the workers wait
@@ -152,13 +155,13 @@ func (p *prefetcher) work() {
 			return
 		case t := <-p.queue:
 			if t.expand {
-				p.expand(t.req)
+				p.guard(func() error { p.expand(t.req); return nil })
 				continue
 			}
 			if !p.waitPause() {
 				return
 			}
-			if err := p.fetch(p.ctx, t.req); err != nil {
+			if err := p.guard(func() error { return p.fetch(p.ctx, t.req) }); err != nil {
 				if p.ctx.Err() != nil {
 					return
 				}
@@ -181,6 +184,23 @@ func (p *prefetcher) work() {
 			p.metric.WithLabelValues("fetched").Inc()
 		}
 	}
+}
+
+// errPanicked is the failure of a task that panicked.
+var errPanicked = errors.New("prefetch task panicked")
+
+// guard runs task, turning a panic into errPanicked (reported to onPanic): a bug met on
+// one module must not end the process, nor this worker.
+func (p *prefetcher) guard(task func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if p.onPanic != nil {
+				p.onPanic(v)
+			}
+			err = errPanicked
+		}
+	}()
+	return task()
 }
 
 // enqueue queues r unless it was queued before; a full queue drops it.

@@ -198,3 +198,48 @@ func TestPrefetchOff(t *testing.T) {
 		t.Fatalf("stats of a nil prefetcher %+v", st)
 	}
 }
+
+// A prefetch task that panics (a bug met on one module) counts as failed and is reported;
+// the worker goes on with the next tasks: with one worker, the rest of the graph is still
+// prefetched.
+func TestPrefetchSurvivesAPanic(t *testing.T) {
+	var panics []any
+	var mu sync.Mutex
+	fetched := map[string]bool{}
+	fetch := func(ctx context.Context, r goproxy.Request) error {
+		if r.Module == "example.com/a" && r.Kind == goproxy.KindInfo {
+			panic("a bug met on example.com/a")
+		}
+		mu.Lock()
+		fetched[string(r.Kind)+" "+r.Module] = true
+		mu.Unlock()
+		return nil
+	}
+	p, err := newPrefetcher(context.Background(), 1, nil, nil, fetch, func(context.Context, goproxy.Request) ([]byte, error) {
+		return nil, fs.ErrNotExist
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	p.onPanic = func(v any) {
+		mu.Lock()
+		panics = append(panics, v)
+		mu.Unlock()
+	}
+	for _, m := range []string{"example.com/a", "example.com/b", "example.com/c"} {
+		p.requested(goproxy.Request{Kind: goproxy.KindMod, Module: m, Version: "v1.0.0"}) // queues its .info
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for st := p.stats(); st.Fetched+st.Failed < 3; st = p.stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker stopped after the panic: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if st := p.stats(); st.Failed != 1 || st.Fetched != 2 || len(panics) != 1 || !fetched["info example.com/b"] || !fetched["info example.com/c"] {
+		t.Errorf("stats %+v, panics %v, fetched %v; want the panic reported, a and b and c each tried once", st, panics, fetched)
+	}
+}

@@ -245,6 +245,9 @@ func (r *Repair) Start(srv *Server, hc *http.Client) error {
 		cancel()
 		return fmt.Errorf("repair: %w", err)
 	}
+	if p != nil {
+		p.onPanic = func(v any) { srv.recovered("prefetch", v) }
+	}
 	r.mu.Lock()
 	r.cancel = cancel
 	r.mu.Unlock()

@@ -16,6 +16,9 @@ type Routes struct {
 	exact    map[string]http.Handler
 	prefixes []prefixRoute
 	auth     *ClientAuth // when set, every path but the probes wants credentials
+	// srv, when modules is a *Server, reports panics of the fixed paths' handlers as it
+	// reports its own (recovered).
+	srv *Server
 }
 
 // RequireAuth makes every path but /healthz and /readyz answer 401 unless the request
@@ -35,7 +38,8 @@ type prefixRoute struct {
 
 // NewRoutes returns Routes sending every path not handled otherwise to modules.
 func NewRoutes(modules http.Handler) *Routes {
-	return &Routes{modules: modules, exact: map[string]http.Handler{}}
+	srv, _ := modules.(*Server)
+	return &Routes{modules: modules, exact: map[string]http.Handler{}, srv: srv}
 }
 
 // Handle sends requests for path to h: exactly that path, or every path under it when
@@ -69,7 +73,13 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h := rt.fixed(r.URL.Path); h != nil {
-		h.ServeHTTP(w, r)
+		if rt.srv == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		lw := &logWriter{ResponseWriter: w}
+		defer rt.srv.recoverHTTP(w, lw)
+		h.ServeHTTP(lw, r)
 		return
 	}
 	rt.modules.ServeHTTP(w, r)

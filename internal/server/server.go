@@ -325,6 +325,7 @@ func (s *Server) InstanceID() string { return s.cfg.InstanceID }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	lw := logWriter{ResponseWriter: w}
+	defer s.recoverHTTP(w, &lw)
 	rp := s.answer(r.Context(), r.Method, r.URL.Path, r.Header[HopHeader])
 	writeReply(&lw, r, &rp)
 	s.answered(r.Context(), r.Method, r.URL.Path, &rp, lw.statusCode(), lw.bytes, time.Since(start))

@@ -136,7 +136,7 @@ func (s *Server) writeFastReply(ctx *fasthttp.RequestCtx, rp *reply) (int, int64
 		}
 		return http.StatusOK, int64(len(rp.body))
 	}
-	if !rp.modTime.IsZero() {
+	if knownTime(rp.modTime) {
 		h.Set("Last-Modified", rp.modTime.UTC().Format(http.TimeFormat))
 	}
 	part := fileAnswer(&ctx.Request.Header, rp.modTime, rp.size)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -30,20 +31,23 @@ type filePart struct {
 func fileAnswer(h *fasthttp.RequestHeader, modTime time.Time, size int64) filePart {
 	whole := filePart{status: http.StatusOK, length: size}
 	modTime = modTime.Truncate(time.Second) // HTTP dates have whole seconds
+	// A file dated at the Unix epoch (a tree unpacked from an archive that zeroes times)
+	// has no known time for the date preconditions, as for ServeContent.
+	known := knownTime(modTime)
 	// Preconditions, in the order of RFC 9110 section 13.2.2. Stored files have no ETag: no
 	// entity tag but "*" matches.
 	if v := h.Peek("If-Match"); len(v) > 0 {
 		if !matchesAny(string(v)) {
 			return filePart{status: http.StatusPreconditionFailed}
 		}
-	} else if t, ok := headerTime(h, "If-Unmodified-Since"); ok && !modTime.IsZero() && modTime.After(t) {
+	} else if t, ok := headerTime(h, "If-Unmodified-Since"); ok && known && modTime.After(t) {
 		return filePart{status: http.StatusPreconditionFailed}
 	}
 	if v := h.Peek("If-None-Match"); len(v) > 0 {
 		if matchesAny(string(v)) {
 			return filePart{status: http.StatusNotModified}
 		}
-	} else if t, ok := headerTime(h, "If-Modified-Since"); ok && !modTime.IsZero() && !modTime.After(t) {
+	} else if t, ok := headerTime(h, "If-Modified-Since"); ok && known && !modTime.After(t) {
 		return filePart{status: http.StatusNotModified}
 	}
 
@@ -51,7 +55,7 @@ func fileAnswer(h *fasthttp.RequestHeader, modTime time.Time, size int64) filePa
 	if spec == "" {
 		return whole
 	}
-	if ir := strings.TrimSpace(string(h.Peek("If-Range"))); ir != "" {
+	if ir := textproto.TrimString(string(h.Peek("If-Range"))); ir != "" {
 		// An entity tag never matches; a date matches the exact modification time.
 		t, err := http.ParseTime(ir)
 		if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") || err != nil || modTime.IsZero() || !modTime.Equal(t) {
@@ -60,6 +64,10 @@ func fileAnswer(h *fasthttp.RequestHeader, modTime time.Time, size int64) filePa
 	}
 	ranges, err := parseByteRanges(spec, size)
 	switch {
+	case errors.Is(err, errNoOverlap) && size == 0:
+		// No range of an empty file is satisfiable: it is sent whole (empty), as
+		// ServeContent does for clients that send a Range with every request.
+		return whole
 	case errors.Is(err, errNoOverlap):
 		return filePart{status: http.StatusRequestedRangeNotSatisfiable,
 			contentRange: fmt.Sprintf("bytes */%d", size), msg: "invalid range: " + err.Error()}
@@ -73,15 +81,51 @@ func fileAnswer(h *fasthttp.RequestHeader, modTime time.Time, size int64) filePa
 		contentRange: fmt.Sprintf("bytes %d-%d/%d", r.start, r.start+r.length-1, size)}
 }
 
+// knownTime reports whether t is a modification time to send and to compare with the
+// date preconditions: not zero, nor the Unix epoch (http.ServeContent's rule).
+func knownTime(t time.Time) bool { return !t.IsZero() && !t.Equal(time.Unix(0, 0)) }
+
 // matchesAny reports whether an If-Match or If-None-Match value lists "*", the one entity
-// tag a stored file (which has none) matches.
+// tag a stored file (which has none) matches. It reads the list as ServeContent does: up
+// to the first element that is not an entity tag, with any element that starts with '*'
+// taken for "*".
 func matchesAny(v string) bool {
-	for tag := range strings.SplitSeq(v, ",") {
-		if strings.TrimSpace(tag) == "*" {
+	for {
+		v = textproto.TrimString(v)
+		switch {
+		case v == "":
+			return false
+		case v[0] == ',':
+			v = v[1:]
+		case v[0] == '*':
 			return true
+		default:
+			rest, ok := skipETag(v)
+			if !ok {
+				return false
+			}
+			v = rest
 		}
 	}
-	return false
+}
+
+// skipETag returns what follows the entity tag (W/"..." or "...") that starts s, and
+// whether s starts with one (RFC 9110 section 8.8.3).
+func skipETag(s string) (string, bool) {
+	s = strings.TrimPrefix(s, "W/")
+	if len(s) < 2 || s[0] != '"' {
+		return "", false
+	}
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[i+1:], true
+		case c == 0x21 || c >= 0x23 && c <= 0x7e || c >= 0x80:
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // headerTime returns the HTTP date in the header name, when there is one that parses.
@@ -115,7 +159,7 @@ func parseByteRanges(spec string, size int64) ([]byteRange, error) {
 	var total int64
 	skipped := false
 	for part := range strings.SplitSeq(set, ",") {
-		part = strings.TrimSpace(part)
+		part = textproto.TrimString(part)
 		if part == "" {
 			continue
 		}
@@ -123,7 +167,7 @@ func parseByteRanges(spec string, size int64) ([]byteRange, error) {
 		if !ok {
 			return nil, errors.New("invalid range")
 		}
-		first, last = strings.TrimSpace(first), strings.TrimSpace(last)
+		first, last = textproto.TrimString(first), textproto.TrimString(last)
 		var r byteRange
 		if first == "" { // the last n bytes
 			n, err := strconv.ParseInt(last, 10, 64)

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -67,6 +66,11 @@ func readPasswords(file string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client password file: %w", err)
 	}
+	return parsePasswords(file, data)
+}
+
+// parsePasswords parses the content of the password file named file.
+func parsePasswords(file string, data []byte) (map[string][]byte, error) {
 	users := map[string][]byte{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
@@ -79,7 +83,8 @@ func readPasswords(file string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("client password file %s:%d: want user:bcrypt-hash", file, n)
 		}
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-			return nil, fmt.Errorf("client password file %s:%d: the hash of %q is not bcrypt (htpasswd -B): %v", file, n, user, err)
+			// bcrypt's message quotes a byte of the hash, which may be a control character.
+			return nil, fmt.Errorf("client password file %s:%d: the hash of %q is not bcrypt (htpasswd -B): %s", file, n, user, oneLine(err.Error()))
 		}
 		users[user] = []byte(hash)
 	}
@@ -98,13 +103,9 @@ func (a *ClientAuth) Allow(authorization string) bool {
 		return ok
 	}
 	ok := false
-	if enc, found := strings.CutPrefix(authorization, "Basic "); found {
-		if raw, err := base64.StdEncoding.DecodeString(enc); err == nil {
-			if user, pass, found := strings.Cut(string(raw), ":"); found {
-				if hash, known := users[user]; known {
-					ok = bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
-				}
-			}
+	if user, pass, found := basicAuth(authorization); found {
+		if hash, known := users[user]; known {
+			ok = bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
 		}
 	}
 	seen.Add(authorization, ok)
@@ -121,6 +122,13 @@ func (a *ClientAuth) Wrap(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// basicAuth returns the credentials of an Authorization header of the Basic scheme, read
+// as net/http reads them: the scheme's name in any case (RFC 9110 section 11.1).
+func basicAuth(authorization string) (user, pass string, ok bool) {
+	r := http.Request{Header: http.Header{"Authorization": {authorization}}}
+	return r.BasicAuth()
 }
 
 // open reports whether path is answered without credentials: the probes of a load

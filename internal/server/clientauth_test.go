@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -15,7 +16,7 @@ import (
 )
 
 // passwordFile writes a password file of users (name -> password) and returns its name.
-func passwordFile(t *testing.T, dir string, users map[string]string) string {
+func passwordFile(t testing.TB, dir string, users map[string]string) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("# holoproxy clients\n\n")
@@ -144,4 +145,72 @@ func TestClientAuth(t *testing.T) {
 	if code, _, _ := get(netSrv.URL, info, "carol", "singer"); code != 200 {
 		t.Errorf("after a broken file: carol = %d, want 200 (the last good users)", code)
 	}
+}
+
+// FuzzParsePasswords checks that a password file is parsed or refused with a one-line
+// error, and that what is accepted has users with a name and a bcrypt hash.
+func FuzzParsePasswords(f *testing.F) {
+	h, err := bcrypt.GenerateFromPassword([]byte("wonder"), bcrypt.MinCost)
+	if err != nil {
+		f.Fatal(err)
+	}
+	hash := string(h)
+	for _, s := range []string{
+		"", "# nobody\n", "alice\n", ":" + hash + "\n", "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+		"alice:" + hash + "\n", "# clients\n\nalice:" + hash + "\r\n  bob:" + hash + "  \n",
+		"alice:" + hash + "\nalice:" + hash, "alice:" + hash + ":extra\n",
+		"alice:" + strings.Replace(hash, "$04$", "$99$", 1) + "\n",
+		"alice:\r" + hash + "\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		users, err := parsePasswords("clients", []byte(data))
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("error of more than one line: %q", msg)
+			}
+			return
+		}
+		if len(users) == 0 {
+			t.Fatal("accepted a file without users")
+		}
+		for u, h := range users {
+			if u == "" || strings.Contains(u, ":") {
+				t.Errorf("accepted user %q", u)
+			}
+			if _, err := bcrypt.Cost(h); err != nil {
+				t.Errorf("accepted user %q with hash %q: %v", u, h, err)
+			}
+		}
+	})
+}
+
+// FuzzClientAuthAllow checks that ClientAuth admits an Authorization header exactly when
+// net/http reads Basic credentials from it (http.Request.BasicAuth) naming a user of the
+// file with its password.
+func FuzzClientAuthAllow(f *testing.F) {
+	users := map[string]string{"alice": "wonder", "bob": "p:ss w"}
+	file := passwordFile(f, f.TempDir(), users)
+	auth, err := NewClientAuth(file, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	basic := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, s := range []string{
+		"", "Basic " + basic("alice:wonder"), "Basic " + basic("bob:p:ss w"), "basic " + basic("alice:wonder"),
+		"BASIC " + basic("alice:wonder"), "Basic  " + basic("alice:wonder"), "Basic " + basic("alice:wonder") + " ",
+		"Basic " + basic("alice:wrong"), "Basic " + basic("alicewonder"), "Basic " + basic(":wonder"),
+		"Bearer " + basic("alice:wonder"), "Basic " + strings.TrimRight(basic("alice:wonder"), "="), "Basic !!!",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, authorization string) {
+		r := http.Request{Header: http.Header{"Authorization": {authorization}}}
+		user, pass, ok := r.BasicAuth()
+		want := ok && users[user] == pass && pass != ""
+		if got := auth.Allow(authorization); got != want {
+			t.Fatalf("Allow(%q) = %v; net/http reads user %q password %q (ok %v)", authorization, got, user, pass, ok)
+		}
+	})
 }

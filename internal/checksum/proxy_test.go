@@ -12,6 +12,8 @@ import (
 	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
 	"github.com/holoproxy/holoproxy/internal/store"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 type proxyFixture struct {
@@ -238,4 +240,64 @@ func TestSumDBProxyWithoutKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzSumDBProxyPath checks the parsing of the path below /sumdb/<name>/: what is
+// accepted is fetched and cached under a valid store key (a lookup of a valid, escaped
+// module@version that is not private; a tile in its canonical form), and what is refused
+// gets a one-line reason for the 404.
+func FuzzSumDBProxyPath(f *testing.F) {
+	for _, s := range []string{
+		"latest", "supported", "lookup/mods.test/m@v1.0.0", "lookup/mods.test/!upper@v1.0.0-!r!c1",
+		"lookup/private.test/x@v1.0.0", "lookup/mods.test/m", "lookup/mods.test/m@latest",
+		"lookup/../x@v1.0.0", "lookup/mods.test/m@v1.0.0@v2.0.0", "lookup/Mods.test/m@v1.0.0",
+		"tile/8/0/000", "tile/8/0/x001/234", "tile/8/1/000.p/17", "tile/8/data/000", "tile/8/data/x001/000.p/3",
+		"tile/8/0/001.p/256", "tile/99/0/000", "tile/8/0/../x", "tile/", "lookup/", "",
+	} {
+		f.Add(s)
+	}
+	p := &SumDBProxy{cfg: ProxyConfig{DB: SumDB{Name: "sum.test"}, NoSumDB: "private.test",
+		LongTTL: time.Hour, ShortTTL: time.Minute}}
+	f.Fuzz(func(t *testing.T, rest string) {
+		ep, err := p.parse(rest)
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("parse(%q): error of more than one line: %q", rest, msg)
+			}
+			return
+		}
+		if err := store.CheckKey(p.key(ep)); err != nil {
+			t.Fatalf("parse(%q): path %q makes an invalid store key: %v", rest, ep.path, err)
+		}
+		switch {
+		case ep.path == "/latest":
+			if rest != "latest" {
+				t.Fatalf("parse(%q) = latest", rest)
+			}
+		case strings.HasPrefix(ep.path, "/lookup/"):
+			mv := strings.TrimPrefix(ep.path, "/lookup/")
+			escPath, escVer, _ := strings.Cut(mv, "@")
+			path, err1 := module.UnescapePath(escPath)
+			ver, err2 := module.UnescapeVersion(escVer)
+			if err1 != nil || err2 != nil || module.Check(path, ver) != nil {
+				t.Fatalf("parse(%q) accepted lookup %q of an invalid module version", rest, mv)
+			}
+			if module.MatchPrefixPatterns(p.cfg.NoSumDB, path) {
+				t.Fatalf("parse(%q) accepted a lookup of private %s", rest, path)
+			}
+			if ep.ttl != p.cfg.LongTTL {
+				t.Fatalf("parse(%q): lookup cached for %v", rest, ep.ttl)
+			}
+		case strings.HasPrefix(ep.path, "/tile/"):
+			tile, err := tlog.ParseTilePath(strings.TrimPrefix(ep.path, "/"))
+			if err != nil || "/"+tile.Path() != ep.path {
+				t.Fatalf("parse(%q) = tile path %q, not canonical (%v)", rest, ep.path, err)
+			}
+			if full := tile.W == 1<<tile.H; full != (ep.ttl < 0) {
+				t.Fatalf("parse(%q): tile of width %d/%d cached for %v", rest, tile.W, 1<<tile.H, ep.ttl)
+			}
+		default:
+			t.Fatalf("parse(%q) = unknown endpoint %q", rest, ep.path)
+		}
+	})
 }

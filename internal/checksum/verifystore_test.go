@@ -10,6 +10,7 @@ import (
 
 	"github.com/holoproxy/holoproxy/internal/checksum/sumdbtest"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"golang.org/x/mod/module"
 )
 
 // fillStore writes the GOPROXY tree of mods into a new dirStore, as fills would.
@@ -113,4 +114,40 @@ func TestVerifyStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseVersionKey checks the recognition of the .mod and .zip keys of a store (file
+// names read back from a cache directory or a bucket listing, any of which may be foreign):
+// what is recognised is the key of a valid module version, which it names back exactly.
+func FuzzParseVersionKey(f *testing.F) {
+	for _, s := range []string{
+		"mods.test/m/@v/v1.0.0.mod", "mods.test/m/@v/v1.0.0.zip", "mods.test/!upper/@v/v1.0.0-!r!c1.zip",
+		"mods.test/m/@v/v1.0.0.info", "mods.test/m/@v/list", "mods.test/m/@latest", "sumdb/sum.test/lookup/m@v1.0.0",
+		"sumdb/x/@v/v1.0.0.mod", "mods.test/m/@v/master.zip", "mods.test/m/@v/v1.0.zip", "../m/@v/v1.0.0.mod",
+		"mods.test/m/@v/@v/v1.0.0.mod", "mods.test/m/v2/@v/v1.0.0.mod", "mods.test/m/@v/v2.0.0+incompatible.mod",
+		"mods.test/Upper/@v/v1.0.0.mod", "mods.test/m/@v/.zip", ".tmp/x/@v/v1.0.0.zip",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		path, version, isZip, ok := parseVersionKey(key)
+		if !ok {
+			return
+		}
+		if err := module.Check(path, version); err != nil {
+			t.Fatalf("parseVersionKey(%q) = %s %s, not a valid module version: %v", key, path, version, err)
+		}
+		escPath, err1 := module.EscapePath(path)
+		escVer, err2 := module.EscapeVersion(version)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("parseVersionKey(%q) = %s %s, which does not escape: %v %v", key, path, version, err1, err2)
+		}
+		ext := ".mod"
+		if isZip {
+			ext = ".zip"
+		}
+		if back := escPath + "/@v/" + escVer + ext; back != key {
+			t.Fatalf("parseVersionKey(%q) = %s %s zip=%v, whose key is %q", key, path, version, isZip, back)
+		}
+	})
 }

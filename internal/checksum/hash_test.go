@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,4 +166,56 @@ func byteSize(n int) string {
 		return fmt.Sprintf("zip=%dMB", n>>20)
 	}
 	return fmt.Sprintf("zip=%dKB", n>>10)
+}
+
+// FuzzHashZipReader checks the hash of a module zip read back from a store (a corrupt or
+// foreign file in a cache directory, an object of a bucket) against x/mod's own
+// dirhash.HashZip, which inflates with compress/flate instead of the pooled klauspost
+// inflater: the same hash whenever HashZipReader gives one, and HashZipReader refuses
+// only what dirhash refuses, or a zip that names a file twice.
+func FuzzHashZipReader(f *testing.F) {
+	mk := func(method uint16, files ...string) []byte {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		for i := 0; i+1 < len(files); i += 2 {
+			w, err := zw.CreateHeader(&zip.FileHeader{Name: files[i], Method: method})
+			if err != nil {
+				f.Fatal(err)
+			}
+			w.Write([]byte(files[i+1]))
+		}
+		if err := zw.Close(); err != nil {
+			f.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	src := strings.Repeat("package p\n\nfunc F() int { return 42 }\n", 20)
+	for _, z := range [][]byte{
+		nil, []byte("PK\x05\x06" + strings.Repeat("\x00", 18)),
+		mk(zip.Deflate, "m.test/a@v1.0.0/go.mod", "module m.test/a\n", "m.test/a@v1.0.0/a.go", src),
+		mk(zip.Store, "m.test/a@v1.0.0/go.mod", "module m.test/a\n", "m.test/a@v1.0.0/empty", ""),
+		mk(zip.Deflate, "a", src, "a", "other"),
+		mk(zip.Deflate, "a\nb", "x"),
+		mk(zip.Deflate, "big", strings.Repeat("\x00\x01\x02", 3000)),
+	} {
+		f.Add(z)
+	}
+	// dirhash reads a file: one for the run, rewritten for each input (inputs are
+	// tried one at a time in a process).
+	p := filepath.Join(f.TempDir(), "m.zip")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := HashZipReader(bytes.NewReader(data), int64(len(data)))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want, werr := dirhash.HashZip(p, dirhash.Hash1)
+		switch {
+		case err == nil && werr != nil:
+			t.Fatalf("HashZipReader = %s; dirhash.HashZip fails: %v", got, werr)
+		case err == nil && got != want:
+			t.Fatalf("HashZipReader = %s; dirhash.HashZip = %s", got, want)
+		case err != nil && werr == nil && !strings.Contains(err.Error(), "duplicate file"):
+			t.Fatalf("HashZipReader fails: %v; dirhash.HashZip = %s", err, want)
+		}
+	})
 }

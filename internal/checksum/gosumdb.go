@@ -142,6 +142,9 @@ func ParseGOSUMDB(value, goroot string) (SumDB, error) {
 		return SumDB{}, fmt.Errorf("invalid GOSUMDB key %q: %w", db.Key, err)
 	}
 	db.Name = v.Name()
+	if err := checkSumDBName(db.Name); err != nil {
+		return SumDB{}, err
+	}
 	if len(f) == 2 {
 		u, err := url.Parse(f[1])
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -150,6 +153,23 @@ func ParseGOSUMDB(value, goroot string) (SumDB, error) {
 		db.URL = strings.TrimSuffix(f[1], "/")
 	}
 	return db, nil
+}
+
+// checkSumDBName refuses a database name that is not host[/path], as the go command does
+// (a name is also the start of the database's URLs), or whose path has an empty, "." or
+// ".." element, which could not name the cached answers of the /sumdb/ proxy.
+func checkSumDBName(name string) error {
+	u, err := url.Parse("https://" + name)
+	if err != nil || strings.HasSuffix(name, "/") || u.Host == "" || u.RawPath != "" ||
+		*u != (url.URL{Scheme: "https", Host: u.Host, Path: u.Path}) {
+		return fmt.Errorf("invalid GOSUMDB: checksum database name %q is not host[/path]", name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("invalid GOSUMDB: checksum database name %q has an empty, . or .. path element", name)
+		}
+	}
+	return nil
 }
 
 // NoSumDBPatterns returns the module path patterns exempt from the checksum database, with

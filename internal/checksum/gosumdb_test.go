@@ -4,18 +4,20 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/holoproxy/holoproxy/internal/store"
 	"golang.org/x/mod/sumdb/note"
 )
 
 // fakeGOROOT writes a key.go like the Go installation's, trusting one generated key under
 // its name, and returns the root and the key.
-func fakeGOROOT(t *testing.T, name string) (root, vkey string) {
+func fakeGOROOT(t testing.TB, name string) (root, vkey string) {
 	t.Helper()
 	_, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
@@ -152,4 +154,68 @@ func TestSumDBOrOff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseGOSUMDB checks that a GOSUMDB value (--sumdb, or the go command's) is parsed or
+// refused with a one-line error, and that what is accepted is a database the go command
+// would accept (a verifier key whose name is host[/path]) that holoproxy can serve (its
+// cache keys are valid), with an http(s) URL when one is given, and that renders back
+// (SumDB.String) to a value that parses to the same.
+func FuzzParseGOSUMDB(f *testing.F) {
+	root, known := fakeGOROOT(f, "sum.test")
+	key := func(name string) string {
+		// A fixed "random" source: the seeds are the same on every run.
+		_, vkey, err := note.GenerateKey(strings.NewReader(strings.Repeat("k", 64)), name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return vkey
+	}
+	for _, s := range []string{
+		"off", "", "sum.test", "unknown.test", known, known + " https://sum-a.test/db/", known + " http://127.0.0.1:9",
+		known + " ftp://sum-a.test", known + " https://", known + " https://sum-a.test x", "sum.test https://sum-a.test",
+		key("sum.test/sub") + " https://sum-a.test", key("sum.test?x"), key("sum.test#x"), key("sum.test/"),
+		key("sum.test/../x"), key("sum.test//x"), key("sum.test/./x"), key("Sum.Test:443"), key("user@sum.test"),
+		key("sum.test/%41"), key("[::1]"), "sum.test+bad+key", " off ",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		db, err := ParseGOSUMDB(value, root)
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("ParseGOSUMDB(%q): error of more than one line: %q", value, msg)
+			}
+			return
+		}
+		if db.Off {
+			if db != (SumDB{Off: true}) {
+				t.Fatalf("ParseGOSUMDB(%q) = %+v", value, db)
+			}
+			return
+		}
+		v, err := note.NewVerifier(db.Key)
+		if err != nil || v.Name() != db.Name {
+			t.Fatalf("ParseGOSUMDB(%q) = %+v, whose key does not name the database (%v)", value, db, err)
+		}
+		// The go command's rule for the name (cmd/go/internal/modfetch: "no funny business").
+		u, err := url.Parse("https://" + db.Name)
+		if err != nil || strings.HasSuffix(db.Name, "/") || u.Host == "" || u.RawPath != "" ||
+			*u != (url.URL{Scheme: "https", Host: u.Host, Path: u.Path}) {
+			t.Fatalf("ParseGOSUMDB(%q) accepted name %q, which the go command refuses", value, db.Name)
+		}
+		if err := store.CheckKey("sumdb/" + db.Name + "/latest"); err != nil {
+			t.Fatalf("ParseGOSUMDB(%q) accepted name %q, which cannot be cached: %v", value, db.Name, err)
+		}
+		if db.URL != "" {
+			u, err := url.Parse(db.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(db.URL, "/") {
+				t.Fatalf("ParseGOSUMDB(%q) accepted URL %q", value, db.URL)
+			}
+		}
+		again, err := ParseGOSUMDB(db.String(), root)
+		if err != nil || again != db {
+			t.Fatalf("ParseGOSUMDB(%q) = %+v, whose String %q parses to %+v, %v", value, db, db.String(), again, err)
+		}
+	})
 }

@@ -142,8 +142,13 @@ func (p *SumDBProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a checksum database path", http.StatusNotFound)
 		return
 	}
-	name, rest, _ := strings.Cut(rest, "/")
-	if p.cfg.DB.Name == "" || name != p.cfg.DB.Name {
+	// A name may have a path (host/path), as the go command allows.
+	served := p.cfg.DB.Name != ""
+	if served {
+		rest, served = strings.CutPrefix(rest, p.cfg.DB.Name+"/")
+	}
+	if !served {
+		name, _, _ := strings.Cut(rest, "/")
 		http.Error(w, fmt.Sprintf("checksum database %q is not served by this proxy", name), http.StatusNotFound)
 		return
 	}

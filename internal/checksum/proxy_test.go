@@ -301,3 +301,25 @@ func FuzzSumDBProxyPath(f *testing.F) {
 		}
 	})
 }
+
+// TestSumDBProxyNameWithPath: a database whose name has a path (host/path, which the go
+// command allows) is served under /sumdb/<host/path>/, where the go command asks for it.
+func TestSumDBProxyNameWithPath(t *testing.T) {
+	p, err := NewSumDBProxy(ProxyConfig{DB: SumDB{Name: "sum.test/sub"}, Store: newDirStore(t),
+		BaseURL: FixedBaseURL("http://127.0.0.1:9"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"/sumdb/sum.test/sub/supported":  200,
+		"/sumdb/sum.test/supported":      404,
+		"/sumdb/sum.test/subx/supported": 404,
+		"/sumdb/sum.test/sub":            404,
+	} {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != want {
+			t.Errorf("GET %s = %d %q; want %d", path, w.Code, w.Body, want)
+		}
+	}
+}

@@ -426,7 +426,10 @@ func (a *goAuth) git(ctx context.Context, m AuthMethod, u *url.URL) map[string]*
 	}
 	h := http.Header{}
 	(&http.Request{Header: h}).SetBasicAuth(user, password)
-	pu, _ := url.Parse(prefix)
+	pu, err := url.Parse(prefix) // parseGitFill gives only prefixes that parse
+	if err != nil {
+		return nil
+	}
 	return map[string]*authEntry{urlPrefix(pu): {header: h, git: &gitCred{fill: out, expires: expires}}}
 }
 
@@ -464,7 +467,12 @@ func parseGitFill(out []byte) (prefix, user, password string, expires time.Time)
 		return "", "", "", time.Time{}
 	}
 	p.User = nil
-	return p.String(), user, password, expires
+	prefix = p.String()
+	if _, err := url.Parse(prefix); err != nil {
+		// A host no URL can carry ("a b", "[::1"): it is the prefix of no request.
+		return "", "", "", time.Time{}
+	}
+	return prefix, user, password, expires
 }
 
 // command runs a GOAUTH command, with url as its last argument and the 4xx answer on its
@@ -514,7 +522,12 @@ func ParseAuthCommandOutput(out []byte) (map[string]http.Header, error) {
 			}
 			u, err := url.ParseRequestURI(line)
 			if err != nil || u.Scheme != "https" || u.Host == "" {
-				return nil, fmt.Errorf("set %d: %q is not an https URL", set, line)
+				// No part of the line is shown: in output that lacks the empty line
+				// after its URLs, it is a header line, a secret.
+				if err == nil && u.Scheme == "http" {
+					return nil, fmt.Errorf("set %d: an http:// URL, not an https URL", set)
+				}
+				return nil, fmt.Errorf("set %d: a line where a URL is expected is not an https URL (is the empty line after the URLs missing?)", set)
 			}
 			prefixes = append(prefixes, strings.TrimSuffix(strings.TrimPrefix(u.String(), "https://"), "/"))
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 func TestParseGOAUTH(t *testing.T) {
@@ -502,5 +505,147 @@ func TestGOAUTHGit(t *testing.T) {
 		if l := logs.all(); len(l) != 1 || !strings.Contains(l[0], "gave no credential") {
 			t.Errorf("logged %q, want one line saying git gave no credential", l)
 		}
+	})
+}
+
+// FuzzParseGOAUTH checks that a GOAUTH value is parsed or refused with a one-line error,
+// and that what is accepted has the documented shape: off alone gives no method; every
+// other entry gives one method, netrc, git with an absolute directory that exists, or a
+// command with a program, whose String names only the program's base name.
+func FuzzParseGOAUTH(f *testing.F) {
+	dir := f.TempDir()
+	for _, s := range []string{
+		"off", "netrc", "off;netrc", "netrc;", ";", "", " ", "git " + dir, "git relative/dir", "git " + dir + " extra",
+		"git /no/such/dir", "netrc; git " + dir + "; /bin/cred --token 'a b' \"c d\"", "cred 'unterminated",
+		"'' x", "\"/opt/my cred\" arg", "cred\targ\r\narg2", "\u00a0cred", "cred\u00a0arg", "off x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		methods, err := ParseGOAUTH(value)
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("ParseGOAUTH(%q): error of more than one line: %q", value, msg)
+			}
+			return
+		}
+		parts := strings.Split(value, ";")
+		if len(methods) == 0 {
+			if len(parts) != 1 || strings.Fields(value)[0] != "off" {
+				t.Fatalf("ParseGOAUTH(%q) gave no method", value)
+			}
+			return
+		}
+		if len(methods) != len(parts) {
+			t.Fatalf("ParseGOAUTH(%q) gave %d methods for %d entries", value, len(methods), len(parts))
+		}
+		for i, m := range methods {
+			s := m.String()
+			switch m.Kind {
+			case "netrc":
+				if strings.Fields(parts[i])[0] != "netrc" {
+					t.Fatalf("entry %q taken for netrc", parts[i])
+				}
+			case "git":
+				if fi, err := os.Stat(m.Dir); !filepath.IsAbs(m.Dir) || err != nil || !fi.IsDir() {
+					t.Fatalf("entry %q: git in %q", parts[i], m.Dir)
+				}
+			case "command":
+				if len(m.Args) == 0 {
+					t.Fatalf("entry %q: a command without a program", parts[i])
+				}
+				if s != "command "+filepath.Base(m.Args[0]) {
+					t.Fatalf("entry %q: String %q shows more than the program", parts[i], s)
+				}
+				if !strings.ContainsAny(parts[i], `'"`) {
+					want := strings.FieldsFunc(parts[i], func(r rune) bool { return strings.ContainsRune(" \t\r\n", r) })
+					if !reflect.DeepEqual(m.Args, want) {
+						t.Fatalf("entry %q: arguments %q; want %q", parts[i], m.Args, want)
+					}
+				}
+			default:
+				t.Fatalf("entry %q: method of kind %q", parts[i], m.Kind)
+			}
+		}
+	})
+}
+
+// FuzzParseAuthCommandOutput checks the parsing of a GOAUTH command's output: what is
+// accepted is keyed by non-empty prefixes, with valid header
+// names and values; an error is one line and never shows a header value (a secret), even
+// when the output is malformed and a header line is read where a URL is expected.
+func FuzzParseAuthCommandOutput(f *testing.F) {
+	for _, s := range []string{
+		"", "https://a.test\nhttps://b.test/api/\n\nAuthorization: Bearer s3cr3t-t0ken\n\nhttps://c.test/\n\nX: y\n\n",
+		"https://a.test/x\n\n\n", "https://a.test\r\n\r\nX-A: 1\r\nX-A: 2\r\n\r\n", "https://a.test\n",
+		"https://a.test\nAuthorization: Bearer s3cr3t-t0ken\n\n", "Authorization: Bearer s3cr3t-t0ken\n\n",
+		"https://a.test\n\nAuthorization Bearer s3cr3t-t0ken\n\n", "https://a.test\n\nBad Name: s3cr3t-t0ken\n\n",
+		"https://a.test\n\nX: a\n continued\n\n", "http://a.test\n\nX: y\n\n", "\nX: y\n\n",
+		"https://user:pw@a.test/p?q#f\n\nX: y\n\n", "https://a.test\n\nX: y\x00z\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, out []byte) {
+		creds, err := ParseAuthCommandOutput(out)
+		if err != nil {
+			msg := err.Error()
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("error of more than one line: %q", msg)
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				_, value, ok := strings.Cut(line, ":")
+				value = strings.TrimSpace(value)
+				if ok && len(value) >= 8 && !strings.HasPrefix(value, "//") && strings.Contains(msg, value) {
+					t.Fatalf("error %q shows the value of line %q", msg, line)
+				}
+			}
+			return
+		}
+		for p, h := range creds {
+			// A prefix is what follows "https://" with one trailing '/' cut, as the go
+			// command keys it: "https://a.test//" is "a.test/", the prefix of the URLs
+			// whose path starts with "//"; "https://https://x" is "https://x" (host
+			// "https:").
+			if p == "" {
+				t.Fatal("empty prefix")
+			}
+			for name, values := range h {
+				for _, v := range values {
+					if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
+						t.Fatalf("prefix %q: header %q: %q", p, name, v)
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseGitFill checks the reading of git credential fill's answer: the URL it gives a
+// credential for is "" or an https URL with a host and no user info that url.Parse reads
+// back, as git() then does.
+func FuzzParseGitFill(f *testing.F) {
+	for _, s := range []string{
+		"", "protocol=https\nhost=git.test\nusername=u\npassword=p\n",
+		"protocol=https\nhost=git.test:8443\npath=org/repo\nusername=u\npassword=p\npassword_expiry_utc=1700000000\n",
+		"url=https://u:p@git.test/org/repo\r\nusername=u\r\npassword=p\r\n", "protocol=http\nhost=git.test\n",
+		"url=git.test\n", "protocol=https\nhost=\n", "protocol=https\nhost=git.test/x\n", "protocol=https\nhost=a b\n",
+		"protocol=https\nhost=[::1\n", "protocol=https\nhost=%zz\n", "protocol=https\nhost=git.test\npath=%zz\n",
+		"protocol=https\nhost=git.test\npassword_expiry_utc=99999999999999999999\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, out []byte) {
+		prefix, _, _, _ := parseGitFill(out)
+		if prefix == "" {
+			return
+		}
+		u, err := url.Parse(prefix)
+		if err != nil {
+			t.Fatalf("parseGitFill gave %q, which does not parse: %v", prefix, err)
+		}
+		if u.Scheme != "https" || u.Host == "" || u.User != nil {
+			t.Fatalf("parseGitFill gave %q", prefix)
+		}
+		_ = urlPrefix(u)
 	})
 }

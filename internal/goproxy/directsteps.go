@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -114,12 +115,15 @@ func (w *xWriter) flush() {
 	}
 }
 
+// seconds reads a duration the go command printed in seconds ("0.014"); 0 for one that
+// does not read or that no time.Duration holds (converting it would overflow).
 func seconds(s string) time.Duration {
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
+	ns := f * float64(time.Second)
+	if err != nil || ns < 0 || ns >= math.MaxInt64 { // float64(MaxInt64) is 2^63, the first too large
 		return 0
 	}
-	return time.Duration(f * float64(time.Second))
+	return time.Duration(ns)
 }
 
 func (w *xWriter) line(l string) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -141,4 +142,58 @@ func TestDirectStepsFromARun(t *testing.T) {
 	if d.inRun.Load() != 0 {
 		t.Errorf("Wait returned with %d runs going", d.inRun.Load())
 	}
+}
+
+// FuzzXWriter checks the reading of a run's stderr with -x (the go command's lines, and
+// git's and the origins' text within them) as it arrives in pieces: steps take no negative
+// time and start no later than their line arrived, the same steps and messages come out
+// however the text is cut, and every line that is no -x line is passed on.
+func FuzzXWriter(f *testing.F) {
+	for _, s := range []string{
+		"# get https://git.test/repo?go-get=1\n# get https://git.test/repo?go-get=1: 200 OK (0.014s)\n",
+		"cd /m/cache/vcs/1; git ls-remote -q origin\n0.063s # cd /m/cache/vcs/1; git ls-remote -q origin\n",
+		"go: git.test/repo@v9.0.0: invalid version\n\tfatal: something\n", "1.5s # git fetch",
+		"99999999999999999999s # git fetch\n", "# get https://x.test: 200 OK (99999999999.5s)\n",
+		"0.000000000001s # x\n", "9223372036.854775s # x\n", "# get : 200 OK (1s)\n", "mkdir -p /x\nrm -rf /y\n# lock /z\n", "\n\n",
+	} {
+		f.Add(s, uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, stderr string, cut uint16) {
+		if len(stderr) > maxXLine {
+			return // a longer line is passed on in pieces, wherever the writes cut it
+		}
+		now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		run := func(piece int) ([]DirectStep, string) {
+			var steps []DirectStep
+			var rest bytes.Buffer
+			w := &xWriter{fn: func(s DirectStep) { steps = append(steps, s) }, rest: &rest,
+				now: func() time.Time { return now }, hide: func(s string) string { return s }}
+			for i := 0; i < len(stderr); i += piece {
+				w.Write([]byte(stderr[i:min(i+piece, len(stderr))]))
+			}
+			w.flush()
+			return steps, rest.String()
+		}
+		steps, rest := run(max(len(stderr), 1))
+		for _, s := range steps {
+			if s.Took < 0 || s.Start.After(now) {
+				t.Fatalf("step %+v: took %v, started after its line arrived", s, s.Took)
+			}
+			if s.Kind != DirectStepLookup && s.Kind != DirectStepVCS {
+				t.Fatalf("step of kind %q", s.Kind)
+			}
+		}
+		for _, line := range strings.SplitAfter(rest, "\n") {
+			if line != "" && !strings.HasSuffix(line, "\n") {
+				t.Fatalf("message %q passed on without its newline", line)
+			}
+		}
+		if strings.Count(rest, "\n") > strings.Count(stderr, "\n")+1 {
+			t.Fatalf("%d message lines from %d lines", strings.Count(rest, "\n"), strings.Count(stderr, "\n")+1)
+		}
+		steps2, rest2 := run(int(cut%64) + 1)
+		if !reflect.DeepEqual(steps, steps2) || rest != rest2 {
+			t.Fatalf("cut every %d bytes: %+v %q; whole: %+v %q", cut%64+1, steps2, rest2, steps, rest)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package goproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -175,8 +176,15 @@ func TestCredentials(t *testing.T) {
 			t.Errorf("NewClient(%q) = %v; want an error that does not show the password", bad, err)
 		}
 	}
-	if got := Redact("http://u:p@a.test/x,https://b.test|https://t@c.test"); got != "http://xxxxx@a.test/x,https://b.test|https://xxxxx@c.test" {
-		t.Errorf("Redact = %q", got)
+	for in, want := range map[string]string{
+		"http://u:p@a.test/x,https://b.test|https://t@c.test": "http://xxxxx@a.test/x,https://b.test|https://xxxxx@c.test",
+		// Entries without their scheme (found by FuzzParseChain).
+		"//u:p@a.test, u:p@b.test|direct":      "//xxxxx@a.test, xxxxx@b.test|direct",
+		"https://a.test/x@y,https://b.test/@v": "https://a.test/x@y,https://b.test/@v",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q; want %q", in, got, want)
+		}
 	}
 	if !ListCredentials("http://a.test,direct").Empty() {
 		t.Error("a list without user info has credentials")
@@ -234,4 +242,34 @@ func TestFileClient(t *testing.T) {
 	if _, err := c.FetchPath(ctx, "example.com/m/@v/v1.0.0.mod", "mod", 4); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("over the size limit: %v", err)
 	}
+}
+
+// FuzzParseNetrc checks that any netrc file parses (the go command's parser never
+// refuses one) into entries with a machine, a login and a password that are single
+// tokens, and that those entries, written back as a netrc file, parse to themselves.
+func FuzzParseNetrc(f *testing.F) {
+	for _, s := range []string{
+		"", "machine a.test login u password p\n", "machine a.test\n  login u\n  password p\nmachine b.test login v password q",
+		"machine a.test login u\r\npassword p\r\n", "default login u password p\nmachine a.test login v password q\n",
+		"machine a.test login u password p default\nmachine b.test login v password q\n",
+		"macdef init\ncd /pub\n\nmachine a.test login u password p\n", "machine a.test login u port 21 password p\n",
+		"machine machine login login password password\n", "machine a.test login u password", "login u password p machine a.test\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		entries := ParseNetrc(data)
+		var b strings.Builder
+		for _, e := range entries {
+			for _, v := range []string{e.Machine, e.Login, e.Password} {
+				if v == "" || len(strings.Fields(v)) != 1 || strings.Fields(v)[0] != v {
+					t.Fatalf("entry %+v: %q is not one token", e, v)
+				}
+			}
+			fmt.Fprintf(&b, "machine %s login %s password %s\n", e.Machine, e.Login, e.Password)
+		}
+		if again := ParseNetrc(b.String()); !reflect.DeepEqual(again, entries) {
+			t.Fatalf("entries %+v written back parse to %+v", entries, again)
+		}
+	})
 }

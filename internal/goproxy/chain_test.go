@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ func TestParseChain(t *testing.T) {
 		{in: "ftp://a.test", wantErr: true},
 		{in: "a.test", wantErr: true},
 		{in: "http://a.test?x=1", wantErr: true},
+		// An empty query or fragment would end up in every request URL
+		// ("http://a.test/?/m/@v/list").
+		{in: "http://a.test/?", wantErr: true},
+		{in: "http://a.test/#", wantErr: true},
 	}
 	for _, tt := range tests {
 		c, err := ParseChain(tt.in, http.DefaultClient)
@@ -255,4 +260,73 @@ func TestChainUseDirect(t *testing.T) {
 	if err != nil || !slices.Equal(tried, []string{"http://a.test", "direct"}) || directAt < 100*time.Millisecond {
 		t.Errorf("hedged walk: %v, tried %v, direct at %s; want a, then direct only after a failed (100ms)", err, tried, directAt)
 	}
+}
+
+// FuzzParseChain checks that a GOPROXY list (--upstream, --route, the go command's) is
+// parsed or refused with a one-line error, that an accepted list renders back
+// (Chain.String) to a list that parses to the same, and that the password of a proxy URL
+// shows neither in the rendering, the entries' names, nor an error.
+func FuzzParseChain(f *testing.F) {
+	for _, s := range []string{
+		"http://a.test", "http://a.test/,https://b.test|direct", " http://a.test , off ", "http://a.test,", "",
+		"http://a.test,,http://b.test", "ftp://a.test", "a.test", "http://a.test?x=1", "http://a.test#f",
+		"https://user:s3cr3tpw@a.test/p|direct", "https://user:s3cr3tpw@a.test:bad/p", "https://user:s3cr3tpw@a.test/p?q",
+		"file:///srv/goproxy", "file://host/srv", "file:relative", "off|", "direct,off", "|", "http://[::1]:8080/x/",
+		"https://us%zzer:pw@a.test", "https://a.test/%zz", "https://user:s3cr3t#pw@a.test", "http://a.test/?",
+		"http://a.test//", "http://a.test/%2F", "file://", "file:///", "file:/srv/x/", "file://localhost/srv/a%20b/", "file:/0 00%2C", "http://a.test/x y%7Cz",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		// The passwords of the entries that parse as URLs, when they appear nowhere else.
+		var secrets []string
+		for _, entry := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '|' }) {
+			u, err := url.Parse(strings.TrimSpace(entry))
+			if err != nil || u.User == nil {
+				continue
+			}
+			if pw, ok := u.User.Password(); ok && len(pw) >= 6 &&
+				strings.Count(list, pw) == strings.Count(u.User.String(), pw) {
+				secrets = append(secrets, pw)
+			}
+		}
+		leaks := func(what, s string) {
+			for _, pw := range secrets {
+				if strings.Contains(s, pw) {
+					t.Fatalf("ParseChain(%q): %s %q shows the password %q", list, what, s, pw)
+				}
+			}
+		}
+		c, err := ParseChain(list, nil)
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("ParseChain(%q): error of more than one line: %q", list, msg)
+			}
+			leaks("error", err.Error())
+			return
+		}
+		if len(c.Entries) == 0 {
+			t.Fatalf("ParseChain(%q) has no entry", list)
+		}
+		for _, e := range c.Entries {
+			if (e.Client == nil) != (e.Off || e.Direct) {
+				t.Fatalf("ParseChain(%q): entry %+v", list, e)
+			}
+			leaks("entry", e.Name())
+		}
+		s := c.String()
+		leaks("list", s)
+		again, err := ParseChain(s, nil)
+		if err != nil {
+			t.Fatalf("ParseChain(%q) renders as %q, which does not parse: %v", list, s, err)
+		}
+		if slices.ContainsFunc(c.Entries, func(e Entry) bool { return strings.HasSuffix(e.Name(), "/") }) {
+			// "http://a.test//" is the base "http://a.test/" (one trailing '/' cut, as
+			// the go command cuts it), which renders the same and parses as "http://a.test".
+			return
+		}
+		if again.String() != s {
+			t.Fatalf("ParseChain(%q) renders as %q, which parses to %v, %v", list, s, again, err)
+		}
+	})
 }

@@ -76,38 +76,62 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 		}
 		return nil, fmt.Errorf("upstream %q: %w", Redact(base), err)
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	// An empty query or fragment counts ("https://proxy-a.test/?", ".../#"): the
+	// request URLs are the base's text followed by a path.
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(base, "#") {
 		return nil, fmt.Errorf("upstream %q: no query or fragment allowed", Redact(base))
 	}
 	if u.Scheme == "file" {
 		// A GOPROXY file tree on this machine, as the go command reads file:// entries.
-		if (u.Host != "" && u.Host != "localhost") || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		// Its path is read before a trailing '/' is cut: "file:///" is the root, and
+		// "file://" no path.
+		if u, err = url.Parse(base); err != nil || (u.Host != "" && u.Host != "localhost") || u.User != nil ||
+			!strings.HasPrefix(u.Path, "/") {
 			return nil, fmt.Errorf("upstream %q: want file:///absolute/path", Redact(base))
 		}
 		dir := filepath.FromSlash(u.Path)
 		if runtime.GOOS == "windows" {
 			dir = strings.TrimPrefix(dir, `\`) // file:///C:/dir
 		}
-		u.Host = ""
-		return &Client{base: u, dir: filepath.Clean(dir), http: hc, Header: http.Header{}}, nil
+		// Named file:///path, without a trailing '/' unless it is the root.
+		name := &url.URL{Scheme: "file", Path: strings.TrimSuffix(u.Path, "/"), RawPath: strings.TrimSuffix(u.RawPath, "/")}
+		if name.Path == "" {
+			name.Path = "/"
+		}
+		listSafe(name)
+		return &Client{base: name, dir: filepath.Clean(dir), http: hc, Header: http.Header{}}, nil
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("upstream %q: want an http, https or file URL", Redact(base))
 	}
 	u.User = nil
+	listSafe(u)
 	return &Client{base: u, http: hc, Header: http.Header{}}, nil
+}
+
+// listSeparators escapes the characters that separate the entries of a GOPROXY list.
+var listSeparators = strings.NewReplacer(",", "%2C", "|", "%7C")
+
+// listSafe makes u's path escape ',' and '|' (which net/url leaves as they are), so that
+// the name of an upstream whose path holds one ("%2C" in the list, or "file:/a b%2C")
+// reads back as the same upstream in a list.
+func listSafe(u *url.URL) {
+	if p := u.EscapedPath(); strings.ContainsAny(p, ",|") {
+		u.RawPath = listSeparators.Replace(p)
+	}
 }
 
 // Local reports whether the upstream is a file tree on this machine (a file:// URL): it
 // has no network exchanges to time, probe or hedge.
 func (c *Client) Local() bool { return c.dir != "" }
 
-// userInfoRE matches the user info of the URLs in a GOPROXY list.
-var userInfoRE = regexp.MustCompile(`://[^/?#,|\s]*@`)
+// userInfoRE matches the user info of the URLs in a GOPROXY list: after "//", or at the
+// start of an entry of a URL without its scheme ("//user:token@host", "user:token@host").
+var userInfoRE = regexp.MustCompile(`(^|[,|\s]|//)[^/?#,|\s]*@`)
 
 // Redact returns s, a URL or a GOPROXY list, with the user info of every URL replaced by
 // "xxxxx", for messages.
-func Redact(s string) string { return userInfoRE.ReplaceAllString(s, "://xxxxx@") }
+func Redact(s string) string { return userInfoRE.ReplaceAllString(s, "${1}xxxxx@") }
 
 // Direct reports whether the client is the "direct" entry: version control origins
 // reached through the go command, not a proxy.

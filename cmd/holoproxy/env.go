@@ -100,10 +100,11 @@ func (b *byteSize) Type() string  { return "bytes" }
 func (b *byteSize) Set(s string) error {
 	n, err := humanize.ParseBytes(s)
 	if err != nil {
-		return fmt.Errorf("want a size such as 64MiB or 1GB: %v", err)
+		// Not humanize's message, which shows the unit as it is, new lines and all.
+		return fmt.Errorf("want a size such as 64MiB or 1GB, not %q", s)
 	}
 	if n > math.MaxInt64 {
-		return fmt.Errorf("%s is too large", s)
+		return fmt.Errorf("%q is too large", s)
 	}
 	*b = byteSize(n)
 	return nil

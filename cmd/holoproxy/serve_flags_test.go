@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +184,83 @@ func TestServeDebugListenBusy(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errb.String(), "--debug-listen") || !strings.Contains(errb.String(), "address already in use") {
 		t.Errorf("exit %d, stderr %q; want a failure naming --debug-listen", code, errb.String())
 	}
+}
+
+// FuzzByteSize checks that a size flag (--cache-max-size, --relay-memory, trim's
+// --max-size, and their environment twins) is read or refused with a one-line error, and
+// that what is read is a size of at least 0 bytes, 0 meaning off.
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{
+		"0", "1048576", "64MiB", "1GB", "1.5 GiB", "50GiB", "", "-1", "1e9", "NaN", "Inf", "16EiB", "8EiB",
+		"9223372036854775807", "9223372036854775808", "18446744073709551616", "1,000 kB", "١٢MiB", "1 x\ny",
+		"1.5.5MB", "  7 mb  ",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b byteSize
+		if err := b.Set(s); err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("Set(%q): error of more than one line: %q", s, msg)
+			}
+			return
+		}
+		if b < 0 {
+			t.Fatalf("Set(%q) = %d bytes", s, int64(b))
+		}
+		if c := b.config(); (c == -1) != (b == 0) || (b != 0 && c != int64(b)) {
+			t.Fatalf("Set(%q) = %d bytes, config %d", s, int64(b), c)
+		}
+		_ = b.String()
+	})
+}
+
+// FuzzParseRoutes checks that a --route value is read or refused with a one-line usage
+// error that never shows a password of its list, and that what is read has patterns that
+// are all valid globs and a list, and reads back the same from PATTERNS=LIST.
+func FuzzParseRoutes(f *testing.F) {
+	for _, s := range []string{
+		"corp.test/*=https://goproxy.corp.test", " corp.test/* , other.test = https://a.test|direct ", "=https://a.test",
+		"corp.test/*=", "corp.test/*", "corp.test/[=https://a.test", "corp.test/*=https://u:s3cr3tpw@a.test",
+		"corp.test/\\=https://u:s3cr3tpw@a.test", "a=b=c", "a,,b=off", "a=//u:s3cr3tpw@a.test",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		rs, err := parseRoutes([]string{v})
+		if err != nil {
+			var ue *usageError
+			msg := err.Error()
+			if !errors.As(err, &ue) || strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("parseRoutes(%q): %q; want a one-line usage error", v, msg)
+			}
+			if _, list, ok := strings.Cut(v, "="); ok {
+				for _, entry := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '|' }) {
+					u, err := url.Parse(strings.TrimSpace(entry))
+					if err != nil || u.User == nil {
+						continue
+					}
+					if pw, ok := u.User.Password(); ok && len(pw) >= 6 && strings.Count(v, pw) == 1 && strings.Contains(msg, pw) {
+						t.Fatalf("parseRoutes(%q): %q shows the password", v, msg)
+					}
+				}
+			}
+			return
+		}
+		if len(rs) != 1 {
+			t.Fatalf("parseRoutes(%q) = %d routes", v, len(rs))
+		}
+		r := rs[0]
+		if r.patterns == "" || r.list == "" || r.patterns != strings.TrimSpace(r.patterns) || r.list != strings.TrimSpace(r.list) {
+			t.Fatalf("parseRoutes(%q) = %+v", v, r)
+		}
+		for _, p := range strings.Split(r.patterns, ",") {
+			if _, err := path.Match(p, ""); err != nil {
+				t.Fatalf("parseRoutes(%q) accepted pattern %q: %v", v, p, err)
+			}
+		}
+		if again, err := parseRoutes([]string{r.patterns + "=" + r.list}); err != nil || again[0] != r {
+			t.Fatalf("parseRoutes(%q) = %+v, which reads back as %+v, %v", v, r, again, err)
+		}
+	})
 }

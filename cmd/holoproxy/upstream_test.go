@@ -2,8 +2,13 @@ package main
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
 // The start log names each forward proxy of the environment, of every scheme holoproxy
@@ -58,4 +63,55 @@ func setProxyEnv(t *testing.T, https, http string) {
 	}
 	t.Setenv("HTTPS_PROXY", https)
 	t.Setenv("HTTP_PROXY", http)
+}
+
+// FuzzEnvProxy checks the reading of a proxy variable (HTTPS_PROXY, HTTP_PROXY) that
+// checkEnvProxy vets at start against the reading of golang.org/x/net/http/httpproxy,
+// which the transport then uses: the same URL, or an error where httpproxy ignores it. A proxy that
+// CheckProxyURL accepts has a host and port to dial, and no error shows its password.
+func FuzzEnvProxy(f *testing.F) {
+	for _, s := range []string{
+		"http://proxy.test:3128", "https://egress:pw-secret@proxy.test:8443", "socks5h://egress:pw-secret@127.0.0.1:1080",
+		"egress:pw-secret@proxy:3128", "proxy.test:3128", "proxy.test", "ftp://egress:pw-secret@proxy.test:21",
+		"socks4://proxy.test", "http://egress:pw-secret\x7f@proxy.test", "http://[::1]:3128", "http://[::1", "http://:3128",
+		"//proxy.test:3128", "http://proxy.test:99999", "http://proxy.test:x", "%zz", "http://pro xy",
+	} {
+		f.Add(s)
+	}
+	upstream := &url.URL{Scheme: "https", Host: "upstream.test"}
+	f.Fuzz(func(t *testing.T, v string) {
+		if v == "" {
+			return // unset
+		}
+		got, err := parseEnvProxy(v)
+		want, werr := (&httpproxy.Config{HTTPSProxy: v}).ProxyFunc()(upstream)
+		switch {
+		case werr != nil:
+			t.Fatalf("httpproxy: %v", werr)
+		case (err != nil) != (want == nil):
+			// httpproxy ignores a value it cannot read (no proxy: direct connections);
+			// checkEnvProxy refuses it at start.
+			t.Fatalf("parseEnvProxy(%q) = %v, %v; httpproxy uses %v", v, got, err, want)
+		case err == nil && got.String() != want.String():
+			t.Fatalf("parseEnvProxy(%q) = %v; httpproxy uses %v", v, got, want)
+		case err != nil:
+			return
+		}
+		var secret string
+		if pw, ok := got.User.Password(); ok && len(pw) >= 6 && strings.Count(v, pw) == 1 {
+			secret = pw
+		}
+		if err := netobs.CheckProxyURL(got); err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") || (secret != "" && strings.Contains(msg, secret)) {
+				t.Fatalf("CheckProxyURL(%q): %q", v, msg)
+			}
+			return
+		}
+		if got.Hostname() == "" {
+			t.Fatalf("CheckProxyURL accepted %q, which has no host", v)
+		}
+		if r := redactProxy(v); secret != "" && strings.Contains(r, secret) {
+			t.Fatalf("redactProxy(%q) = %q", v, r)
+		}
+	})
 }

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,22 +64,35 @@ func ParseBackend(spec string, opts BackendOptions) (Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns backend %q: %w", spec, err)
 	}
+	// The server: a host (":53" names none) and a port of 1 to 65535, defPort if none.
 	hostport := func(defPort string) (string, error) {
-		if u.Host == "" {
+		host := u.Hostname()
+		if host == "" {
 			return "", fmt.Errorf("dns backend %q: no host", spec)
 		}
-		if u.Port() == "" {
-			return net.JoinHostPort(u.Hostname(), defPort), nil
+		if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() != "" && !hostName(ip.Zone()) {
+			return "", fmt.Errorf("dns backend %q: zone %q is not an interface name", spec, ip.Zone())
+		} else if err != nil && !hostName(host) {
+			return "", fmt.Errorf("dns backend %q: %q is neither a host name nor an IP address", spec, host)
 		}
-		return u.Host, nil
+		port := u.Port()
+		if port == "" {
+			port = defPort
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("dns backend %q: port %q is not a number from 1 to 65535", spec, port)
+		}
+		return net.JoinHostPort(host, port), nil
 	}
+	// name is the backend's URL, an IPv6 zone escaped ("udp://[fe80::1%25eth0]:53").
+	name := func(addr string) string { return (&url.URL{Scheme: u.Scheme, Host: addr}).String() }
 	switch u.Scheme {
 	case "udp", "tcp":
 		addr, err := hostport("53")
 		if err != nil {
 			return nil, err
 		}
-		return &wireBackend{name: u.Scheme + "://" + addr, addr: addr, net: u.Scheme}, nil
+		return &wireBackend{name: name(addr), addr: addr, net: u.Scheme}, nil
 	case "tls":
 		addr, err := hostport("853")
 		if err != nil {
@@ -87,14 +102,20 @@ func ParseBackend(spec string, opts BackendOptions) (Backend, error) {
 		if cfg.ServerName == "" {
 			cfg.ServerName = u.Hostname()
 		}
-		return &dotBackend{name: "tls://" + addr, addr: addr, host: u.Hostname(), tls: cfg}, nil
+		return &dotBackend{name: name(addr), addr: addr, host: u.Hostname(), tls: cfg}, nil
 	case "https":
-		if u.Host == "" {
-			return nil, fmt.Errorf("dns backend %q: no host", spec)
+		if _, err := hostport("443"); err != nil {
+			return nil, err
 		}
 		return &DoHBackend{URL: u.String(), Client: opts.HTTPClient, tlsConfig: opts.TLSConfig, host: u.Hostname()}, nil
 	}
 	return nil, fmt.Errorf("dns backend %q: unknown scheme (want system, udp, tcp, tls or https)", spec)
+}
+
+// hostName reports whether s is made of the bytes of a host name (letters, digits, '-',
+// '.', '_'; an internationalised name in its xn-- form).
+func hostName(s string) bool {
+	return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") == ""
 }
 
 func cloneTLS(c *tls.Config) *tls.Config {

@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +410,54 @@ func TestParseBackend(t *testing.T) {
 			t.Errorf("ParseBackend(%q) = %v, %v; want %s", tc.spec, b, err, tc.want)
 		}
 	}
+}
+
+// FuzzParseBackend checks that a --dns value is read or refused with a one-line error,
+// and that what is read names a server to ask: a host and a port of 1 to 65535 for udp,
+// tcp and tls; an https URL with a host for DNS over HTTPS. Its name (String) reads back
+// as the same backend.
+func FuzzParseBackend(f *testing.F) {
+	for _, s := range []string{
+		"system", "", "udp://127.0.0.1", "tcp://[::1]:5353", "tls://dns.test", "https://dns.test/dns-query",
+		"ftp://dns.test", "udp://", "udp://:53", "tls://:853", "https://:443/dns-query", "udp://dns.test:0",
+		"udp://dns.test:99999", "tcp://dns.test:", "tls://[::1]", "https://u:p@dns.test/q?x=1#f", "udp://dns.test/path",
+		"udp://dns.test:53x", "UDP://dns.test", "dns.test:53", "https:///dns-query", "udp://[fe80::1%25eth0]:53",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		b, err := ParseBackend(spec, BackendOptions{})
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("ParseBackend(%q): error of more than one line: %q", spec, msg)
+			}
+			return
+		}
+		switch b := b.(type) {
+		case systemBackend:
+		case *wireBackend, *dotBackend:
+			var addr string
+			if w, ok := b.(*wireBackend); ok {
+				addr = w.addr
+			} else {
+				addr = b.(*dotBackend).addr
+			}
+			host, port, err := net.SplitHostPort(addr)
+			n, perr := strconv.Atoi(port)
+			if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+				t.Fatalf("ParseBackend(%q) asks %q, not a host and port", spec, addr)
+			}
+		case *DoHBackend:
+			u, err := url.Parse(b.URL)
+			if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+				t.Fatalf("ParseBackend(%q) asks %q, not an https URL with a host", spec, b.URL)
+			}
+		default:
+			t.Fatalf("ParseBackend(%q) = %T", spec, b)
+		}
+		again, err := ParseBackend(b.String(), BackendOptions{})
+		if err != nil || again.String() != b.String() {
+			t.Fatalf("ParseBackend(%q) is named %q, which reads as %v, %v", spec, b.String(), again, err)
+		}
+	})
 }

@@ -53,24 +53,45 @@ type S3Bucket struct {
 // ParseS3URL splits an s3://BUCKET[/PREFIX] URL into its bucket and its key prefix ("" or
 // ending in "/").
 func ParseS3URL(raw string) (bucket, prefix string, err error) {
+	shown := redactUserInfo(raw) // credentials given in the URL stay out of errors
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("shared cache %q: %v", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the URL
+		}
+		return "", "", fmt.Errorf("shared cache %q: %v", shown, err)
 	}
 	if u.Scheme != "s3" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", "", fmt.Errorf("shared cache %q: want s3://BUCKET or s3://BUCKET/PREFIX", raw)
+		return "", "", fmt.Errorf("shared cache %q: want s3://BUCKET or s3://BUCKET/PREFIX", shown)
 	}
 	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
-		return "", "", fmt.Errorf("shared cache %q: bucket name %q: %v", raw, u.Host, err)
+		return "", "", fmt.Errorf("shared cache %q: bucket name %q: %v", shown, u.Host, err)
 	}
 	prefix = strings.Trim(u.Path, "/")
 	if prefix != "" {
 		if err := CheckKey(prefix); err != nil {
-			return "", "", fmt.Errorf("shared cache %q: prefix %q: want slash-separated names without . or .. elements", raw, prefix)
+			return "", "", fmt.Errorf("shared cache %q: prefix %q: want slash-separated names without . or .. elements", shown, prefix)
 		}
 		prefix += "/"
 	}
 	return u.Host, prefix, nil
+}
+
+// redactUserInfo returns raw with the user info of its URL, if any, replaced by "xxxxx".
+func redactUserInfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority, path := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		return scheme + "://xxxxx@" + authority[i+1:] + path
+	}
+	return raw
 }
 
 // NewS3Bucket returns the bucket cfg names. It sends no request.

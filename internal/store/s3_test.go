@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/holoproxy/holoproxy/internal/lab"
 )
@@ -256,4 +257,47 @@ func TestBucketStore(t *testing.T) {
 	if entries, _ := os.ReadDir(bs.TempDir); len(entries) != 0 {
 		t.Fatalf("temporary files left: %v", entries)
 	}
+}
+
+// FuzzParseS3URL checks that a --shared-cache URL is read or refused with a one-line error
+// that never shows a password of the URL, and that what is read is a valid bucket name and
+// a key prefix ("" or a valid store key and '/') that s3://BUCKET/PREFIX reads back as.
+func FuzzParseS3URL(f *testing.F) {
+	for _, s := range []string{
+		"s3://cache", "s3://cache/", "s3://cache/team/go", "s3://cache/team/go/", "https://cache/x", "s3:///x",
+		"s3://key:s3cr3tkey@cache", "s3://cache/a/../b", "s3://cache/a?x=1", "s3://b1", "s3://Cache_Bucket",
+		"s3://cache//x", "s3://cache/.tmp/x", "s3://cache/a%2Fb", "s3://cache/a\\b", "s3://cache#f", "s3://cache:9000",
+		"s3://key:s3cr3tkey@cache/%zz", "s3://key:s3cr3tkey@ca che",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		bucket, prefix, err := ParseS3URL(raw)
+		if err != nil {
+			msg := err.Error()
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("ParseS3URL(%q): error of more than one line: %q", raw, msg)
+			}
+			if _, rest, ok := strings.Cut(raw, "://"); ok {
+				if userinfo, _, ok := strings.Cut(rest, "@"); ok && !strings.ContainsAny(userinfo, "/?#") {
+					if _, pw, ok := strings.Cut(userinfo, ":"); ok && len(pw) >= 6 && strings.Count(raw, pw) == 1 && strings.Contains(msg, pw) {
+						t.Fatalf("ParseS3URL(%q): error %q shows the password", raw, msg)
+					}
+				}
+			}
+			return
+		}
+		if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
+			t.Fatalf("ParseS3URL(%q) = bucket %q: %v", raw, bucket, err)
+		}
+		if prefix != "" {
+			if !strings.HasSuffix(prefix, "/") || CheckKey(strings.TrimSuffix(prefix, "/")) != nil {
+				t.Fatalf("ParseS3URL(%q) = prefix %q", raw, prefix)
+			}
+		}
+		b, p, err := ParseS3URL("s3://" + bucket + "/" + prefix)
+		if err != nil || b != bucket || p != prefix {
+			t.Fatalf("ParseS3URL(%q) = %q, %q, which reads back as %q, %q, %v", raw, bucket, prefix, b, p, err)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -179,4 +180,38 @@ func TestDiskReopenAndCommitDirectories(t *testing.T) {
 		seen[f.Name()] = true
 		defer d.Discard(f)
 	}
+}
+
+// FuzzCheckKey checks the one gate of every key a Store takes (from a request, a cache
+// directory's file names, a bucket listing): an accepted key is a local slash path that
+// stays below the store's root, with no empty, dot, dot-dot or .tmp element, no backslash
+// and no NUL; a refusal is one line.
+func FuzzCheckKey(f *testing.F) {
+	for _, s := range []string{
+		"mods.test/m/@v/v1.0.0.zip", "sumdb/sum.test/latest", "", "/abs", "a//b", "a/./b", "a/../b", "..", "a/",
+		".tmp-1/x", "a/.tmpx", "a\\b", "a\x00b", "C:/x", "a/.hidden", "a/b:c",
+	} {
+		f.Add(s)
+	}
+	root := filepath.FromSlash("/cache/root")
+	f.Fuzz(func(t *testing.T, key string) {
+		if err := CheckKey(key); err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("CheckKey(%q): error of more than one line: %q", key, msg)
+			}
+			return
+		}
+		if !filepath.IsLocal(filepath.FromSlash(key)) || strings.ContainsAny(key, "\\\x00") {
+			t.Fatalf("CheckKey accepted %q, not a local path", key)
+		}
+		p := filepath.Join(root, filepath.FromSlash(key))
+		if rel, err := filepath.Rel(root, p); err != nil || filepath.ToSlash(rel) != key {
+			t.Fatalf("CheckKey accepted %q, which is %q below the root", key, rel)
+		}
+		for _, el := range strings.Split(key, "/") {
+			if el == "" || el == "." || el == ".." || strings.HasPrefix(el, ".tmp") {
+				t.Fatalf("CheckKey accepted %q, with element %q", key, el)
+			}
+		}
+	})
 }

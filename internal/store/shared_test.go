@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,7 +111,7 @@ func digest(data []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-func newShared(t *testing.T, b Bucket) *Shared {
+func newShared(t testing.TB, b Bucket) *Shared {
 	t.Helper()
 	d, err := OpenDisk(t.TempDir())
 	if err != nil {
@@ -421,4 +422,96 @@ func TestSharedDiskRefusesCopy(t *testing.T) {
 	if st := s.Stats(); st.Errors != 0 || st.Down {
 		t.Fatalf("the disk's failure was charged to the bucket: %+v", st)
 	}
+}
+
+// FuzzBucketObject checks what the shared tier and a bucket store make of an object whose
+// content, size and recorded SHA-256 (the metadata its writer put with it, which a foreign
+// or torn object may lack or have wrong) are anything: the shared tier serves it only when
+// the digest is recorded and both size and digest match the content, and a bucket store
+// (holoproxy verify) opens it only when the size matches and the digest, when recorded,
+// too; what is served is the content; a refusal of the shared tier reads as not found.
+func FuzzBucketObject(f *testing.F) {
+	for _, s := range []struct {
+		data string
+		size int64
+		sum  string
+	}{
+		{"module m\n", 9, digest([]byte("module m\n"))},
+		{"module m\n", 9, ""},
+		{"module m\n", 9, strings.ToUpper(digest([]byte("module m\n")))},
+		{"module m\n", 9, digest([]byte("module n\n"))},
+		{"module m\n", 8, digest([]byte("module m\n"))},
+		{"module m\n", 10, digest([]byte("module m\n"))},
+		{"module m\n", -1, digest([]byte("module m\n"))},
+		{"", 0, digest(nil)},
+		{"", 1 << 62, digest(nil)},
+		{"x", 1, "not hex"},
+	} {
+		f.Add([]byte(s.data), s.size, s.sum)
+	}
+	b := newMemBucket()
+	s := newShared(f, b)
+	bs := &BucketStore{Bucket: listMem{b}, TempDir: f.TempDir()}
+	var n atomic.Int64
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte, size int64, sum string) {
+		// A key of its own for each input: a miss is remembered for a moment.
+		key := fmt.Sprintf("mods.test/m%d/@v/v1.0.0.zip", n.Add(1))
+		b.mu.Lock()
+		b.objects[key] = memObject{data: data, Object: Object{Size: size, ModTime: time.Unix(1700000000, 0), SHA256: sum}}
+		b.mu.Unlock()
+		defer b.Delete(ctx, key)
+
+		fits := size == int64(len(data)) && size <= maxObject
+		read := func(what string, e Entry, err error, want bool) {
+			t.Helper()
+			if (err == nil) != want {
+				t.Fatalf("%s of an object of %d bytes, size %d, digest %q: %v; want it served: %v", what, len(data), size, sum, err, want)
+			}
+			if err != nil {
+				return
+			}
+			defer e.Body.Close()
+			got, rerr := io.ReadAll(e.Body)
+			if rerr != nil || !bytes.Equal(got, data) || e.Size != size {
+				t.Fatalf("%s served %d bytes (size %d, %v); want the object's %d", what, len(got), e.Size, rerr, len(data))
+			}
+		}
+		e, err := s.Open(ctx, key)
+		read("shared tier", e, err, fits && sum == digest(data))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("shared tier refused the object with %v; want not found", err)
+		}
+		if err == nil {
+			s.Local.Delete(ctx, key)
+		}
+		e, err = bs.Open(ctx, key)
+		read("bucket store", e, err, fits && (sum == "" || sum == digest(data)))
+	})
+}
+
+// listMem is a memBucket that lists its objects, for a BucketStore.
+type listMem struct{ *memBucket }
+
+func (b listMem) List(ctx context.Context, prefix string, fn func(key string, obj Object) error) error {
+	b.mu.Lock()
+	var keys []string
+	for k := range b.objects {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	b.mu.Unlock()
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.mu.Lock()
+		o, ok := b.objects[k]
+		b.mu.Unlock()
+		if ok {
+			if err := fn(k, o.Object); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

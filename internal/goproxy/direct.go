@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/sync/singleflight"
@@ -338,11 +339,15 @@ func classify(msg string) *DirectError {
 }
 
 // oneLineMsg joins the lines of a message (git indents its lines under the go command's)
-// and bounds its length.
+// and bounds its length, keeping it valid UTF-8: it goes to clients as a text answer.
 func oneLineMsg(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "\uFFFD")), " ")
 	if len(s) > 500 {
-		s = s[:500] + "…"
+		i := 500
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i-- // not within a character
+		}
+		s = s[:i] + "…"
 	}
 	return s
 }
@@ -538,6 +543,12 @@ func (d *Direct) module(ctx context.Context, args ...string) (*goModule, error) 
 // runModule is one run of module.
 func (d *Direct) runModule(ctx context.Context, args ...string) (*goModule, error) {
 	out, runErr := d.run(ctx, args...)
+	return d.moduleOf(out, runErr, args)
+}
+
+// moduleOf reads the module a run with args printed on stdout (out), or the failure it
+// printed or met (runErr).
+func (d *Direct) moduleOf(out []byte, runErr error, args []string) (*goModule, error) {
 	var m goModule
 	if len(bytes.TrimSpace(out)) > 0 {
 		if err := json.Unmarshal(out, &m); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
@@ -574,4 +575,46 @@ func TestDirectPrune(t *testing.T) {
 	if body, err := fetchBody(t, d, Request{Kind: KindMod, Module: "git.test/other", Version: "v0.1.0"}); err != nil || !strings.HasPrefix(string(body), "module git.test/other") {
 		t.Errorf(".mod after everything went: %q, %v", body, err)
 	}
+}
+
+// FuzzDirectModuleOutput checks the reading of what a run of `go list -m -json` or `go mod
+// download -json` printed (its JSON carries the messages of git and of the origins): a
+// module with a path, or a failure whose message, which clients are shown, is one valid
+// UTF-8 line that does not name the runs' module cache.
+func FuzzDirectModuleOutput(f *testing.F) {
+	const modRoot = "/srv/direct/modcache"
+	long := strings.Repeat("é", 300)
+	for _, s := range []string{
+		`{"Path":"mods.test/m","Version":"v1.0.0","GoMod":"/srv/direct/modcache/cache/download/mods.test/m/@v/v1.0.0.mod"}`,
+		`{"Path":"mods.test/m","Versions":["v1.0.0","v1.1.0"]}`, `{"Path":"mods.test/m","Error":{"Err":"unknown revision v9"}}`,
+		`{"Path":"mods.test/m","Error":"git ls-remote failed:\n\tfatal: ` + modRoot + `/cache/vcs/1: not found"}`,
+		`{"Path":"mods.test/m","Error":"` + long + `"}`, `{"Path":"mods.test/m","Error":"x` + long + `"}`,
+		`{"Path":"mods.test/m","Error":{"Err":""}}`, `{"Error":null}`,
+		`{"Path":"mods.test/m","Error":[1,2]}`, `{}`, `  `, `not json`, `{"Path":"m"}{"Path":"n"}`, `{"Path":"\ud800"}`,
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Add([]byte(`{"Path":"mods.test/m","Error":"exit status 1"}`), true)
+	d := &Direct{modRoot: modRoot}
+	args := []string{"list", "-m", "-e", "-json", "mods.test/m@v1.0.0"}
+	f.Fuzz(func(t *testing.T, out []byte, failed bool) {
+		var runErr error
+		if failed {
+			runErr = &DirectError{Msg: "go list failed: exit status 1"}
+		}
+		m, err := d.moduleOf(out, runErr, args)
+		if err == nil {
+			if m == nil || m.Path == "" {
+				t.Fatalf("moduleOf(%q) = %+v without a path", out, m)
+			}
+			return
+		}
+		var de *DirectError
+		if !errors.As(err, &de) {
+			t.Fatalf("moduleOf(%q): %T %v; want a *DirectError", out, err, err)
+		}
+		if msg := err.Error(); strings.ContainsAny(msg, "\r\n") || !utf8.ValidString(msg) || strings.Contains(msg, modRoot) {
+			t.Fatalf("moduleOf(%q): message %q; want one valid UTF-8 line without %s", out, msg, modRoot)
+		}
+	})
 }

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -204,4 +206,34 @@ func TestFileAnswerEdges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFastPath checks the fasthttp front's reading of a request URI that fasthttp takes
+// off the wire against net/http's (url.ParseRequestURI, which the net/http front answers
+// 400 when it fails): the same path, or an error for both.
+func FuzzFastPath(f *testing.F) {
+	for _, s := range []string{
+		"/mods.test/m/@v/list", "/mods.test/m/@v/list?x=1", "/mods.test/%21upper/@v/v1.0.0.zip", "/%zz", "/a%2Fb",
+		"*", "http://holoproxy.test/mods.test/m/@latest", "//x/y", "/a#b", "/a b", "/a\x01b", "/a\x7fb", "",
+		"/a%00b", "mods.test/m/@v/list", "/sumdb/sum.test/lookup/m@v1.0.0",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		var ctx fasthttp.RequestCtx
+		if err := ctx.Request.Read(bufio.NewReader(strings.NewReader("GET " + uri + " HTTP/1.1\r\nHost: x\r\n\r\n"))); err != nil {
+			return // fasthttp answers 400 itself
+		}
+		raw := string(ctx.Request.Header.RequestURI()) // as fasthttp keeps it
+		got, err := FastPath(&ctx)
+		u, werr := url.ParseRequestURI(raw)
+		switch {
+		case werr == nil && (err != nil || got != u.Path):
+			t.Fatalf("FastPath(%q) = %q, %v; net/http reads %q", raw, got, err, u.Path)
+		case werr != nil && err == nil:
+			t.Fatalf("FastPath(%q) = %q; net/http refuses it: %v", raw, got, werr)
+		case err != nil && strings.ContainsAny(err.Error(), "\r\n"):
+			t.Fatalf("FastPath(%q): error of more than one line: %q", raw, err)
+		}
+	})
 }

@@ -243,8 +243,11 @@ func (c *Client) getFile(ctx context.Context, rel string, maxSize int64) (*http.
 		Header: http.Header{}, Body: f, ContentLength: fi.Size()}, nil
 }
 
+// maxRetryAfter bounds what a Retry-After asks for.
+const maxRetryAfter = 24 * time.Hour
+
 // retryAfter parses a Retry-After value (RFC 9110: delay-seconds or an HTTP-date) at now;
-// zero when it is empty, malformed or past.
+// zero when it is empty, malformed or past, and at most maxRetryAfter.
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
@@ -253,26 +256,23 @@ func retryAfter(v string, now time.Time) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		return time.Duration(min(n, 24*3600)) * time.Second
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
 
-// firstLine reads the first line of an error body, at most 200 bytes of it.
+// firstLine reads the first line of an error body as oneLineText of at most 200 bytes
+// (an upstream's body may hold anything).
 func firstLine(r io.Reader) string {
 	sc := bufio.NewScanner(io.LimitReader(r, 4096))
 	sc.Buffer(make([]byte, 0, 4096), 4096)
 	if !sc.Scan() {
 		return ""
 	}
-	line := strings.TrimSpace(sc.Text())
-	if len(line) > 200 {
-		line = line[:200] + "…"
-	}
-	return line
+	return oneLineText(sc.Text(), 200)
 }
 
 type headerKey struct{}

@@ -339,11 +339,16 @@ func classify(msg string) *DirectError {
 }
 
 // oneLineMsg joins the lines of a message (git indents its lines under the go command's)
-// and bounds its length, keeping it valid UTF-8: it goes to clients as a text answer.
-func oneLineMsg(s string) string {
+// and bounds its length: oneLineText of at most 500 bytes.
+func oneLineMsg(s string) string { return oneLineText(s, 500) }
+
+// oneLineText returns s for a message that clients are shown as a text answer: valid
+// UTF-8, its white space (new lines, carriage returns, tabs) collapsed to single spaces,
+// at most n bytes, cut at a character and followed by "…" when it was longer.
+func oneLineText(s string, n int) string {
 	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "\uFFFD")), " ")
-	if len(s) > 500 {
-		i := 500
+	if len(s) > n {
+		i := n
 		for i > 0 && !utf8.RuneStart(s[i]) {
 			i-- // not within a character
 		}

@@ -35,7 +35,7 @@ type urlCredential struct {
 func ListCredentials(list string) *Credentials {
 	c := &Credentials{}
 	for _, entry := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '|' }) {
-		u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(entry), "/"))
+		u, err := url.Parse(strings.TrimSuffix(withScheme(strings.TrimSpace(entry)), "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			continue
 		}

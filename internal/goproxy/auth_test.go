@@ -273,3 +273,16 @@ func FuzzParseNetrc(f *testing.F) {
 		}
 	})
 }
+
+// A list entry without a scheme is an https URL for its credentials too, as for the chain
+// (ParseChain) and the go command.
+func TestListCredentialsWithoutScheme(t *testing.T) {
+	c := ListCredentials("u:t0ken@proxy-a.test/go,direct")
+	if len(c.byURL) != 1 || c.byURL[0].scheme != "https" || c.byURL[0].host != "proxy-a.test" || c.byURL[0].path != "/go" {
+		t.Fatalf("credentials %+v; want u's for https://proxy-a.test/go", c.byURL)
+	}
+	chain, err := ParseChain("u:t0ken@proxy-a.test/go,direct", nil)
+	if err != nil || chain.String() != "https://proxy-a.test/go,direct" {
+		t.Fatalf("ParseChain: %v, %v", chain, err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -44,13 +46,18 @@ type Chain struct {
 	Entries []Entry
 }
 
-// ParseChain parses a list in GOPROXY syntax. Every proxy entry sends through hc.
+// ParseChain parses a list in GOPROXY syntax, read as the go command reads it
+// (cmd/go/internal/modfetch's proxyList): empty entries are skipped ("a,,b" is "a,b"), an
+// entry with a dot, colon or slash but no scheme is an https URL ("proxy.corp.example" is
+// "https://proxy.corp.example"), and the list ends at "off" or "direct" (what follows is
+// ignored, unparsed). Every proxy entry sends through hc.
 func ParseChain(list string, hc *http.Client) (*Chain, error) {
 	var c Chain
 	list = strings.TrimSpace(list)
 	if list == "" {
 		return nil, fmt.Errorf("empty upstream list")
 	}
+	orig := Redact(list)
 	for list != "" {
 		var entry string
 		i := strings.IndexAny(list, ",|")
@@ -62,10 +69,7 @@ func ParseChain(list string, hc *http.Client) (*Chain, error) {
 		}
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
-			if sep == 0 && len(c.Entries) > 0 {
-				break // a trailing separator
-			}
-			return nil, fmt.Errorf("upstream list has an empty entry")
+			continue
 		}
 		e := Entry{FallbackOnError: sep == '|'}
 		switch entry {
@@ -74,15 +78,30 @@ func ParseChain(list string, hc *http.Client) (*Chain, error) {
 		case "direct":
 			e.Direct = true
 		default:
-			cl, err := NewClient(entry, hc)
+			cl, err := NewClient(withScheme(entry), hc)
 			if err != nil {
 				return nil, err
 			}
 			e.Client = cl
 		}
 		c.Entries = append(c.Entries, e)
+		if e.Off || e.Direct {
+			break // the end of the line, as for the go command
+		}
+	}
+	if len(c.Entries) == 0 {
+		return nil, fmt.Errorf("upstream list %q has no entry", orig)
 	}
 	return &c, nil
+}
+
+// withScheme returns entry with "https://" before it when the go command reads it so: it
+// has a dot, colon or slash, no ":/", and is not an absolute path.
+func withScheme(entry string) string {
+	if strings.ContainsAny(entry, ".:/") && !strings.Contains(entry, ":/") && !filepath.IsAbs(entry) && !path.IsAbs(entry) {
+		return "https://" + entry
+	}
+	return entry
 }
 
 // String returns the list in GOPROXY syntax.

@@ -27,9 +27,17 @@ func TestParseChain(t *testing.T) {
 		{in: " http://a.test , off ", want: "http://a.test,off"},
 		{in: "http://a.test,", want: "http://a.test"},
 		{in: "", wantErr: true},
-		{in: "http://a.test,,http://b.test", wantErr: true},
+		// As the go command reads a list: empty entries skipped, a host without a scheme
+		// is https, the list ends at off or direct.
+		{in: "http://a.test,,http://b.test", want: "http://a.test,http://b.test"},
+		{in: " , |", wantErr: true},
+		{in: "proxy-a.test,direct", want: "https://proxy-a.test,direct"},
+		{in: "proxy-a.test:8443/go|b.test", want: "https://proxy-a.test:8443/go|https://b.test"},
+		{in: "direct,http://b.test", want: "direct"},
+		{in: "http://a.test|off,ftp://ignored", want: "http://a.test|off"},
 		{in: "ftp://a.test", wantErr: true},
-		{in: "a.test", wantErr: true},
+		{in: "noscheme", wantErr: true},
+		{in: "/srv/goproxy", wantErr: true},
 		{in: "http://a.test?x=1", wantErr: true},
 		// An empty query or fragment would end up in every request URL
 		// ("http://a.test/?/m/@v/list").

@@ -338,8 +338,17 @@ type DoHBackend struct {
 	own       *http.Client
 }
 
-// String names the backend by its URL.
-func (b *DoHBackend) String() string     { return b.URL }
+// String names the backend by its URL, without its user info (a DoH server that wants
+// basic credentials gets them from URL; metric labels, logs and errors show "xxxxx").
+func (b *DoHBackend) String() string {
+	u, err := url.Parse(b.URL)
+	if err != nil || u.User == nil {
+		return b.URL
+	}
+	u.User = url.User("xxxxx")
+	return u.String()
+}
+
 func (b *DoHBackend) serverHost() string { return b.host }
 
 func (b *DoHBackend) client() *http.Client {
@@ -372,19 +381,19 @@ func (b *DoHBackend) Exchange(ctx context.Context, name string, qtype uint16) (A
 	req.Header.Set("Accept", "application/dns-message")
 	resp, err := b.client().Do(req)
 	if err != nil {
-		return Answer{}, fmt.Errorf("doh %s: %w", b.URL, err)
+		return Answer{}, fmt.Errorf("doh %s: %w", b, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 65536))
 	if err != nil {
-		return Answer{}, fmt.Errorf("doh %s: %w", b.URL, err)
+		return Answer{}, fmt.Errorf("doh %s: %w", b, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Answer{Rcode: RcodeServFail}, fmt.Errorf("doh %s: HTTP %d", b.URL, resp.StatusCode)
+		return Answer{Rcode: RcodeServFail}, fmt.Errorf("doh %s: HTTP %d", b, resp.StatusCode)
 	}
 	m := new(dns.Msg)
 	if err := m.Unpack(body); err != nil {
-		return Answer{}, fmt.Errorf("doh %s: %w", b.URL, err)
+		return Answer{}, fmt.Errorf("doh %s: %w", b, err)
 	}
 	return parseReply(m, qtype), nil
 }

@@ -396,6 +396,8 @@ func TestParseBackend(t *testing.T) {
 		{"tcp://[::1]:5353", "tcp://[::1]:5353"},
 		{"tls://dns.test", "tls://dns.test:853"},
 		{"https://dns.test/dns-query", "https://dns.test/dns-query"},
+		// Credentials for the DoH server stay out of its name (metric labels, logs).
+		{"https://u:s3cret@dns.test/dns-query", "https://xxxxx@dns.test/dns-query"},
 		{"ftp://dns.test", ""},
 		{"udp://", ""},
 	} {

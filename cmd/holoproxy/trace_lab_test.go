@@ -131,15 +131,17 @@ func TestTraceLab(t *testing.T) {
 			t.Fatalf("holoproxy %v: %v", full, err)
 		}
 		// The origins count a handshake when their side of it ends, which under load can
-		// come after the client's process has exited: read them once they are still.
+		// come well after the client's process has exited: read them once they have been
+		// still for half a second (a loaded machine once left one handshake uncounted
+		// after 100 ms of stillness).
 		a1, b1 := originA.Stats(), originB.Stats()
-		for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); {
-			time.Sleep(100 * time.Millisecond)
+		still := time.Now()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && time.Since(still) < 500*time.Millisecond; {
+			time.Sleep(50 * time.Millisecond)
 			a2, b2 := originA.Stats(), originB.Stats()
-			if a2.Conns == a1.Conns && a2.Handshakes == a1.Handshakes && b2.Conns == b1.Conns && b2.Handshakes == b1.Handshakes {
-				break
+			if a2.Conns != a1.Conns || a2.Handshakes != a1.Handshakes || b2.Conns != b1.Conns || b2.Handshakes != b1.Handshakes {
+				a1, b1, still = a2, b2, time.Now()
 			}
-			a1, b1 = a2, b2
 		}
 		lt.conns = a1.Conns - a0.Conns + b1.Conns - b0.Conns
 		lt.handshakes = a1.Handshakes - a0.Handshakes + b1.Handshakes - b0.Handshakes

@@ -139,15 +139,7 @@ func checkTraceFlags(cmd *cobra.Command, o *traceOptions, args []string) error {
 			return usagef("--compare %v", err)
 		}
 	}
-	for _, p := range []struct{ flag, path string }{{"html", o.html}, {"json", o.json}, {"runtime-trace", o.runtimeTrace}} {
-		if p.path == "" {
-			continue
-		}
-		if st, err := os.Stat(filepath.Dir(p.path)); err != nil || !st.IsDir() {
-			return usagef("--%s %s: no such directory %s", p.flag, p.path, filepath.Dir(p.path))
-		}
-	}
-	return nil
+	return checkReportPaths(o)
 }
 
 // traceTargets returns the workload: the modules named, else the modules of --go-mod (or
@@ -187,21 +179,16 @@ func traceTargets(o traceOptions, args []string) ([]trace.Target, string, error)
 // runTrace runs the trace, writes the reports and turns failures through the chain into
 // the exit status.
 func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets []trace.Target, what string) error {
-	list, err := proxyList(ctx, o.proxy, "proxy")
+	list, chain, err := traceChain(ctx, o, func(c *goproxy.Chain) error {
+		if len(c.Clients()) == 0 && !(c.HasDirect() && o.direct.jobs > 0) {
+			return errors.New("no proxy to trace (off is not traced, nor direct with --direct-jobs 0)")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	chain, err := goproxy.ParseChain(list, nil)
-	traceDirect := err == nil && chain.HasDirect() && o.direct.jobs > 0
-	if err == nil && len(chain.Clients()) == 0 && !traceDirect {
-		err = errors.New("no proxy to trace (off is not traced, nor direct with --direct-jobs 0)")
-	}
-	if err != nil && o.proxy != "" {
-		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
-	}
-	if err != nil {
-		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
-	}
+	traceDirect := chain.HasDirect() && o.direct.jobs > 0
 	stderr := cmd.ErrOrStderr()
 	if chain.HasDirect() && !traceDirect {
 		fmt.Fprintf(stderr, "holoproxy trace: direct is not traced (--direct-jobs 0): the chain ends there\n")
@@ -210,21 +197,11 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOptions, targets [
 	if err != nil {
 		return usagef("--compare %v", err)
 	}
-
-	if o.runtimeTrace != "" {
-		stopTrace, err := startRuntimeTrace(o.runtimeTrace, stderr)
-		if err != nil {
-			return err
-		}
-		defer stopTrace()
-	}
-
-	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
-		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
-	})
+	creds, stopTrace, err := traceStart(ctx, o, list, stderr)
 	if err != nil {
 		return err
 	}
+	defer stopTrace()
 	opt := trace.Options{
 		Proxy:       list,
 		Credentials: creds,
@@ -359,48 +336,27 @@ func checkRecordFlags(cmd *cobra.Command, o *traceOptions, args []string, dash i
 			return usagef("--gomodcache %s: no such directory", o.gomodcache)
 		}
 	}
-	for _, p := range []struct{ flag, path string }{{"html", o.html}, {"json", o.json}, {"runtime-trace", o.runtimeTrace}} {
-		if p.path == "" {
-			continue
-		}
-		if st, err := os.Stat(filepath.Dir(p.path)); err != nil || !st.IsDir() {
-			return usagef("--%s %s: no such directory %s", p.flag, p.path, filepath.Dir(p.path))
-		}
-	}
-	return nil
+	return checkReportPaths(o)
 }
 
 // runRecord runs command through the relay of trace.Record, writes the reports, and turns
 // the command's failure into the exit status.
 func runRecord(ctx context.Context, cmd *cobra.Command, o traceOptions, command []string) error {
-	list, err := proxyList(ctx, o.proxy, "proxy")
-	if err != nil {
-		return err
-	}
-	chain, err := goproxy.ParseChain(list, nil)
-	if err == nil && len(chain.Clients()) == 0 {
-		err = errors.New("no proxy to relay to (the command's direct and off are its own)")
-	}
-	if err != nil && o.proxy != "" {
-		return usagef("--proxy %q: %v", goproxy.Redact(list), err)
-	}
-	if err != nil {
-		return fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
-	}
-	stderr := cmd.ErrOrStderr()
-	if o.runtimeTrace != "" {
-		stopTrace, err := startRuntimeTrace(o.runtimeTrace, stderr)
-		if err != nil {
-			return err
+	list, _, err := traceChain(ctx, o, func(c *goproxy.Chain) error {
+		if len(c.Clients()) == 0 {
+			return errors.New("no proxy to relay to (the command's direct and off are its own)")
 		}
-		defer stopTrace()
-	}
-	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
-		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	stderr := cmd.ErrOrStderr()
+	creds, stopTrace, err := traceStart(ctx, o, list, stderr)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
 	t, err := trace.Record(ctx, trace.RecordOptions{
 		Proxy:       list,
 		Credentials: creds,
@@ -422,6 +378,59 @@ func runRecord(ctx context.Context, cmd *cobra.Command, o traceOptions, command 
 	}
 	if c := t.Runs[0].Command; c.Error != "" {
 		return fmt.Errorf("%s: %s", command[0], c.Error)
+	}
+	return nil
+}
+
+// traceChain returns the list to trace (--proxy, else go env GOPROXY) and its chain;
+// usable says why a chain cannot be traced. A bad --proxy is a usage error.
+func traceChain(ctx context.Context, o traceOptions, usable func(*goproxy.Chain) error) (string, *goproxy.Chain, error) {
+	list, err := proxyList(ctx, o.proxy, "proxy")
+	if err != nil {
+		return "", nil, err
+	}
+	chain, err := goproxy.ParseChain(list, nil)
+	if err == nil {
+		err = usable(chain)
+	}
+	if err != nil && o.proxy != "" {
+		return "", nil, usagef("--proxy %q: %v", goproxy.Redact(list), err)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("GOPROXY %q (from go env): %w; pass --proxy", goproxy.Redact(list), err)
+	}
+	return list, chain, nil
+}
+
+// traceStart starts the runtime trace --runtime-trace asks for and reads the credentials
+// of list's proxies; stop ends the runtime trace.
+func traceStart(ctx context.Context, o traceOptions, list string, stderr io.Writer) (creds *goproxy.Credentials, stop func(), err error) {
+	stop = func() {}
+	if o.runtimeTrace != "" {
+		if stop, err = startRuntimeTrace(o.runtimeTrace, stderr); err != nil {
+			return nil, nil, err
+		}
+	}
+	creds, err = upstreamCredentials(ctx, list, func(format string, args ...any) {
+		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
+	})
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return creds, stop, nil
+}
+
+// checkReportPaths returns a usage error when a report file of o would go to a directory
+// that does not exist.
+func checkReportPaths(o *traceOptions) error {
+	for _, p := range []struct{ flag, path string }{{"html", o.html}, {"json", o.json}, {"runtime-trace", o.runtimeTrace}} {
+		if p.path == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(p.path)); err != nil || !st.IsDir() {
+			return usagef("--%s %s: no such directory %s", p.flag, p.path, filepath.Dir(p.path))
+		}
 	}
 	return nil
 }

@@ -65,6 +65,13 @@ type Faults struct {
 	// StallRate is the share of successful answers whose body stops after half and never
 	// continues, until the client gives up or the origin closes.
 	StallRate float64
+	// HangRate is the share of requests that get no answer at all, not even a status line,
+	// until the client gives up or the origin closes: what a first-byte timeout is for.
+	HangRate float64
+	// CorruptRate is the share of successful .mod and .zip answers (the files a checksum
+	// database covers) sent with one byte changed, the length kept: what checks and
+	// checksum verification must refuse. Other answers are never corrupted.
+	CorruptRate float64
 	// Match, if set, limits the rate faults to requests whose path (as sent, without the
 	// leading slash) it accepts.
 	Match func(path string) bool
@@ -79,7 +86,7 @@ type Request struct {
 	Path     string        // as sent, without the leading slash
 	Module   string        // the module path, if Path is a GOPROXY request
 	Status   int           // the status sent
-	Fault    string        // "", "not_found", "error", "reset", "stall"
+	Fault    string        // "", "not_found", "error", "hang", "reset", "stall", "corrupt" (corrupt and cut: "reset" or "stall")
 	Conn     int64         // the connection's id (1, 2, ... per origin)
 	Proto    string        // "HTTP/1.1" or "HTTP/2.0"
 	Resumed  bool          // the TLS session was resumed
@@ -128,24 +135,79 @@ func (h *Host) ServeOrigin(cfg OriginConfig) (*Origin, error) {
 	if len(cfg.Names) == 0 {
 		cfg.Names = []string{h.DNSName(), h.addr.String()}
 	}
-	o := &Origin{host: h, cfg: cfg, done: make(chan struct{})}
-	o.setFaults(cfg.Faults)
 	scheme, defPort := "https", 443
 	if cfg.Plain {
 		scheme, defPort = "http", 80
 	}
-	o.url = scheme + "://" + h.DNSName()
+	url := scheme + "://" + h.DNSName()
 	if cfg.Port != defPort {
-		o.url += ":" + strconv.Itoa(cfg.Port)
+		url += ":" + strconv.Itoa(cfg.Port)
 	}
+	o := newOrigin(cfg, url)
+	o.host = h
 	ln, err := h.Listen("tcp", net.JoinHostPort(h.addr.String(), strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return nil, err
 	}
+	var tlsConfig *tls.Config
+	if !cfg.Plain {
+		cert, err := h.lab.ca.Issue(cfg.Names...)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		tlsConfig = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			MaxVersion:   tls.VersionTLS13,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				o.handshakes.Add(1)
+				if cs.DidResume {
+					o.resumed.Add(1)
+				}
+				return nil
+			},
+		}
+		if cfg.TLSVersion != 0 {
+			tlsConfig.MinVersion, tlsConfig.MaxVersion = cfg.TLSVersion, cfg.TLSVersion
+		}
+	}
+	o.start(ln, tlsConfig)
+	h.lab.mu.Lock()
+	h.lab.origins = append(h.lab.origins, o)
+	h.lab.closers = append(h.lab.closers, func() error { o.Close(); return nil })
+	h.lab.mu.Unlock()
+	return o, nil
+}
+
+// ServeOriginOn starts a plain-HTTP origin on ln, a listener the caller made: a loopback
+// port, for tests that want an origin's faults and log without a lab (no root, no
+// namespaces). It serves cfg's Tree or Handler with cfg's Faults, and HTTP/2 by prior
+// knowledge with HTTP2; Plain, Port, Names and TLSVersion do not apply. Its URL is
+// http://<ln's address>; it serves until Close, which the caller owes.
+func ServeOriginOn(ln net.Listener, cfg OriginConfig) (*Origin, error) {
+	if cfg.Tree == "" && cfg.Handler == nil {
+		return nil, errors.New("lab: origin needs a Tree or a Handler")
+	}
+	cfg.Plain = true
+	o := newOrigin(cfg, "http://"+ln.Addr().String())
+	o.start(ln, nil)
+	return o, nil
+}
+
+// newOrigin returns an origin of cfg at url, not yet serving.
+func newOrigin(cfg OriginConfig, url string) *Origin {
+	o := &Origin{cfg: cfg, url: url, done: make(chan struct{})}
+	o.setFaults(cfg.Faults)
+	return o
+}
+
+// start serves on ln: over TLS with tlsConfig, else plain.
+func (o *Origin) start(ln net.Listener, tlsConfig *tls.Config) {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	if cfg.HTTP2 {
-		if cfg.Plain {
+	if o.cfg.HTTP2 {
+		if tlsConfig == nil {
 			protos.SetUnencryptedHTTP2(true)
 		} else {
 			protos.SetHTTP2(true)
@@ -160,38 +222,14 @@ func (h *Host) ServeOrigin(cfg OriginConfig) (*Origin, error) {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
+		TLSConfig: tlsConfig,
 	}
 	cl := &countingListener{Listener: ln, o: o}
-	if cfg.Plain {
+	if tlsConfig == nil {
 		go func() { _ = o.srv.Serve(cl) }()
 	} else {
-		cert, err := h.lab.ca.Issue(cfg.Names...)
-		if err != nil {
-			ln.Close()
-			return nil, err
-		}
-		o.srv.TLSConfig = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			MaxVersion:   tls.VersionTLS13,
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				o.handshakes.Add(1)
-				if cs.DidResume {
-					o.resumed.Add(1)
-				}
-				return nil
-			},
-		}
-		if cfg.TLSVersion != 0 {
-			o.srv.TLSConfig.MinVersion, o.srv.TLSConfig.MaxVersion = cfg.TLSVersion, cfg.TLSVersion
-		}
 		go func() { _ = o.srv.ServeTLS(cl, "", "") }()
 	}
-	h.lab.mu.Lock()
-	h.lab.origins = append(h.lab.origins, o)
-	h.lab.closers = append(h.lab.closers, func() error { o.Close(); return nil })
-	h.lab.mu.Unlock()
-	return o, nil
 }
 
 // Close stops the origin, releasing stalled answers.
@@ -205,10 +243,19 @@ func (o *Origin) Close() {
 	_ = o.srv.Close()
 }
 
+// DropIdle closes the HTTP/1 connections idle between requests at the call, as a server
+// that times them out would (a connection whose answer is being finished is not idle yet);
+// connections go on being kept alive afterwards. A client's pool of idle connections to the
+// origin empties, which a test of the client's descriptors wants.
+func (o *Origin) DropIdle() {
+	o.srv.SetKeepAlivesEnabled(false) // closes the idle connections
+	o.srv.SetKeepAlivesEnabled(true)
+}
+
 // URL returns the origin's base URL, e.g. https://proxy-a.test, for GOPROXY.
 func (o *Origin) URL() string { return o.url }
 
-// Host returns the host the origin runs on.
+// Host returns the host the origin runs on; nil for one started by ServeOriginOn.
 func (o *Origin) Host() *Host { return o.host }
 
 // SetFaults replaces the origin's fault knobs, for the requests that arrive from now on.
@@ -339,9 +386,17 @@ func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
 
 	o.mu.Lock()
 	f := o.faults
-	var errDraw, resetDraw, stallDraw float64 = 1, 1, 1
+	var errDraw, resetDraw, stallDraw, hangDraw, corruptDraw, corruptAt float64 = 1, 1, 1, 1, 1, 0
 	if f.Match == nil || f.Match(p) {
 		errDraw, resetDraw, stallDraw = o.rng.Float64(), o.rng.Float64(), o.rng.Float64()
+		// The later knobs draw only when set, so that a seed gives the draws it gave
+		// before they existed.
+		if f.HangRate > 0 {
+			hangDraw = o.rng.Float64()
+		}
+		if f.CorruptRate > 0 {
+			corruptDraw, corruptAt = o.rng.Float64(), o.rng.Float64()
+		}
 	}
 	o.mu.Unlock()
 
@@ -366,6 +421,13 @@ func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
 		rec.Fault = "error"
 		http.Error(sw, fmt.Sprintf("lab origin: injected %d", f.ErrorStatus), f.ErrorStatus)
 		return
+	case hangDraw < f.HangRate:
+		rec.Fault = "hang"
+		select {
+		case <-r.Context().Done():
+		case <-o.done:
+		}
+		return
 	}
 	if o.cfg.Handler != nil {
 		o.cfg.Handler.ServeHTTP(sw, r)
@@ -381,6 +443,11 @@ func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw.Header().Set("Content-Type", ctype)
+	if corruptDraw < f.CorruptRate && len(data) > 0 && (strings.HasSuffix(p, ".mod") || strings.HasSuffix(p, ".zip")) {
+		rec.Fault = "corrupt"
+		data = bytes.Clone(data)
+		data[min(int(corruptAt*float64(len(data))), len(data)-1)] ^= 0xff
+	}
 	reset, stall := resetDraw < f.ResetRate, stallDraw < f.StallRate
 	if !reset && !stall || r.Method == http.MethodHead {
 		http.ServeContent(sw, r, "", time.Time{}, bytes.NewReader(data))

@@ -209,11 +209,16 @@ func (e *WalkError) Is(target error) bool {
 // does "direct" unless the chain uses a Direct.
 // order, when non-nil, may reorder the proxies within each run of entries joined by '|'
 // (which the list declares interchangeable); it must return a permutation of its argument.
+// Reordering changes which proxy is asked first, never whether the walk succeeds: every
+// proxy of a run is tried until one answers, and the walk goes past the run only when the
+// proxy the list writes last in it (the one before the ',') answered not found, wherever
+// the order put it.
 // Walk returns nil on success, else a *WalkError with every failure.
 func (c *Chain) Walk(ctx context.Context, order func([]*Client) []*Client, try func(context.Context, *Client) error) error {
 	var errs []error
-	for _, group := range c.groups(order) {
-		for _, e := range group {
+	for _, r := range c.runs(order) {
+		var lastErr error // the error of the run's last proxy as written
+		for i, e := range r.entries {
 			if err := ctx.Err(); err != nil {
 				return &WalkError{Errs: append(errs, err)}
 			}
@@ -228,7 +233,10 @@ func (c *Chain) Walk(ctx context.Context, order func([]*Client) []*Client, try f
 				return nil
 			}
 			errs = append(errs, err)
-			if !e.FallbackOnError && !errors.Is(err, fs.ErrNotExist) {
+			if i == r.last {
+				lastErr = err
+			}
+			if !e.FallbackOnError && !errors.Is(lastErr, fs.ErrNotExist) {
 				return &WalkError{Errs: errs}
 			}
 		}
@@ -239,26 +247,36 @@ func (c *Chain) Walk(ctx context.Context, order func([]*Client) []*Client, try f
 	return &WalkError{Errs: errs}
 }
 
-// groups splits the entries into runs joined by '|' (a run ends after an entry followed by
-// ',' or at the end), reordering proxies within a run by order. The separator after each
-// position stays as written: only which proxy stands at a position changes.
-func (c *Chain) groups(order func([]*Client) []*Client) [][]Entry {
-	var out [][]Entry
+// run is a run of entries joined by '|' (ending with an entry followed by ',', or at the
+// end of the list), in the order to try them.
+type run struct {
+	entries []Entry
+	// last is the position in entries of the run's last entry as the list writes it: its
+	// error decides whether the walk goes past the run. Every position but the final one
+	// is followed by '|', as in the list: only which proxy stands at a position changes.
+	last int
+}
+
+// runs splits the entries into runs joined by '|', reordering proxies within a run by
+// order.
+func (c *Chain) runs(order func([]*Client) []*Client) []run {
+	var out []run
 	var cur []Entry
 	for _, e := range c.Entries {
 		cur = append(cur, e)
 		if !e.FallbackOnError {
-			out = append(out, cur)
+			out = append(out, run{entries: cur, last: len(cur) - 1})
 			cur = nil
 		}
 	}
 	if len(cur) > 0 {
-		out = append(out, cur)
+		out = append(out, run{entries: cur, last: len(cur) - 1})
 	}
 	if order == nil {
 		return out
 	}
-	for gi, g := range out {
+	for ri, r := range out {
+		g := r.entries
 		var clients []*Client
 		for _, e := range g {
 			if e.Client == nil || e.Direct {
@@ -274,12 +292,18 @@ func (c *Chain) groups(order func([]*Client) []*Client) [][]Entry {
 		if len(ordered) != len(clients) {
 			continue
 		}
-		ng := make([]Entry, len(g))
+		ng := run{entries: make([]Entry, len(g)), last: -1}
 		for i := range g {
-			ng[i] = g[i]
-			ng[i].Client = ordered[i]
+			ng.entries[i] = g[i]
+			ng.entries[i].Client = ordered[i]
+			if ordered[i] == g[r.last].Client {
+				ng.last = i
+			}
 		}
-		out[gi] = ng
+		if ng.last < 0 {
+			continue // not a permutation: keep the written order
+		}
+		out[ri] = ng
 	}
 	return out
 }

@@ -45,15 +45,16 @@ func notifyFirstByte(ctx context.Context) {
 // The GOPROXY semantics are Walk's: a hedge only ever goes to the proxy the walk would try
 // next after an error of the current one, never across ',' and never to direct or off; an
 // attempt that fails moves the walk on exactly as in Walk; and whether the walk goes past
-// the end of a '|' run depends, as in Walk, only on the error of the run's last proxy.
+// the end of a '|' run depends, as in Walk, only on the error of the run's last proxy as the
+// list writes it, wherever order put it.
 // try must return promptly when its context is cancelled.
 func (c *Chain) WalkHedged(ctx context.Context, order func([]*Client) []*Client, hp HedgePolicy, try func(context.Context, *Client) error) error {
 	if hp.Delay == nil {
 		return c.Walk(ctx, order, try)
 	}
 	var errs []error
-	for _, group := range c.groups(order) {
-		h := hedgedRun{group: group, hp: hp, try: try}
+	for _, r := range c.runs(order) {
+		h := hedgedRun{group: r.entries, last: r.last, hp: hp, try: try}
 		next, runErrs := h.run(ctx)
 		errs = append(errs, runErrs...)
 		if next == runWon {
@@ -73,12 +74,13 @@ func (c *Chain) WalkHedged(ctx context.Context, order func([]*Client) []*Client,
 const (
 	runWon      = iota // an attempt succeeded
 	runStop            // the walk ends with failure
-	runContinue        // the run's last proxy answered not found: on to the next run
+	runContinue        // the run's last proxy (as written) answered not found: on to the next run
 )
 
 // hedgedRun is the state of walking one run of entries joined by '|'.
 type hedgedRun struct {
 	group []Entry
+	last  int // position of the run's last entry as written (run.last)
 	hp    HedgePolicy
 	try   func(context.Context, *Client) error
 
@@ -113,7 +115,6 @@ func (h *hedgedRun) run(ctx context.Context) (int, []error) {
 	h.first = make(chan int, n)
 	defer h.stopTimer()
 
-	outcome := runStop
 	if err := h.start(ctx); err != nil {
 		return runStop, append(h.collect(), err)
 	}
@@ -153,25 +154,25 @@ func (h *hedgedRun) run(ctx context.Context) (int, []error) {
 			if r.pos != h.frontier || endErr != nil {
 				continue // an attempt already hedged over: the walk has moved past it
 			}
-			e := h.group[r.pos]
-			notFound := errors.Is(r.err, fs.ErrNotExist)
-			switch {
-			case !e.FallbackOnError && !notFound:
-				outcome = runStop
-			case h.next >= n:
-				outcome = runContinue // the run's last proxy answered not found
-			default:
+			if h.next < n {
 				if err := h.start(ctx); err != nil {
 					endErr = err
 				}
 			}
+			// Else every entry of the run has been started: the attempts still running
+			// (hedged over) may yet win, and once they are done the run's last entry as
+			// written decides whether the walk goes on.
 		}
 	}
 	errs := h.collect()
 	if endErr != nil {
 		return runStop, append(errs, endErr)
 	}
-	return outcome, errs
+	// (A run that ends with '|' ends the list: nothing follows either way.)
+	if h.group[n-1].FallbackOnError || errors.Is(h.errs[h.last], fs.ErrNotExist) {
+		return runContinue, errs
+	}
+	return runStop, errs
 }
 
 // runOne is run for a run of one entry (a proxy followed by ',' or ending the list, the

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,4 +385,54 @@ func deepStack(n int) byte {
 		return buf[n]
 	}
 	return deepStack(n-1) + buf[n%1024]
+}
+
+// TestReorderKeepsOutcome: reordering the proxies of a '|' run (the health scorer's Order
+// hook) never changes whether a walk succeeds or ends in not found, for Walk and
+// WalkHedged alike. After a run, the walk goes on only when the proxy that the list puts
+// last in the run (before the ',') answered not found, wherever the order put it: with
+// "a|b,c", a failing and b answering 404, the list promises c, also when b was asked
+// first. (The soak test found holoproxy answering 502 there: b tried first, then a's
+// error taken as the run's last word.)
+func TestReorderKeepsOutcome(t *testing.T) {
+	lists := []string{"a|b,c", "a|b|c,d", "a,b|c,d", "a|b,c|d", "a|b"}
+	outcomes := []string{"ok", "404", "500"}
+	reverse := func(cs []*Client) []*Client { slices.Reverse(cs); return cs }
+	never := HedgePolicy{Delay: func(*Client) (time.Duration, bool) { return 0, false }}
+	for _, list := range lists {
+		n := strings.Count(list, ",") + strings.Count(list, "|") + 1
+		total := 1
+		for range n {
+			total *= len(outcomes)
+		}
+		for combo := range total {
+			plan := map[string]string{}
+			full := list
+			k := combo
+			for _, e := range []string{"a", "b", "c", "d"} {
+				if strings.Contains(list, e) {
+					plan[e+".test"] = outcomes[k%len(outcomes)]
+					k /= len(outcomes)
+					full = strings.Replace(full, e, "http://"+e+".test", 1)
+				}
+			}
+			c, err := ParseChain(full, http.DefaultClient)
+			if err != nil {
+				t.Fatal(err)
+			}
+			written := c.Walk(context.Background(), nil, (&fakeTry{plan: plan, otherDone: make(chan struct{})}).try)
+			for name, walk := range map[string]func(*fakeTry) error{
+				"Walk": func(f *fakeTry) error { return c.Walk(context.Background(), reverse, f.try) },
+				"WalkHedged": func(f *fakeTry) error {
+					return c.WalkHedged(context.Background(), reverse, never, f.try)
+				},
+			} {
+				f := &fakeTry{plan: plan, otherDone: make(chan struct{})}
+				got := walk(f)
+				if (got == nil) != (written == nil) || errors.Is(got, fs.ErrNotExist) != errors.Is(written, fs.ErrNotExist) {
+					t.Errorf("%s %v: reordered %s tried %v and returned %v; in the written order: %v", list, plan, name, f.tried, got, written)
+				}
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -16,7 +17,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
+	"github.com/holoproxy/holoproxy/internal/lab"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
+	"github.com/holoproxy/holoproxy/internal/netobs"
 )
 
 // checksumError is a Verify failure with an error class, like the checksum package's.
@@ -257,4 +260,50 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestRefusedReasonThroughTransport: a body cut by the transport's body idle timeout is
+// refused for "timeout" and one cut by a connection reset for "body_truncated", as
+// holoproxy_server_refused_answers_total documents, when the answer comes through the
+// observed transport serve uses (its errors are netobs classes, not net.Error timeouts or
+// io.ErrUnexpectedEOF). The soak test found both counted as "read_error".
+func TestRefusedReasonThroughTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		faults lab.Faults
+		reason string
+	}{
+		{"stalled body", lab.Faults{StallRate: 1}, ReasonTimeout},
+		{"reset body", lab.Faults{ResetRate: 1}, ReasonTruncated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newOrigin(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := lab.ServeOriginOn(ln, lab.OriginConfig{Tree: b.dir, Faults: tc.faults})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			tr, err := netobs.NewTransport(netobs.TransportConfig{BodyIdleTimeout: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.CloseIdleConnections()
+			ca, err := goproxy.NewClient(a.URL(), tr.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, a.URL()+"|"+b.URL(), func(c *Config) { c.Chain.Entries[0].Client = ca })
+			const zipPath = "example.com/m/@v/v1.0.0.zip"
+			if w := e.do("GET", "/"+zipPath); w.Code != http.StatusOK || w.Header().Get(UpstreamHeader) != b.URL() {
+				t.Fatalf("status %d from %q; want 200 from B", w.Code, w.Header().Get(UpstreamHeader))
+			}
+			if n := counterValue(e.s.metrics.refused.WithLabelValues(a.URL(), tc.reason)); n != 1 {
+				t.Errorf("refused metric for %s = %v; want 1\n%s", tc.reason, n, e.logs.String())
+			}
+		})
+	}
 }

@@ -81,7 +81,10 @@ func checkLength(n, limit, declared int64) *checkError {
 	return nil
 }
 
-// readReason classifies a failure while reading an upstream body.
+// readReason classifies a failure while reading an upstream body. Through the observed
+// transport the failure carries a netobs class (its body idle timeout is no net.Error, a
+// reset no io.ErrUnexpectedEOF): a body cut off by the upstream is truncated, a body
+// that stalled past a timeout is a timeout.
 func readReason(err error) string {
 	var ne net.Error
 	switch {
@@ -89,6 +92,12 @@ func readReason(err error) string {
 		return ReasonTruncated
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return ReasonTimeout
+	}
+	switch netobs.ClassOf(err) {
+	case netobs.ClassTimeout:
+		return ReasonTimeout
+	case netobs.ClassBodyTruncated, netobs.ClassTCPReset:
+		return ReasonTruncated
 	}
 	return ReasonReadError
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,14 +24,21 @@ var (
 	binDir  string
 	binPath string
 	binErr  error
+
+	raceBinOnce sync.Once
+	raceBinDir  string
+	raceBinPath string
+	raceBinErr  error
 )
 
 func TestMain(m *testing.M) {
 	lab.NoForwardProxies()   // holoproxy and the go command honour HTTPS_PROXY
 	lab.NoInstanceMetadata() // --shared-cache looks for an instance role
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, dir := range []string{binDir, raceBinDir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -38,27 +46,46 @@ func TestMain(m *testing.M) {
 // holoproxyBinary builds cmd/holoproxy once per test process and returns its path.
 func holoproxyBinary(t testing.TB) string {
 	t.Helper()
+	return buildOnce(t, &binOnce, &binDir, &binPath, &binErr)
+}
+
+// holoproxyRaceBinary returns, when the tests run with the race detector, cmd/holoproxy
+// built with it too (once per test process), so that a race in the server fails the test
+// that provoked it ("WARNING: DATA RACE" in its log); otherwise holoproxyBinary's.
+func holoproxyRaceBinary(t testing.TB) string {
+	t.Helper()
+	if !raceEnabled {
+		return holoproxyBinary(t)
+	}
+	return buildOnce(t, &raceBinOnce, &raceBinDir, &raceBinPath, &raceBinErr, "-race")
+}
+
+// buildOnce builds cmd/holoproxy with flags once, into a temporary *dir, and returns its
+// path.
+func buildOnce(t testing.TB, once *sync.Once, dir, path *string, buildErr *error, flags ...string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command on PATH")
 	}
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "holoproxy-e2e-*"); binErr != nil {
+	once.Do(func() {
+		if *dir, *buildErr = os.MkdirTemp("", "holoproxy-e2e-*"); *buildErr != nil {
 			return
 		}
-		binPath = filepath.Join(binDir, "holoproxy")
+		*path = filepath.Join(*dir, "holoproxy")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", binPath, "github.com/holoproxy/holoproxy/cmd/holoproxy")
+		args := append(append([]string{"build"}, flags...), "-o", *path, "github.com/holoproxy/holoproxy/cmd/holoproxy")
+		cmd := exec.CommandContext(ctx, goBin, args...)
 		cmd.WaitDelay = 10 * time.Second
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build cmd/holoproxy: %w\n%s", err, out)
+			*buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if *buildErr != nil {
+		t.Fatal(*buildErr)
 	}
-	return binPath
+	return *path
 }
 
 // proc is a running holoproxy serve.
@@ -78,7 +105,12 @@ var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
 // in t.Cleanup if the test has not ended it.
 func startHoloproxy(t testing.TB, args, env []string) *proc {
 	t.Helper()
-	bin := holoproxyBinary(t)
+	return startHoloproxyBinary(t, holoproxyBinary(t), args, env)
+}
+
+// startHoloproxyBinary is startHoloproxy with the holoproxy binary at bin.
+func startHoloproxyBinary(t testing.TB, bin string, args, env []string) *proc {
+	t.Helper()
 	p := &proc{log: &logBuffer{}, done: make(chan struct{})}
 	addrc := make(chan string, 1)
 	p.cmd = exec.Command(bin, append([]string{"serve", "--listen=127.0.0.1:0"}, args...)...)

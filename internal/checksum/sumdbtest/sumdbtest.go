@@ -89,6 +89,14 @@ func Start(name string) (*DB, error) {
 // Close stops the database's HTTP server.
 func (db *DB) Close() { db.srv.Close() }
 
+// DropIdle closes the connections idle between requests at the call, as a server that
+// times them out would, so that a test can count a client's descriptors without its
+// keep-alive pool; connections go on being kept alive afterwards.
+func (db *DB) DropIdle() {
+	db.srv.Config.SetKeepAlivesEnabled(false) // closes the idle connections
+	db.srv.Config.SetKeepAlivesEnabled(true)
+}
+
 // serve starts serving an empty database on 127.0.0.1.
 func serve(name, skey, vkey string) *DB {
 	db := &DB{Name: name, Key: vkey, skey: skey, lookup: map[module.Version]int64{}}

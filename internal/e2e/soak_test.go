@@ -73,6 +73,12 @@ func TestSoak(t *testing.T) {
 
 	// The modules: the fixture graph in every round, and a graph of its own per round.
 	common, commonRoots := fixtureModules()
+	// Private modules, exempt from the checksum database (GONOSUMDB): holoproxy's own
+	// checks are all that stands between A's corrupt files and its cache.
+	private, privateRoots := modtree.Graph("corp.test/priv", 4, 2, 2)
+	public := slices.Clone(common)
+	common = append(common, private...)
+	commonRoots = append(commonRoots, privateRoots...)
 	all := slices.Clone(common)
 	roundRoots := make([][]module.Version, rounds)
 	roundMods := make([][]modtree.Module, rounds)
@@ -86,7 +92,8 @@ func TestSoak(t *testing.T) {
 	if err := modtree.Write(tree, all); err != nil {
 		t.Fatal(err)
 	}
-	db := sumdbtest.New(t, all)
+	public = append(public, all[len(common):]...)
+	db := sumdbtest.New(t, public)
 
 	// B lacks every third module path.
 	var paths []string
@@ -106,7 +113,13 @@ func TestSoak(t *testing.T) {
 	b := soakOrigin(t, tree, lab.Faults{NotFound: notInB})
 	c := soakOrigin(t, tree, lab.Faults{})
 	chain := a.URL() + "|" + b.URL() + "," + c.URL()
-	origins := []*lab.Origin{a, b, c}
+	// The private modules are routed to a chain of their own, P|C, where P corrupts half
+	// of the zips it serves and nothing else: no checksum database covers them, and a
+	// go.mod with a byte changed may still be one the go command reads, but a zip with a
+	// byte changed never is.
+	pz := soakOrigin(t, tree, lab.Faults{Seed: 2, CorruptRate: 0.5, Match: func(p string) bool { return strings.HasSuffix(p, ".zip") }})
+	route := privatePattern + "=" + pz.URL() + "|" + c.URL()
+	origins := []*lab.Origin{a, b, c, pz}
 
 	// The go.sum each round's app must end with: what the go command writes fetching from
 	// the origin directly. These runs also fill the build cache that the soak's go
@@ -121,7 +134,7 @@ func TestSoak(t *testing.T) {
 		g := soakApp(t, goBin, c.URL(), gocache, all, roundRoots[r])
 		direct.Go(func() {
 			for _, args := range [][]string{{"mod", "download", "all"}, {"build", "-o", filepath.Join(filepath.Dir(g.app), "app.bin"), "."}} {
-				if out, err := goWith(t, g, []string{"GOSUMDB=" + db.GOSUMDB()}, args...); err != nil {
+				if out, err := goWith(t, g, []string{"GOSUMDB=" + db.GOSUMDB(), "GONOSUMDB=" + privatePattern}, args...); err != nil {
 					t.Errorf("round %d straight from the origin: go %s: %v\n%s", r, strings.Join(args, " "), err, out)
 					return
 				}
@@ -142,7 +155,7 @@ func TestSoak(t *testing.T) {
 	cacheDir := t.TempDir()
 	args := append([]string{"--cache-dir=" + cacheDir, "--upstream=" + chain,
 		"--first-byte-timeout=1s", "--body-idle-timeout=1s", "--list-ttl=1s", "--negative-ttl=1s",
-		"--hedge-max=250ms", "--probe-interval=1s"}, sumdbArgs(db, "")...)
+		"--hedge-max=250ms", "--probe-interval=1s", "--cache-max-size=40000", "--route=" + route}, sumdbArgs(db, privatePattern)...)
 	raw := &rawLoad{t: t, hc: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 	defer raw.hc.CloseIdleConnections()
 	var procs []*proc
@@ -220,12 +233,12 @@ func TestSoak(t *testing.T) {
 
 	// The cache: only the origin's files (zips by their hash), nothing half-written.
 	checkSoakCache(t, cacheDir, tree)
-	code, out := runVerify(t, nil, "--cache-dir="+cacheDir, "--sumdb="+db.GOSUMDB(), "--gonosumdb=", "--goprivate=")
-	m := regexp.MustCompile(`checked (\d+): ok (\d+)`).FindStringSubmatch(out)
-	if code != 0 || m == nil || m[1] != m[2] || m[1] == "0" {
-		t.Errorf("holoproxy verify: exit %d\n%s\nwant exit 0 and every file checked ok", code, out)
+	code, out := runVerify(t, nil, "--cache-dir="+cacheDir, "--sumdb="+db.GOSUMDB(), "--gonosumdb="+privatePattern, "--goprivate=")
+	m := regexp.MustCompile(`checked (\d+): ok (\d+), exempt (\d+), failed 0, purged 0, unverified 0 `).FindStringSubmatch(out)
+	if code != 0 || m == nil || atoi(m[2])+atoi(m[3]) != atoi(m[1]) || m[2] == "0" || m[3] == "0" {
+		t.Errorf("holoproxy verify: exit %d\n%s\nwant exit 0 and every file ok, the private ones exempt", code, out)
 	} else {
-		t.Logf("holoproxy verify: %s files ok", m[1])
+		t.Logf("holoproxy verify: %s files ok, %s exempt", m[2], m[3])
 	}
 
 	// The log: no panic, no race, no internal error, and no error but the refusals of A's
@@ -282,6 +295,24 @@ func TestSoak(t *testing.T) {
 		}
 		return n
 	}
+	var pCorrupt int
+	for _, rq := range pz.Log() {
+		if rq.Fault == "corrupt" {
+			pCorrupt++
+		}
+	}
+	t.Logf("origin P: %d corrupt private zips", pCorrupt)
+	if pCorrupt == 0 {
+		t.Errorf("origin P corrupted no zip: the private modules' checks were not tested")
+	}
+	upP := fmt.Sprintf("upstream=%q", pz.URL())
+	var pRefused float64
+	for _, reason := range []string{"invalid_zip", "verify_failed"} {
+		pRefused += sum("holoproxy_server_refused_answers_total", upP, `reason="`+reason+`"`)
+	}
+	if pRefused == 0 {
+		t.Errorf("/metrics shows no corrupt zip of P refused")
+	}
 	upA := fmt.Sprintf("upstream=%q", a.URL())
 	if n := sum("holoproxy_upstream_requests_total", upA, `code="503"`); n == 0 {
 		t.Errorf("/metrics shows no 503 answer of A")
@@ -315,13 +346,25 @@ func TestSoak(t *testing.T) {
 		slices.Sort(lines)
 		t.Logf("/metrics of A:\n%s", strings.Join(lines, "\n"))
 	}
-	t.Logf("/metrics: A's errors %v, A's refused answers %v, hedges %v",
+	evicted := sum("holoproxy_cache_evicted_files_total")
+	if evicted == 0 {
+		t.Errorf("/metrics shows no zip evicted: --cache-max-size did not bite")
+	}
+	t.Logf("/metrics: A's errors %v, A's refused answers %v, hedges %v, zips evicted %v",
 		sum("holoproxy_upstream_errors_total", upA), sum("holoproxy_server_refused_answers_total", upA),
-		sum("holoproxy_hedged_requests_total", `result="fired"`))
+		sum("holoproxy_hedged_requests_total", `result="fired"`), evicted)
 	if n := sum("holoproxy_server_panics_total"); n != 0 {
 		t.Errorf("holoproxy_server_panics_total = %v; want 0", n)
 	}
 }
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// privatePattern is the GONOSUMDB pattern of the soak's private modules.
+const privatePattern = "corp.test"
 
 // soakOrigin serves tree on a loopback port with faults.
 func soakOrigin(t *testing.T, tree string, faults lab.Faults) *lab.Origin {
@@ -368,7 +411,7 @@ func soakRound(t *testing.T, p *proc, raw *rawLoad, goBin, gocache string, db *s
 		g := soakApp(t, goBin, "http://"+p.addr, gocache, all, roots)
 		wg.Go(func() {
 			// The go command verifies too, through holoproxy's /sumdb/.
-			env := []string{"GOSUMDB=" + db.Key}
+			env := []string{"GOSUMDB=" + db.Key, "GONOSUMDB=" + privatePattern}
 			for _, args := range [][]string{{"mod", "download", "all"}, {"build", "-o", filepath.Join(filepath.Dir(g.app), "app.bin"), "."}} {
 				if out, err := goWith(t, g, env, args...); err != nil {
 					t.Errorf("round %d, go command %d: go %s: %v\n%s", round, i, strings.Join(args, " "), err, out)
@@ -748,6 +791,7 @@ func waitUsage(t *testing.T, p *proc, before usage, origins []*lab.Origin, db *s
 func checkSoakCache(t *testing.T, dir, tree string) {
 	t.Helper()
 	var n int
+	var size, zipSize int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -775,6 +819,10 @@ func checkSoakCache(t *testing.T, dir, tree string) {
 			return nil
 		}
 		n++
+		size += int64(len(want))
+		if strings.HasSuffix(key, ".zip") {
+			zipSize += int64(len(want))
+		}
 		if strings.HasSuffix(key, ".zip") {
 			if err := checkZip(key, p, want); err != nil {
 				t.Errorf("cache: %v", err)
@@ -793,7 +841,7 @@ func checkSoakCache(t *testing.T, dir, tree string) {
 	if err != nil {
 		t.Fatalf("walking the cache: %v", err)
 	}
-	t.Logf("cache: %d files, each equal to the origin's", n)
+	t.Logf("cache: %d files (%d bytes, %d of them zips), each equal to the origin's", n, size, zipSize)
 	if n == 0 {
 		t.Errorf("cache: no file stored")
 	}

@@ -66,7 +66,7 @@ func TestSoak(t *testing.T) {
 	const (
 		rounds       = 4
 		firstProcess = 2 // rounds served before the restart
-		goCommands   = 4
+		goCommands   = 5
 		rawClients   = 3
 	)
 	bin := holoproxyRaceBinary(t)
@@ -155,7 +155,7 @@ func TestSoak(t *testing.T) {
 	cacheDir := t.TempDir()
 	args := append([]string{"--cache-dir=" + cacheDir, "--upstream=" + chain,
 		"--first-byte-timeout=1s", "--body-idle-timeout=1s", "--list-ttl=1s", "--negative-ttl=1s",
-		"--hedge-max=250ms", "--probe-interval=1s", "--cache-max-size=40000", "--route=" + route}, sumdbArgs(db, privatePattern)...)
+		"--hedge-max=250ms", "--probe-interval=1s", "--cache-max-size=40000", "--route=" + route, "--debug-listen=127.0.0.1:0"}, sumdbArgs(db, privatePattern)...)
 	raw := &rawLoad{t: t, hc: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 	defer raw.hc.CloseIdleConnections()
 	var procs []*proc
@@ -171,7 +171,8 @@ func TestSoak(t *testing.T) {
 		}
 		p := startHoloproxyBinary(t, bin, append(slices.Clone(args), "--http-server="+front), nil)
 		procs = append(procs, p)
-		before := baseUsage(t, p, origins, db)
+		sp := soakProc{p, debugAddr(t, p)}
+		before := baseUsage(t, sp, origins, db)
 		t.Logf("holoproxy (pid %d, %s) serving: %d descriptors, %d goroutines", p.cmd.Process.Pid, front, before.fds, before.goroutines)
 		for r := first; r < end; r++ {
 			roundStart := time.Now()
@@ -186,7 +187,7 @@ func TestSoak(t *testing.T) {
 		// what is left open is what holoproxy holds for nobody.
 		raw.hc.CloseIdleConnections()
 		waitStart := time.Now()
-		after := waitUsage(t, p, before, origins, db)
+		after := waitUsage(t, sp, before, origins, db)
 		t.Logf("holoproxy (pid %d) %v after the load: %d descriptors, %d goroutines", p.cmd.Process.Pid,
 			time.Since(waitStart).Round(time.Millisecond), after.fds, after.goroutines)
 		metrics = append(metrics, scrape(t, p.addr))
@@ -693,31 +694,55 @@ func (l *rawLoad) summary() string {
 	return fmt.Sprintf("%d asked, by status %v (-1: not taken, shutting down), %d wrong", l.requests, l.byStatus, l.failures)
 }
 
+// soakProc is a holoproxy of the soak, with the address of its --debug-listen.
+type soakProc struct {
+	*proc
+	debug string
+}
+
 // usage is what a holoproxy process holds: open descriptors and goroutines.
 type usage struct {
 	fds, goroutines int
+	profile         string // the goroutine profile counted (debug=1)
 }
 
-// soakUsage counts p's open descriptors (/proc) and goroutines (go_goroutines on
-// /metrics, scraped on a connection of its own that is closed after).
-func soakUsage(t *testing.T, p *proc) usage {
+// soakUsage counts p's open descriptors (/proc) and goroutines: those of its goroutine
+// profile (its --debug-listen, asked on a connection of its own that is closed after),
+// but for what the fasthttp front keeps by design (its idle workers, for 10 s after their
+// last request, and the goroutine that updates its Date header, started by the first
+// request) and the read and write loops of the upstream transport's connections, which
+// the health probes open every second (each connection is a descriptor too: the
+// descriptors count them).
+func soakUsage(t *testing.T, p soakProc) usage {
 	t.Helper()
 	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := hc.Get("http://" + p.addr + "/metrics")
+	resp, err := hc.Get("http://" + p.debug + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("goroutine profile: %d %v\n%s", resp.StatusCode, err, body)
 	}
 	var u usage
-	m := regexp.MustCompile(`(?m)^go_goroutines (\d+)$`).FindSubmatch(body)
+	u.profile = string(body)
+	m := regexp.MustCompile(`(?m)^goroutine profile: total (\d+)$`).FindStringSubmatch(u.profile)
 	if m == nil {
-		t.Fatalf("/metrics has no go_goroutines")
+		t.Fatalf("goroutine profile without a total:\n%s", clip(body))
 	}
-	u.goroutines, _ = strconv.Atoi(string(m[1]))
+	u.goroutines = atoi(m[1])
+	// Groups of goroutines: "N @ pc..." then "#\tpc\tfunc+off\tfile:line" lines.
+	for _, group := range strings.Split(u.profile, "\n\n") {
+		n, _, ok := strings.Cut(group, " @ ")
+		switch {
+		case !ok:
+		case strings.Contains(group, "fasthttp.(*workerPool).workerFunc") && !strings.Contains(group, "serveConn"),
+			strings.Contains(group, "fasthttp.updateServerDate"),
+			strings.Contains(group, "net/http.(*persistConn).readLoop"), strings.Contains(group, "net/http.(*persistConn).writeLoop"):
+			u.goroutines -= atoi(strings.TrimSpace(n))
+		}
+	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
@@ -727,12 +752,11 @@ func soakUsage(t *testing.T, p *proc) usage {
 }
 
 // The slack allowed over the usage before the load: the health probes (every second) may
-// have opened a connection to each of the three upstreams since their idle connections
-// were last dropped, each a descriptor and two goroutines (the transport's read and write
-// loops), and one may be under way.
+// have opened a connection to each of the four upstreams since their idle connections
+// were last dropped (a descriptor each), and one may be under way (its goroutine).
 const (
-	fdSlack        = 3
-	goroutineSlack = 8
+	fdSlack        = 4
+	goroutineSlack = 2
 )
 
 // dropIdle closes the idle connections the upstreams (origins and checksum database) hold
@@ -747,7 +771,7 @@ func dropIdle(origins []*lab.Origin, db *sumdbtest.DB) {
 
 // baseUsage returns p's usage once it has settled after its start: the least of a few
 // samples, each taken as waitUsage takes its own.
-func baseUsage(t *testing.T, p *proc, origins []*lab.Origin, db *sumdbtest.DB) usage {
+func baseUsage(t *testing.T, p soakProc, origins []*lab.Origin, db *sumdbtest.DB) usage {
 	t.Helper()
 	var base usage
 	for i := range 5 {
@@ -757,7 +781,7 @@ func baseUsage(t *testing.T, p *proc, origins []*lab.Origin, db *sumdbtest.DB) u
 			base.fds = u.fds
 		}
 		if i == 0 || u.goroutines < base.goroutines {
-			base.goroutines = u.goroutines
+			base.goroutines, base.profile = u.goroutines, u.profile
 		}
 	}
 	return base
@@ -765,9 +789,8 @@ func baseUsage(t *testing.T, p *proc, origins []*lab.Origin, db *sumdbtest.DB) u
 
 // waitUsage waits (a minute at most) until p's usage is back within the slack of before,
 // closing the upstreams' idle connections meanwhile, and returns it; it fails the test if
-// it never is. The wait is for what lingers by design: the fasthttp front keeps an idle
-// worker goroutine for 10 s.
-func waitUsage(t *testing.T, p *proc, before usage, origins []*lab.Origin, db *sumdbtest.DB) usage {
+// it never is.
+func waitUsage(t *testing.T, p soakProc, before usage, origins []*lab.Origin, db *sumdbtest.DB) usage {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -778,8 +801,8 @@ func waitUsage(t *testing.T, p *proc, before usage, origins []*lab.Origin, db *s
 		}
 		if time.Now().After(deadline) {
 			fds, _ := exec.Command("ls", "-l", fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)).CombinedOutput()
-			t.Errorf("holoproxy (pid %d) holds %d descriptors and %d goroutines a minute after the load; before it %d and %d\n%s",
-				p.cmd.Process.Pid, u.fds, u.goroutines, before.fds, before.goroutines, fds)
+			t.Errorf("holoproxy (pid %d) holds %d descriptors and %d goroutines a minute after the load; before it %d and %d\n%s\nbefore:\n%s\nafter:\n%s",
+				p.cmd.Process.Pid, u.fds, u.goroutines, before.fds, before.goroutines, fds, before.profile, u.profile)
 			return u
 		}
 	}

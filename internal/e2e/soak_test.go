@@ -37,14 +37,18 @@ import (
 // with a byte changed), B is healthy but answers 404 for a third of the modules, C is
 // healthy and has everything. By the GOPROXY rules every request for a file the tree has
 // must succeed: after A's failure B is asked ('|'), after B's 404 C (','). The checksum
-// database knows every module, so a corrupt file must be refused, never stored.
+// database knows every public module, so a corrupt file must be refused, never stored.
+// A few private modules (exempt from the database) are routed to P|C, where P corrupts
+// half of its zips: holoproxy's own checks must refuse those. --cache-max-size is small
+// enough that zips are evicted under load and filled again through the faulty chains.
 //
 // Each round, goCommands go commands, each with an empty module cache, run `go mod
-// download all` and `go build` of one app (the fixture graph plus modules new to the round,
-// so every round fills), while raw clients ask the same modules' list, .info, .mod, .zip and
-// @latest (also by HEAD and Range), paths that do not exist and malformed ones. After the
-// first half of the rounds holoproxy gets SIGTERM while raw clients make it fill the next
-// round's modules, and starts again on the same cache directory (on the other HTTP front).
+// download all` and `go build` of one app (the fixture graph and the private modules, plus
+// modules new to the round, so every round fills), while raw clients ask the same modules'
+// list, .info, .mod, .zip and @latest (also by HEAD and Range), paths that do not exist and
+// malformed ones. After the first half of the rounds holoproxy gets SIGTERM while raw
+// clients make it fill the next round's modules, and starts again on the same cache
+// directory (on the other HTTP front).
 //
 // The invariants: every go command succeeded, with the go.sum the go command writes
 // fetching from the origin directly; every raw answer was right; once the clients were
@@ -76,7 +80,7 @@ func TestSoak(t *testing.T) {
 	// The modules: the fixture graph in every round, and a graph of its own per round.
 	common, commonRoots := fixtureModules()
 	// Private modules, exempt from the checksum database (GONOSUMDB): holoproxy's own
-	// checks are all that stands between A's corrupt files and its cache.
+	// checks are all that stands between P's corrupt zips and its cache.
 	private, privateRoots := modtree.Graph("corp.test/priv", 4, 2, 2)
 	public := slices.Clone(common)
 	common = append(common, private...)
@@ -337,18 +341,6 @@ func TestSoak(t *testing.T) {
 	if corrupt == 0 {
 		t.Errorf("/metrics shows no corrupt answer of A refused")
 	}
-	if t.Failed() {
-		var lines []string
-		for i, mm := range metrics {
-			for series, v := range mm {
-				if strings.Contains(series, upA) {
-					lines = append(lines, fmt.Sprintf("process %d: %s %v", i, series, v))
-				}
-			}
-		}
-		slices.Sort(lines)
-		t.Logf("/metrics of A:\n%s", strings.Join(lines, "\n"))
-	}
 	evicted := sum("holoproxy_cache_evicted_files_total")
 	if evicted == 0 {
 		t.Errorf("/metrics shows no zip evicted: --cache-max-size did not bite")
@@ -359,8 +351,21 @@ func TestSoak(t *testing.T) {
 	if n := sum("holoproxy_server_panics_total"); n != 0 {
 		t.Errorf("holoproxy_server_panics_total = %v; want 0", n)
 	}
+	if t.Failed() {
+		var lines []string
+		for i, mm := range metrics {
+			for series, v := range mm {
+				if strings.Contains(series, upA) || strings.Contains(series, upP) {
+					lines = append(lines, fmt.Sprintf("process %d: %s %v", i, series, v))
+				}
+			}
+		}
+		slices.Sort(lines)
+		t.Logf("A is %s, P is %s; their /metrics:\n%s", a.URL(), pz.URL(), strings.Join(lines, "\n"))
+	}
 }
 
+// atoi returns the number s spells, 0 if it spells none.
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n

@@ -321,27 +321,7 @@ func TestWalkHedgedMatchesWalk(t *testing.T) {
 	outcomes := []string{"ok", "404", "500"}
 	never := HedgePolicy{Delay: func(*Client) (time.Duration, bool) { return 0, false }}
 	for _, list := range lists {
-		n := strings.Count(list, ",") + strings.Count(list, "|") + 1
-		// Every combination of outcomes for the list's proxies.
-		total := 1
-		for range n {
-			total *= len(outcomes)
-		}
-		for combo := range total {
-			plan := map[string]string{}
-			full := list
-			k := combo
-			for _, e := range []string{"a", "b", "c", "d"} {
-				if strings.Contains(list, e) {
-					plan[e+".test"] = outcomes[k%len(outcomes)]
-					k /= len(outcomes)
-					full = strings.Replace(full, e, "http://"+e+".test", 1)
-				}
-			}
-			c, err := ParseChain(full, http.DefaultClient)
-			if err != nil {
-				t.Fatal(err)
-			}
+		forEachPlan(t, list, outcomes, func(c *Chain, plan map[string]string) {
 			w1, w2 := &fakeTry{plan: plan, otherDone: make(chan struct{})}, &fakeTry{plan: plan, otherDone: make(chan struct{})}
 			e1 := c.Walk(context.Background(), nil, w1.try)
 			e2 := c.WalkHedged(context.Background(), nil, never, w2.try)
@@ -353,7 +333,36 @@ func TestWalkHedgedMatchesWalk(t *testing.T) {
 			if !same {
 				t.Errorf("%s %v: Walk tried %v (%v), WalkHedged tried %v (%v)", list, plan, w1.tried, e1, w2.tried, e2)
 			}
+		})
+	}
+}
+
+// forEachPlan calls f with the chain of list (a GOPROXY list of the letters a to d, each
+// the proxy http://X.test, and keywords) and a plan of the proxies' outcomes, for every
+// combination of outcomes.
+func forEachPlan(t *testing.T, list string, outcomes []string, f func(c *Chain, plan map[string]string)) {
+	t.Helper()
+	n := strings.Count(list, ",") + strings.Count(list, "|") + 1
+	total := 1
+	for range n {
+		total *= len(outcomes)
+	}
+	for combo := range total {
+		plan := map[string]string{}
+		full := list
+		k := combo
+		for _, e := range []string{"a", "b", "c", "d"} {
+			if strings.Contains(list, e) {
+				plan[e+".test"] = outcomes[k%len(outcomes)]
+				k /= len(outcomes)
+				full = strings.Replace(full, e, "http://"+e+".test", 1)
+			}
 		}
+		c, err := ParseChain(full, http.DefaultClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(c, plan)
 	}
 }
 
@@ -400,26 +409,7 @@ func TestReorderKeepsOutcome(t *testing.T) {
 	reverse := func(cs []*Client) []*Client { slices.Reverse(cs); return cs }
 	never := HedgePolicy{Delay: func(*Client) (time.Duration, bool) { return 0, false }}
 	for _, list := range lists {
-		n := strings.Count(list, ",") + strings.Count(list, "|") + 1
-		total := 1
-		for range n {
-			total *= len(outcomes)
-		}
-		for combo := range total {
-			plan := map[string]string{}
-			full := list
-			k := combo
-			for _, e := range []string{"a", "b", "c", "d"} {
-				if strings.Contains(list, e) {
-					plan[e+".test"] = outcomes[k%len(outcomes)]
-					k /= len(outcomes)
-					full = strings.Replace(full, e, "http://"+e+".test", 1)
-				}
-			}
-			c, err := ParseChain(full, http.DefaultClient)
-			if err != nil {
-				t.Fatal(err)
-			}
+		forEachPlan(t, list, outcomes, func(c *Chain, plan map[string]string) {
 			written := c.Walk(context.Background(), nil, (&fakeTry{plan: plan, otherDone: make(chan struct{})}).try)
 			for name, walk := range map[string]func(*fakeTry) error{
 				"Walk": func(f *fakeTry) error { return c.Walk(context.Background(), reverse, f.try) },
@@ -433,6 +423,6 @@ func TestReorderKeepsOutcome(t *testing.T) {
 					t.Errorf("%s %v: reordered %s tried %v and returned %v; in the written order: %v", list, plan, name, f.tried, got, written)
 				}
 			}
-		}
+		})
 	}
 }

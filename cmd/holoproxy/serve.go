@@ -131,7 +131,7 @@ func newServeCmd() *cobra.Command {
 	o.tls.register(f)
 	o.debug.register(f)
 	f.StringVar(&o.clientAuth, "client-auth", "", "admit only clients with HTTP basic credentials found in this file (user:bcrypt-hash lines, as htpasswd -B writes them; read again when it changes); /healthz and /readyz stay open")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight may take to finish")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight, then the fills still going, may take to finish")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
 	o.relayMemory = server.DefaultRelayMemory
@@ -166,6 +166,7 @@ func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, erro
 // (up to the shutdown timeout), fills are finished or abandoned, no temporary file is left.
 // stop restores the default signal handling, so a second signal ends the process at once.
 func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger) error {
+	var shutdownStart time.Time // set when the signal's shutdown starts
 	cacheDir, err := cacheDirOrDefault(o.cacheDir)
 	if err != nil {
 		return err
@@ -222,6 +223,16 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return err
 	}
 	if direct != nil {
+		// Deferred before srv.Close, so run after it: a run whose fills were all
+		// abandoned at shutdown is killed with its git before holoproxy exits (the kernel
+		// kills only the go command with its parent).
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), directCloseTimeout)
+			defer cancel()
+			if err := direct.Close(cctx); err != nil {
+				log.Error("closing direct", "err", err)
+			}
+		}()
 		if w := directExposure(o.listen, goproxy.ListHasDirect(list), o.clientAuth != ""); w != "" {
 			log.Warn(w)
 		}
@@ -336,7 +347,13 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		sh.Check = srv.CheckStored // before the first request: a bucket is checked as an upstream is
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		// One budget for the shutdown: the fills get what the answers in flight left of
+		// it (all of it when serve ends without a signal).
+		deadline := time.Now().Add(o.shutdownTimeout)
+		if !shutdownStart.IsZero() {
+			deadline = shutdownStart.Add(o.shutdownTimeout)
+		}
+		cctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		if err := srv.Close(cctx); err != nil {
 			log.Error("closing the server", "err", err)
@@ -448,7 +465,8 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		signal.Stop(sig)
 	}
 	log.Info("shutting down: finishing answers in flight", "timeout", o.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	shutdownStart = time.Now()
+	sctx, cancel := context.WithDeadline(context.Background(), shutdownStart.Add(o.shutdownTimeout))
 	defer cancel()
 	if err := hs.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)

@@ -51,6 +51,10 @@ func (o *directOptions) check() error {
 // the go command's runs (it decides which origins GOVCS lets them use); else they read
 // the go command's own. reg, when not nil, gets the runs' metrics; log, when not nil, a
 // line saying that direct is on.
+// directCloseTimeout bounds the wait for direct's runs to end at shutdown: each is
+// killed at once, and the go command's WaitDelay (5 s) bounds the rest.
+const directCloseTimeout = 10 * time.Second
+
 func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
 	if o.jobs == 0 || !slices.ContainsFunc(lists, goproxy.ListHasDirect) {
 		return nil, nil

@@ -56,8 +56,12 @@ type Direct struct {
 	version string
 	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
-	// inRun counts the calls of run under way (waiting for a slot or running), for Wait.
+	// inRun counts the calls of run under way (waiting for a slot or running), for Close.
 	inRun atomic.Int64
+	// closed ends every run (Close): a run's own context may outlive its caller's,
+	// when callers share it (same), and the process must not outlive its owner.
+	closed    context.Context
+	closeRuns context.CancelCauseFunc
 
 	// same merges runs with the same arguments: a version's .info and .mod are one
 	// `go list -m` run, and the go command asks for both at once (the prefetcher too).
@@ -199,6 +203,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		timeout: cfg.Timeout,
 		onFetch: cfg.OnFetch,
 	}
+	d.closed, d.closeRuns = context.WithCancelCause(context.Background())
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, fmt.Errorf("direct: %w", err)
@@ -248,14 +253,26 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 // what an earlier run left starts none).
 func (d *Direct) Runs() int64 { return d.runs.Load() }
 
-// Wait returns once no run of the go command that d started is going on: a run whose
-// caller gave up is killed, and Wait lets its owner remove d's directory only after the
-// processes are gone. A fetch started during Wait may start a run after it returns.
-func (d *Direct) Wait() {
+// Close kills every run of the go command still going, with the processes it started,
+// and returns once they are gone, or with ctx's error when ctx ends first. Its owner
+// calls it before exiting (a process killed with its owner's exit is the go command,
+// not git and its helpers) and before removing d's directory. A fetch after Close fails.
+func (d *Direct) Close(ctx context.Context) error {
+	d.closeRuns(errDirectClosed)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
 	for d.inRun.Load() > 0 {
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d runs of the go command still going: %w", DirectName, d.inRun.Load(), context.Cause(ctx))
+		}
 	}
+	return nil
 }
+
+// errDirectClosed is a canceled run's cause after Close: counted as canceled, not as a failure.
+var errDirectClosed = fmt.Errorf("direct: closed: %w", context.Canceled)
 
 // Running returns how many runs hold a job slot now.
 func (d *Direct) Running() int { return len(d.sem) }
@@ -584,6 +601,13 @@ const maxOutput = 8 << 20
 func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr error) {
 	d.inRun.Add(1)
 	defer d.inRun.Add(-1)
+	// Close ends the run as its caller's giving up would.
+	ctx, abandon := context.WithCancelCause(ctx)
+	defer abandon(nil)
+	defer context.AfterFunc(d.closed, func() { abandon(errDirectClosed) })()
+	if d.closed.Err() != nil {
+		return nil, errDirectClosed
+	}
 	if b := BackgroundOf(ctx); b != nil && !b.promoted.Load() {
 		// A background fetch holds one of at most half the slots (bgSem), so that the
 		// clients' fetches always have the other half; promoted while it waits for one,

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +274,54 @@ func TestDirectTimeoutKillsTheRun(t *testing.T) {
 			t.Fatalf("processes left behind: %q", left)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Close kills the runs going, even one whose caller still waits (a run shared by callers
+// that all gave up is another), with the git processes they started, and returns once
+// they are gone: holoproxy calls it before exiting, when the kernel would kill only the
+// go command. Fetches after Close fail as canceled.
+func TestDirectCloseKillsRuns(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	f := newDirectFixture(t)
+	d, dir := f.direct(t, time.Minute)
+	f.git.SetStall(true)
+	defer f.git.SetStall(false)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := d.Client().Fetch(context.Background(), Request{Kind: KindMod, Module: "git.test/repo", Version: "v1.0.0"})
+		errs <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.ContainsFunc(lab.ProcessesUnder(dir), func(s string) bool { return strings.Contains(s, "git") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no git process started under %s: %q", dir, lab.ProcessesUnder(dir))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Killed with SIGKILL and reaped (the go command) or gone to init (git): no process
+	// of the run may still work in dir once Close returned.
+	if left := lab.ProcessesUnder(dir); len(left) > 0 {
+		t.Errorf("processes left after Close: %q", left)
+	}
+	select {
+	case err := <-errs:
+		if DirectResult(err) != "canceled" {
+			t.Errorf("the fetch whose run Close killed: %v (%s); want canceled", err, DirectResult(err))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fetch whose run Close killed did not return")
+	}
+	_, err := d.Client().Fetch(context.Background(), Request{Kind: KindList, Module: "git.test/repo"})
+	if DirectResult(err) != "canceled" {
+		t.Errorf("fetch after Close: %v; want canceled", err)
 	}
 }
 

@@ -90,7 +90,9 @@ func (ds *directs) remove(i int) error {
 		return nil
 	}
 	if i < len(ds.ds) {
-		ds.ds[i].Wait() // a run cancelled is killed; its files go after it
+		// Runs still going are killed (each within the go command's WaitDelay); the
+		// files go after them.
+		ds.ds[i].Close(context.Background())
 	}
 	dir := ds.dirs[i]
 	ds.dirs[i] = ""

@@ -54,7 +54,7 @@ func TestDirectSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(d.Wait)
+	t.Cleanup(func() { d.Close(context.Background()) })
 	a := newOrigin(t) // knows no git.test module: every fill falls through to direct
 	var got report.Collector
 	var rp *Repair

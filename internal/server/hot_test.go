@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,5 +72,56 @@ func TestHotCache(t *testing.T) {
 				t.Errorf("origin asked %d times; want once", o.count(strings.TrimPrefix(tt.path, "/")))
 			}
 		})
+	}
+}
+
+// evictingStore plays the race between a fill and eviction (--cache-max-size): the first
+// look finds nothing (another fill is storing the zip), the fill then finds it stored,
+// and it is deleted before the answer opens it.
+type evictingStore struct {
+	store.Store
+	key   string
+	opens atomic.Int64
+}
+
+func (s *evictingStore) Open(ctx context.Context, key string) (store.Entry, error) {
+	if key == s.key {
+		switch s.opens.Add(1) {
+		case 1:
+			return store.Entry{}, fs.ErrNotExist
+		case 2:
+			if err := s.Store.Delete(ctx, key); err != nil {
+				return store.Entry{}, err
+			}
+		}
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestEvictedBeforeOpenFillsAgain: a stored answer evicted between the fill's look and
+// the answer's open is filled again, never a 500.
+func TestEvictedBeforeOpenFillsAgain(t *testing.T) {
+	const path = "/example.com/m/@v/v1.0.0.zip"
+	o := newOrigin(t)
+	var es *evictingStore
+	e := newEnv(t, o.URL(), func(c *Config) {
+		es = &evictingStore{Store: c.Store}
+		c.Store = es
+	})
+	want := fixture(t, o, strings.TrimPrefix(path, "/"))
+	e.get(t, path, http.StatusOK) // stored (its opens are of no key es watches yet)
+	e.settle()
+	es.key = strings.TrimPrefix(path, "/")
+	before := o.count(es.key)
+	w := e.get(t, path, http.StatusOK)
+	if w.Body.String() != string(want) || w.Header().Get(CacheHeader) != CacheMiss {
+		t.Errorf("GET %s after the stored zip was evicted before it was opened: %q (%s); want the fixture, miss",
+			path, w.Body.String(), w.Header().Get(CacheHeader))
+	}
+	if n := es.opens.Load(); n < 3 {
+		t.Errorf("%d opens of the key; the race was not played", n)
+	}
+	if n := o.count(es.key) - before; n != 1 {
+		t.Errorf("%d origin requests for the evicted zip; want 1", n)
 	}
 }

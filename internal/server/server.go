@@ -382,13 +382,14 @@ func (s *Server) answer(ctx context.Context, method, path string, hopValues []st
 	if s.cfg.OnRequest != nil {
 		s.cfg.OnRequest(req)
 	}
-	rp := s.answerRequest(ctx, req, path, hops) // an accepted path is its own key (FuzzParseRequest checks it)
+	rp := s.answerRequest(ctx, req, path, hops, true) // an accepted path is its own key (FuzzParseRequest checks it)
 	rp.kind = req.Kind
 	return rp
 }
 
-// answerRequest answers a parsed request whose store key is key.
-func (s *Server) answerRequest(ctx context.Context, req goproxy.Request, key string, hops []string) reply {
+// answerRequest answers a parsed request whose store key is key. retry allows one more
+// go when the answer a fill found stored is gone before it is opened.
+func (s *Server) answerRequest(ctx context.Context, req goproxy.Request, key string, hops []string, retry bool) reply {
 
 	// A fresh stored answer. A version query is never stored under its key: no look.
 	var stale bool
@@ -463,8 +464,14 @@ func (s *Server) answerRequest(ctx context.Context, req goproxy.Request, key str
 	default:
 		release()
 		e, err := s.cfg.Store.Open(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) && retry {
+			// Evicted (--cache-max-size) between the fill's look and this open: fill again.
+			return s.answerRequest(ctx, req, key, hops, false)
+		}
 		if err != nil {
-			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer: %v", req, err))
+			// The error names the cache's files: the log gets it, the client does not.
+			s.log.Error("opening a stored answer failed", "request", describe(req), "err", err)
+			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: opening the stored answer failed (the server's log says why)", req))
 		}
 		cache := CacheMiss
 		if res.upstream == "" {

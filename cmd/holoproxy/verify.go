@@ -38,8 +38,10 @@ func newVerifyCmd() *cobra.Command {
 		Long: "verify re-checks every .mod and .zip in a holoproxy cache directory against the\n" +
 			"checksum database (the one serve verifies with) and, with --purge, removes the files\n" +
 			"that fail, so that the next request fills them again. It can run beside a serve on\n" +
-			"the same cache directory.\n\n" +
-			"Exit status: 0 when every file matched (or is exempt), 1 when a file failed or could\n" +
+			"the same cache directory. Files of exempt modules (--gonosumdb, --goprivate) are not\n" +
+			"looked up but checked to be whole: a .zip read through, a .mod that parses and names\n" +
+			"its module.\n\n" +
+			"Exit status: 0 when every file matched (or is exempt and whole), 1 when a file failed or could\n" +
 			"not be checked (database unreachable, version unknown to it), 2 for bad usage.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -51,6 +51,14 @@ func TestVerifyStore(t *testing.T) {
 			purge: true,
 			want:  Report{Checked: 8, OK: 4, Exempt: 2, Failed: 2, Purged: 2},
 			gone:  []string{"mods.test/b/@v/v1.2.0.zip", "mods.test/a/@v/v1.0.0.zip"}},
+		{name: "exempt files not whole: failed, purged",
+			corrupt: map[string][]byte{
+				"corp.test/secret/@v/v1.0.0.zip": corruptZipContent(t, mustZip(t, modPriv)), // CheckZip passes it
+				"corp.test/secret/@v/v1.0.0.mod": []byte("module corp.test/other\n"),
+			},
+			purge: true,
+			want:  Report{Checked: 8, OK: 6, Failed: 2, Purged: 2},
+			gone:  []string{"corp.test/secret/@v/v1.0.0.zip", "corp.test/secret/@v/v1.0.0.mod"}},
 		{name: "database down: unverified, nothing purged", down: true, purge: true,
 			want: Report{Checked: 8, Exempt: 2, Unverified: 6}},
 		{name: "version unknown to the database: unverified, not purged", purge: true, extra: []modtree.Module{unknown},
@@ -73,6 +81,9 @@ func TestVerifyStore(t *testing.T) {
 			}
 			if rep.String() != tt.want.String() {
 				t.Fatalf("report = %s, want %s", rep, tt.want)
+			}
+			if n := db.Count("corp.test"); n != 0 {
+				t.Errorf("the database got %d requests for the exempt module", n)
 			}
 			if rep.Clean() != (tt.want.Failed == 0 && tt.want.Unverified == 0) {
 				t.Errorf("Clean() = %v for %s", rep.Clean(), rep)
@@ -114,6 +125,15 @@ func TestVerifyStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustZip(t *testing.T, m modtree.Module) []byte {
+	t.Helper()
+	z, err := m.Zip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
 }
 
 // FuzzParseVersionKey checks the recognition of the .mod and .zip keys of a store (file

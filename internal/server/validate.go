@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 	modzip "golang.org/x/mod/zip"
@@ -145,21 +144,8 @@ func (s *Server) check(req goproxy.Request, f *os.File) *checkError {
 	return nil
 }
 
-// checkMod accepts a go.mod that parses and declares the module asked for (the synthesized
-// "module <path>" of a module without go.mod included).
-func checkMod(req goproxy.Request, data []byte) error {
-	f, err := modfile.ParseLax("go.mod", data, nil)
-	if err != nil {
-		return err
-	}
-	if f.Module == nil {
-		return errors.New("go.mod has no module directive")
-	}
-	if f.Module.Mod.Path != req.Module {
-		return fmt.Errorf("go.mod declares module %q, not %q", f.Module.Mod.Path, req.Module)
-	}
-	return nil
-}
+// checkMod accepts a go.mod that parses and declares the module asked for.
+func checkMod(req goproxy.Request, data []byte) error { return goproxy.CheckGoMod(req.Module, data) }
 
 // infoVersion returns the Version of a .info answer, after checking it has one.
 func infoVersion(data []byte) (string, error) {

@@ -111,3 +111,42 @@ func BenchmarkZipVerifyCost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExemptZipCheck measures the check of an exempt module's zip (CheckZipData:
+// inflate and CRC-32 only) against the h1: hash a verified zip gets (HashZip: the same
+// inflate, plus SHA-256 of every file and of the listing), alternating within each
+// iteration; ratio < 1 means the exempt check is cheaper.
+//
+//	go test -run '^$' -bench ExemptZipCheck -count 5 ./internal/checksum/
+func BenchmarkExemptZipCheck(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20} {
+		b.Run(byteSize(size), func(b *testing.B) {
+			p, _ := writeBenchZip(b, size)
+			f, err := os.Open(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var hash, check time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := HashZip(p); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := CheckZipData(f, fi.Size()); err != nil {
+					b.Fatal(err)
+				}
+				hash += t1.Sub(t0)
+				check += time.Since(t1)
+			}
+			b.ReportMetric(float64(hash.Nanoseconds())/float64(b.N), "hashzip-ns/op")
+			b.ReportMetric(float64(check.Nanoseconds())/float64(b.N), "checkzipdata-ns/op")
+			b.ReportMetric(float64(check)/float64(hash), "ratio")
+		})
+	}
+}

@@ -69,6 +69,35 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 	return h, nil
 }
 
+// CheckZipData reads a module zip of the given size through r as HashZipReader does,
+// every file inflated and checked against its CRC-32 and size, and a file named twice
+// refused, without hashing it: the check of a zip no checksum is looked up for (an exempt
+// module), which the go command could otherwise not extract.
+func CheckZipData(r io.ReaderAt, size int64) error {
+	z, err := zip.NewReader(r, size)
+	if err != nil {
+		return fmt.Errorf("reading zip: %w", err)
+	}
+	fastInflate(z)
+	seen := make(map[string]bool, len(z.File))
+	for _, f := range z.File {
+		if seen[f.Name] {
+			return fmt.Errorf("reading zip: duplicate file %q", f.Name)
+		}
+		seen[f.Name] = true
+		rc, err := f.Open()
+		if err != nil {
+			return fmt.Errorf("reading zip: %s: %w", f.Name, err)
+		}
+		_, err = store.Copy(io.Discard, rc) // archive/zip checks the CRC-32 and size at EOF
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("reading zip: %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
 // pooledCopy lets dirhash's io.Copy of a zip entry into its hash use store.Copy's pooled
 // buffer instead of allocating 32 KiB per file.
 type pooledCopy struct{ io.ReadCloser }

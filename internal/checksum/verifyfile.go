@@ -14,15 +14,19 @@ import (
 // A nil error means the file may be stored; a mismatch is a *MismatchError.
 //
 // An exempt module (GONOSUMDB, or verification off) is not looked up, but its zip is still
-// read through as a verified one is, each file inflated and checked against its CRC-32 and
-// size: the server's CheckZip reads only the zip's directory, and a zip the go command
+// read through (CheckZipData), each file inflated and checked against its CRC-32 and size,
+// as hashing a verified one does: the server's CheckZip reads only the zip's directory, and a zip the go command
 // cannot extract, once stored, would be served to every client until purged, where the
 // next upstream of the chain had the intact one. (No such check exists for a go.mod: a
 // changed one may well parse.)
 func (v *Verifier) VerifyFile(ctx context.Context, path, version string, goMod bool, f *os.File) error {
 	if v.Exempt(path) {
 		if !goMod {
-			if _, err := HashZip(f.Name()); err != nil {
+			fi, err := f.Stat()
+			if err == nil {
+				err = CheckZipData(f, fi.Size())
+			}
+			if err != nil {
 				v.errs.Add(1)
 				return fmt.Errorf("%s@%s: %w", path, version, err)
 			}

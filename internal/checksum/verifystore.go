@@ -109,10 +109,13 @@ func verifyEntry(ctx context.Context, st store.Store, v *Verifier, key, path, ve
 	}
 	defer e.Body.Close()
 	var hash, hv string
-	if isZip {
+	switch {
+	case isZip && exempt:
+		err = readZipEntry(ctx, st, e, CheckZipData)
+	case isZip:
 		hash, err = hashZipEntry(ctx, st, e)
 		hv = version
-	} else {
+	default:
 		var data []byte
 		data, err = io.ReadAll(io.LimitReader(e.Body, maxModSize+1))
 		if err == nil && len(data) > maxModSize {
@@ -143,20 +146,30 @@ func verifyEntry(ctx context.Context, st store.Store, v *Verifier, key, path, ve
 // maxModSize is the largest go.mod accepted (golang.org/x/mod/zip's MaxGoMod).
 const maxModSize = 16 << 20
 
-func hashZipEntry(ctx context.Context, st store.Store, e store.Entry) (string, error) {
+func hashZipEntry(ctx context.Context, st store.Store, e store.Entry) (hash string, err error) {
+	err = readZipEntry(ctx, st, e, func(r io.ReaderAt, size int64) (err error) {
+		hash, err = HashZipReader(r, size)
+		return err
+	})
+	return hash, err
+}
+
+// readZipEntry calls fn with the zip of entry e as an io.ReaderAt: its body when it is one
+// (a file), else a temporary copy (a bucket's object).
+func readZipEntry(ctx context.Context, st store.Store, e store.Entry, fn func(io.ReaderAt, int64) error) error {
 	if ra, ok := e.Body.(io.ReaderAt); ok {
-		return HashZipReader(ra, e.Size)
+		return fn(ra, e.Size)
 	}
 	tmp, err := st.CreateTemp(ctx)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer st.Discard(tmp)
 	n, err := io.Copy(tmp, e.Body)
 	if err != nil {
-		return "", err
+		return err
 	}
-	return HashZipReader(tmp, n)
+	return fn(tmp, n)
 }
 
 // parseVersionKey recognises the store key of a .mod or .zip file,

@@ -5,9 +5,24 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 )
+
+// credentialsCloseTimeout bounds the wait for GOAUTH commands killed at exit (each command
+// is killed at once; its WaitDelay is a second).
+const credentialsCloseTimeout = 5 * time.Second
+
+// closeCredentials kills the GOAUTH commands of creds still running, and what they
+// started, before the program exits; logf reports a wait that ran out.
+func closeCredentials(creds *goproxy.Credentials, logf func(format string, args ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), credentialsCloseTimeout)
+	defer cancel()
+	if err := creds.Close(ctx); err != nil {
+		logf("%v", err)
+	}
+}
 
 // upstreamCredentials returns the credentials the go command would send to the proxies of
 // list (GOPROXY syntax): the user info of their URLs, and, for an https proxy whose URL has

@@ -198,6 +198,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	defer closeCredentials(creds, func(format string, args ...any) { log.Error(fmt.Sprintf(format, args...)) }) // after srv.Close
 	hc, closeIdle, err := upstreamClient(o, obs, creds)
 	if err != nil {
 		return err

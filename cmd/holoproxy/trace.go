@@ -403,7 +403,7 @@ func traceChain(ctx context.Context, o traceOptions, usable func(*goproxy.Chain)
 }
 
 // traceStart starts the runtime trace --runtime-trace asks for and reads the credentials
-// of list's proxies; stop ends the runtime trace.
+// of list's proxies; stop ends the runtime trace and the GOAUTH commands still running.
 func traceStart(ctx context.Context, o traceOptions, list string, stderr io.Writer) (creds *goproxy.Credentials, stop func(), err error) {
 	stop = func() {}
 	if o.runtimeTrace != "" {
@@ -411,12 +411,16 @@ func traceStart(ctx context.Context, o traceOptions, list string, stderr io.Writ
 			return nil, nil, err
 		}
 	}
-	creds, err = upstreamCredentials(ctx, list, func(format string, args ...any) {
-		fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...)
-	})
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "holoproxy trace: "+format+"\n", args...) }
+	creds, err = upstreamCredentials(ctx, list, logf)
 	if err != nil {
 		stop()
 		return nil, nil, err
+	}
+	stopTrace := stop
+	stop = func() {
+		closeCredentials(creds, logf)
+		stopTrace()
 	}
 	return creds, stop, nil
 }

@@ -98,12 +98,12 @@ func runVerify(ctx context.Context, o verifyOptions, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
-			fmt.Fprintf(os.Stderr, "holoproxy verify: "+format+"\n", args...)
-		})
+		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "holoproxy verify: "+format+"\n", args...) }
+		creds, err := upstreamCredentials(ctx, list, logf)
 		if err != nil {
 			return err
 		}
+		defer closeCredentials(creds, logf)
 		hc.Transport = creds.RoundTripper(hc.Transport)
 		chain, err := goproxy.ParseChain(list, hc)
 		if err != nil {

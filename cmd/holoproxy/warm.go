@@ -182,12 +182,12 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 	if err != nil {
 		return err
 	}
-	creds, err := upstreamCredentials(ctx, list, func(format string, args ...any) {
-		fmt.Fprintf(stderr, "warm: "+format+"\n", args...)
-	})
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "warm: "+format+"\n", args...) }
+	creds, err := upstreamCredentials(ctx, list, logf)
 	if err != nil {
 		return err
 	}
+	defer closeCredentials(creds, logf)
 	if !creds.Empty() {
 		hc = &http.Client{Transport: creds.RoundTripper(hc.Transport)}
 	}

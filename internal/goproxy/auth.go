@@ -1,6 +1,8 @@
 package goproxy
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -80,6 +82,19 @@ func (c *Credentials) UseGOAUTH(cfg AuthConfig) []string {
 // user info.
 func (c *Credentials) UsesGOAUTH() bool {
 	return slices.ContainsFunc(c.list, func(u *url.URL) bool { return u.Scheme == "https" && u.User == nil })
+}
+
+// Close kills the GOAUTH commands still running, with the processes they started, and
+// returns once they are gone (or with ctx's error). A program calls it before it exits;
+// later requests get no GOAUTH credential. Credentials without GOAUTH have nothing to end.
+func (c *Credentials) Close(ctx context.Context) error {
+	if c == nil || c.auth == nil {
+		return nil
+	}
+	if err := c.auth.procs.closeAndWait(ctx, "GOAUTH commands"); err != nil {
+		return fmt.Errorf("GOAUTH: %w", err)
+	}
+	return nil
 }
 
 // Empty reports whether there are no credentials at all.

@@ -56,12 +56,8 @@ type Direct struct {
 	version string
 	onFetch func(Kind, time.Duration, error)
 	runs    atomic.Int64
-	// inRun counts the calls of run under way (waiting for a slot or running), for Close.
-	inRun atomic.Int64
-	// closed ends every run (Close): a run's own context may outlive its caller's,
-	// when callers share it (same), and the process must not outlive its owner.
-	closed    context.Context
-	closeRuns context.CancelCauseFunc
+	// procs holds the runs under way (waiting for a slot or running), for Close.
+	procs *processes
 
 	// same merges runs with the same arguments: a version's .info and .mod are one
 	// `go list -m` run, and the go command asks for both at once (the prefetcher too).
@@ -203,7 +199,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		timeout: cfg.Timeout,
 		onFetch: cfg.OnFetch,
 	}
-	d.closed, d.closeRuns = context.WithCancelCause(context.Background())
+	d.procs = newProcesses(errDirectClosed)
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, fmt.Errorf("direct: %w", err)
@@ -258,15 +254,8 @@ func (d *Direct) Runs() int64 { return d.runs.Load() }
 // calls it before exiting (a process killed with its owner's exit is the go command,
 // not git and its helpers) and before removing d's directory. A fetch after Close fails.
 func (d *Direct) Close(ctx context.Context) error {
-	d.closeRuns(errDirectClosed)
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for d.inRun.Load() > 0 {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %d runs of the go command still going: %w", DirectName, d.inRun.Load(), context.Cause(ctx))
-		}
+	if err := d.procs.closeAndWait(ctx, "runs of the go command"); err != nil {
+		return fmt.Errorf("%s: %w", DirectName, err)
 	}
 	return nil
 }
@@ -599,15 +588,12 @@ const maxOutput = 8 << 20
 // on stdout. A failed run (its exit status, or the timeout) is a *DirectError carrying
 // the first lines of its stderr; a run abandoned by ctx returns ctx's error.
 func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr error) {
-	d.inRun.Add(1)
-	defer d.inRun.Add(-1)
 	// Close ends the run as its caller's giving up would.
-	ctx, abandon := context.WithCancelCause(ctx)
-	defer abandon(nil)
-	defer context.AfterFunc(d.closed, func() { abandon(errDirectClosed) })()
-	if d.closed.Err() != nil {
-		return nil, errDirectClosed
+	ctx, done, closed := d.procs.start(ctx)
+	if closed != nil {
+		return nil, closed
 	}
+	defer done()
 	if b := BackgroundOf(ctx); b != nil && !b.promoted.Load() {
 		// A background fetch holds one of at most half the slots (bgSem), so that the
 		// clients' fetches always have the other half; promoted while it waits for one,

@@ -138,8 +138,8 @@ func TestDirectStepsFromARun(t *testing.T) {
 	if n := log2.kinds(); n[DirectStepRun] != 1 || n[DirectStepVCS] == 0 {
 		t.Errorf("failed run: steps %v; want its version control commands and the run", n)
 	}
-	if err := d.Close(ctx); err != nil || d.inRun.Load() != 0 {
-		t.Errorf("Close: %v with %d runs going", err, d.inRun.Load())
+	if err := d.Close(ctx); err != nil || d.procs.running.Load() != 0 {
+		t.Errorf("Close: %v with %d runs going", err, d.procs.running.Load())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -196,6 +197,8 @@ type goAuth struct {
 	logged map[string]bool
 
 	same singleflight.Group
+
+	procs *processes // the commands running, for Close
 }
 
 func newGoAuth(cfg AuthConfig) *goAuth {
@@ -217,7 +220,8 @@ func newGoAuth(cfg AuthConfig) *goAuth {
 	if cfg.Env == nil {
 		cfg.Env = os.Environ()
 	}
-	return &goAuth{cfg: cfg, store: map[string]*authEntry{}, runs: map[string]*authRun{}, logged: map[string]bool{}}
+	return &goAuth{cfg: cfg, store: map[string]*authEntry{}, runs: map[string]*authRun{}, logged: map[string]bool{},
+		procs: newProcesses(errAuthClosed)}
 }
 
 // asksAgain reports whether a 4xx answer may get other credentials: only git and commands
@@ -573,6 +577,11 @@ func responseText(res *http.Response) []byte {
 // time is up. git never prompts: no terminal, no askpass program. The error is one line
 // and holds the last line of what the program wrote to stderr, never its output.
 func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byte) ([]byte, error) {
+	ctx, done, closed := a.procs.start(ctx)
+	if closed != nil {
+		return nil, closed
+	}
+	defer done()
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
@@ -588,6 +597,8 @@ func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byt
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
 		return nil, fmt.Errorf("no answer within %v: killed", a.cfg.Timeout)
+	case errors.Is(context.Cause(ctx), errAuthClosed):
+		return nil, errAuthClosed
 	case err != nil:
 		if last := lastLine(stderr.b.String()); last != "" {
 			return nil, fmt.Errorf("%v: %s", err, last)
@@ -598,6 +609,9 @@ func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byt
 	}
 	return stdout.b.Bytes(), nil
 }
+
+// errAuthClosed is the failure of a GOAUTH command killed, or not started, after Close.
+var errAuthClosed = fmt.Errorf("GOAUTH: closed: %w", context.Canceled)
 
 // lastLine returns the last non-empty line of s, at most 200 bytes of it.
 func lastLine(s string) string {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/holoproxy/holoproxy/internal/lab"
 )
 
 func TestParseGOAUTH(t *testing.T) {
@@ -299,6 +301,54 @@ printf 'https://%[2]s\n\nAuthorization: Bearer %%s\n\n' "$(cat %[3]s)"
 	getStatus(t, &http.Client{Transport: creds.RoundTripper(http.DefaultTransport)}, plain.URL+"/x")
 	if a := plain.auth("/x"); a != "" {
 		t.Errorf("plain http got %q", a)
+	}
+}
+
+// TestGOAUTHClose: Close kills a GOAUTH command still running (the first pass runs on
+// though the request that started it left), with the process it started, and returns
+// once they are gone; later requests get no credential from GOAUTH and run nothing.
+func TestGOAUTHClose(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	srv := newTokenServer(t, "Bearer tok-1")
+	dir, work := t.TempDir(), t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	// The command's child works in work/ and outlives the command unless it is killed too.
+	script := writeScript(t, dir, "auth", fmt.Sprintf("echo run >> %s\ncd %s && sleep 60 &\nwait\n", calls, work))
+	creds := ListCredentials(srv.URL)
+	creds.UseGOAUTH(AuthConfig{Methods: []AuthMethod{{Kind: "command", Args: []string{script}}}, Timeout: time.Minute})
+	hc := &http.Client{Transport: creds.RoundTripper(srv.Client().Transport)}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/m/@v/list", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lab.ProcessesUnder(work)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the GOAUTH command's child never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := creds.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if left := lab.ProcessesUnder(work); len(left) > 0 {
+		t.Errorf("processes left after Close: %q", left)
+	}
+	os.Remove(calls)
+	if code := getStatus(t, hc, srv.URL+"/m/@v/list"); code != http.StatusUnauthorized {
+		t.Errorf("a request after Close: %d; want the upstream's 401 (no credential)", code)
+	}
+	if c := readFile(t, calls); c != "" {
+		t.Errorf("a GOAUTH command ran after Close: %q", c)
 	}
 }
 

@@ -225,15 +225,8 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	}
 	if direct != nil {
 		// Deferred before srv.Close, so run after it: a run whose fills were all
-		// abandoned at shutdown is killed with its git before holoproxy exits (the kernel
-		// kills only the go command with its parent).
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), directCloseTimeout)
-			defer cancel()
-			if err := direct.Close(cctx); err != nil {
-				log.Error("closing direct", "err", err)
-			}
-		}()
+		// abandoned at shutdown is killed with its git before holoproxy exits.
+		defer closeDirect(direct, func(format string, args ...any) { log.Error(fmt.Sprintf(format, args...)) })
 		if w := directExposure(o.listen, goproxy.ListHasDirect(list), o.clientAuth != ""); w != "" {
 			log.Warn(w)
 		}

@@ -51,9 +51,20 @@ func (o *directOptions) check() error {
 // the go command's runs (it decides which origins GOVCS lets them use); else they read
 // the go command's own. reg, when not nil, gets the runs' metrics; log, when not nil, a
 // line saying that direct is on.
-// directCloseTimeout bounds the wait for direct's runs to end at shutdown: each is
-// killed at once, and the go command's WaitDelay (5 s) bounds the rest.
+// directCloseTimeout bounds the wait for direct's runs to end at exit: each is killed at
+// once, and the go command's WaitDelay (5 s) bounds the rest.
 const directCloseTimeout = 10 * time.Second
+
+// closeDirect kills direct's runs still going, with the git processes they started, and
+// waits for them: a command calls it before it returns (the kernel kills only the go
+// command with its parent). logf reports a wait that ran out.
+func closeDirect(d *goproxy.Direct, logf func(format string, args ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), directCloseTimeout)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		logf("%v", err)
+	}
+}
 
 func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {
 	if o.jobs == 0 || !slices.ContainsFunc(lists, goproxy.ListHasDirect) {

@@ -207,6 +207,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		}
 		chain.UseDirect(d)
 		direct = d
+		defer closeDirect(d, logf) // an interrupted warm leaves no clone running
 	}
 	var verifier *checksum.Verifier
 	if o.sumdb {

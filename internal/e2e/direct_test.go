@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -566,6 +568,58 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 	for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
 		if time.Now().After(deadline) {
 			t.Fatalf("processes left behind after holoproxy exited: %q", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWarmInterruptedLeavesNoProcess: SIGINT while warm's go command (and its git) hangs
+// on a stalled repository ends warm with none of those processes left behind.
+func TestWarmInterruptedLeavesNoProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	f := newDirectFixture(t)
+	ref := f.app(t, f.origin.URL+",direct")
+	if out, err := goWith(t, ref, append(f.git.Env(), "GOPRIVATE=git.test"), "mod", "tidy"); err != nil {
+		t.Fatalf("go mod tidy straight from git: %v\n%s", err, out)
+	}
+	cache := t.TempDir()
+	f.git.SetStall(true)
+	defer f.git.SetStall(false)
+	var out bytes.Buffer
+	cmd := exec.Command(holoproxyBinary(t), "warm", "--proxy="+f.origin.URL+",direct", "--to="+t.TempDir(),
+		"--progress=off", ref.app)
+	cmd.Env = append(os.Environ(), append(f.git.Env(), "XDG_CACHE_HOME="+cache, "GOPRIVATE=git.test", "GOFLAGS=", "GOWORK=off")...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	direct := filepath.Join(cache, "holoproxy", "direct")
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no git process started under %s: %q\n%s", direct, lab.ProcessesUnder(direct), out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Errorf("warm interrupted while a module hung: exit 0; want a failure")
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("warm did not exit within 20 s of SIGINT\n%s", out.String())
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left behind after warm exited: %q\n%s", left, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

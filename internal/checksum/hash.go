@@ -3,8 +3,10 @@ package checksum
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"golang.org/x/mod/sumdb/dirhash"
@@ -43,7 +45,7 @@ func HashZip(path string) (string, error) {
 func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 	z, err := zip.NewReader(r, size)
 	if err != nil {
-		return "", fmt.Errorf("hashing zip: %w", err)
+		return "", zipError("hashing zip", err)
 	}
 	fastInflate(z)
 	names := make([]string, 0, len(z.File))
@@ -51,7 +53,7 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 	for _, f := range z.File {
 		if _, dup := byName[f.Name]; dup {
 			// dirhash would hash the last one twice; the go command refuses such zips.
-			return "", fmt.Errorf("hashing zip: duplicate file %q", f.Name)
+			return "", zipError("hashing zip", fmt.Errorf("duplicate file %q", f.Name))
 		}
 		names = append(names, f.Name)
 		byName[f.Name] = f
@@ -64,7 +66,7 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 		return pooledCopy{rc}, nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("hashing zip: %w", err)
+		return "", zipError("hashing zip", err)
 	}
 	return h, nil
 }
@@ -76,26 +78,47 @@ func HashZipReader(r io.ReaderAt, size int64) (string, error) {
 func CheckZipData(r io.ReaderAt, size int64) error {
 	z, err := zip.NewReader(r, size)
 	if err != nil {
-		return fmt.Errorf("reading zip: %w", err)
+		return zipError("reading zip", err)
 	}
 	fastInflate(z)
 	seen := make(map[string]bool, len(z.File))
 	for _, f := range z.File {
 		if seen[f.Name] {
-			return fmt.Errorf("reading zip: duplicate file %q", f.Name)
+			return zipError("reading zip", fmt.Errorf("duplicate file %q", f.Name))
 		}
 		seen[f.Name] = true
 		rc, err := f.Open()
 		if err != nil {
-			return fmt.Errorf("reading zip: %s: %w", f.Name, err)
+			return zipError("reading zip", fmt.Errorf("%s: %w", f.Name, err))
 		}
 		_, err = store.Copy(io.Discard, rc) // archive/zip checks the CRC-32 and size at EOF
 		rc.Close()
 		if err != nil {
-			return fmt.Errorf("reading zip: %s: %w", f.Name, err)
+			return zipError("reading zip", fmt.Errorf("%s: %w", f.Name, err))
 		}
 	}
 	return nil
+}
+
+// ZipError is a zip whose content is wrong: not a zip, a file that does not inflate or
+// fails its CRC-32 or size, a file named twice. Its class, for metrics and health, is
+// invalid_zip: the upstream that served it served wrong bytes.
+type ZipError struct{ Err error }
+
+func (e *ZipError) Error() string { return e.Err.Error() }
+func (e *ZipError) Unwrap() error { return e.Err }
+
+// Class returns the error class metrics and health use: invalid_zip.
+func (e *ZipError) Class() string { return "invalid_zip" }
+
+// zipError wraps err, met doing what, as a *ZipError, unless it is an error of reading the
+// file itself (a *fs.PathError: the local disk, not the zip's content).
+func zipError(what string, err error) error {
+	err = fmt.Errorf("%s: %w", what, err)
+	if errors.As(err, new(*fs.PathError)) {
+		return err
+	}
+	return &ZipError{Err: err}
 }
 
 // pooledCopy lets dirhash's io.Copy of a zip entry into its hash use store.Copy's pooled

@@ -88,6 +88,11 @@ func TestVerifyFileExemptZipReadThrough(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("%s: VerifyFile = %v; want an error: %v", tt.name, err, tt.wantErr)
 		}
+		// The upstream served wrong bytes: the class charges it, as CheckZip's refusal would.
+		var c interface{ Class() string }
+		if err != nil && (!errors.As(err, &c) || c.Class() != "invalid_zip") {
+			t.Errorf("%s: VerifyFile = %v; want class invalid_zip", tt.name, err)
+		}
 	}
 	if n := db.Count("corp.test"); n != 0 {
 		t.Errorf("the database got %d requests for the exempt module", n)

@@ -166,7 +166,11 @@ func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, erro
 // (up to the shutdown timeout), fills are finished or abandoned, no temporary file is left.
 // stop restores the default signal handling, so a second signal ends the process at once.
 func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger) error {
-	var shutdownStart time.Time // set when the signal's shutdown starts
+	// shutdown is set when a signal starts the shutdown: its deadline (--shutdown-timeout)
+	// bounds the answers in flight, then the fills; a second signal ends it at once.
+	var shutdown context.Context
+	endShutdown := context.CancelFunc(func() {})
+	defer func() { endShutdown() }() // deferred first, so run last: after srv.Close
 	cacheDir, err := cacheDirOrDefault(o.cacheDir)
 	if err != nil {
 		return err
@@ -343,12 +347,12 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	defer func() {
 		// One budget for the shutdown: the fills get what the answers in flight left of
 		// it (all of it when serve ends without a signal).
-		deadline := time.Now().Add(o.shutdownTimeout)
-		if !shutdownStart.IsZero() {
-			deadline = shutdownStart.Add(o.shutdownTimeout)
+		cctx := shutdown
+		if cctx == nil {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(context.Background(), o.shutdownTimeout)
+			defer cancel()
 		}
-		cctx, cancel := context.WithDeadline(context.Background(), deadline)
-		defer cancel()
 		if err := srv.Close(cctx); err != nil {
 			log.Error("closing the server", "err", err)
 		}
@@ -445,24 +449,29 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// From here on the signals are holoproxy's until it exits: a later one shortens the
+	// shutdown, it does not kill the process halfway (leaving direct's git processes).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	stop()
 	if o.shutdownDelay > 0 {
 		srv.Drain()
-		// Listening for the second signal before saying so: one sent after the log line
-		// ends the drain, not the process.
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		log.Info("draining: /readyz answers 503, everything else is served", "delay", o.shutdownDelay)
 		if !drainWait(o.shutdownDelay, sig) {
 			log.Info("second signal: ending the drain")
 		}
-		signal.Stop(sig)
 	}
 	log.Info("shutting down: finishing answers in flight", "timeout", o.shutdownTimeout)
-	shutdownStart = time.Now()
-	sctx, cancel := context.WithDeadline(context.Background(), shutdownStart.Add(o.shutdownTimeout))
-	defer cancel()
-	if err := hs.ShutdownWithContext(sctx); err != nil {
+	shutdown, endShutdown = context.WithTimeout(context.Background(), o.shutdownTimeout)
+	go func() {
+		select {
+		case <-sig:
+			log.Info("another signal: ending the answers in flight and the fills now")
+			endShutdown()
+		case <-shutdown.Done():
+		}
+	}()
+	if err := hs.ShutdownWithContext(shutdown); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -526,50 +526,71 @@ func TestDirectPrivateRepositoryWithNetrc(t *testing.T) {
 
 // TestDirectShutdownLeavesNoProcess: SIGTERM while a go command (and its git) hangs on a
 // stalled repository ends holoproxy within its shutdown timeout, with none of those
-// processes left behind.
+// processes left behind; with a long shutdown timeout, a second SIGTERM ends it at once,
+// the same way.
 func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
 	}
-	f := newDirectFixture(t)
-	cache := t.TempDir()
-	p := startHoloproxy(t, []string{"--cache-dir=" + cache, "--upstream=direct", "--goprivate=git.test",
-		"--shutdown-timeout=2s"}, f.git.Env())
-	f.git.SetStall(true)
-	defer f.git.SetStall(false)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/git.test/lib/@v/v1.0.0.mod", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	direct := filepath.Join(cache, ".direct")
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no git process started under %s: %q", direct, lab.ProcessesUnder(direct))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// The hung fill cannot finish: holoproxy abandons it after the shutdown timeout (and
-	// says so with exit status 1), killing the run.
-	start := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t)
-	if took := time.Since(start); took > 15*time.Second {
-		t.Errorf("holoproxy took %s to exit after SIGTERM with --shutdown-timeout 2s", took)
-	}
-	if !strings.Contains(p.log.String(), "fills abandoned at shutdown") {
-		t.Errorf("the log does not say that the hung fill was abandoned:\n%s", p.log.String())
-	}
-	deadline = time.Now().Add(5 * time.Second)
-	for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left behind after holoproxy exited: %q", left)
-		}
-		time.Sleep(50 * time.Millisecond)
+	for _, tt := range []struct {
+		name    string
+		timeout string
+		signals int
+	}{
+		{"the shutdown timeout ends the hung fill", "2s", 1},
+		{"a second signal ends the hung fill", "5m", 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newDirectFixture(t)
+			cache := t.TempDir()
+			p := startHoloproxy(t, []string{"--cache-dir=" + cache, "--upstream=direct", "--goprivate=git.test",
+				"--shutdown-timeout=" + tt.timeout}, f.git.Env())
+			f.git.SetStall(true)
+			defer f.git.SetStall(false)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/git.test/lib/@v/v1.0.0.mod", nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			direct := filepath.Join(cache, ".direct")
+			deadline := time.Now().Add(20 * time.Second)
+			for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no git process started under %s: %q", direct, lab.ProcessesUnder(direct))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// The hung fill cannot finish: holoproxy abandons it (and says so with exit
+			// status 1), killing the run.
+			start := time.Now()
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			if tt.signals > 1 {
+				if waitLog(p, "shutting down") == "" {
+					t.Fatalf("no shutdown after SIGTERM:\n%s", p.log.String())
+				}
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			p.wait(t)
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("holoproxy took %s to exit after %d SIGTERM with --shutdown-timeout %s", took, tt.signals, tt.timeout)
+			}
+			if !strings.Contains(p.log.String(), "fills abandoned at shutdown") {
+				t.Errorf("the log does not say that the hung fill was abandoned:\n%s", p.log.String())
+			}
+			if tt.signals > 1 && !strings.Contains(p.log.String(), "another signal") {
+				t.Errorf("the log does not say that the second signal ended the shutdown:\n%s", p.log.String())
+			}
+			deadline = time.Now().Add(5 * time.Second)
+			for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
+				if time.Now().After(deadline) {
+					t.Fatalf("processes left behind after holoproxy exited: %q", left)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
 

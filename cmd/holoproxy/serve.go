@@ -255,6 +255,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	defer disk.Close() // after srv.Close: no fill makes a temporary file any more
 	var st store.Store = disk
 	sh, err := openShared(ctx, o.shared, o.net, disk, obs, log)
 	if err != nil {

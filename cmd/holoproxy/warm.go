@@ -135,6 +135,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		if err != nil {
 			return err
 		}
+		defer d.Close()
 		dests = append(dests, d)
 	}
 	for _, dir := range o.gomodcache {
@@ -142,6 +143,7 @@ func runWarm(ctx context.Context, cmd *cobra.Command, o warmOptions, plan *warm.
 		if err != nil {
 			return err
 		}
+		defer d.Close()
 		dests = append(dests, d)
 	}
 	if o.check {

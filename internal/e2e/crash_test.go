@@ -389,3 +389,56 @@ func testGracefulShutdown(t *testing.T, front string) {
 		}
 	}
 }
+
+// TestSecondServeKeepsFillsOfTheFirst: a second process opening the same cache directory
+// (a second serve: a blue/green switch, or warm --to beside a serve) must not take the
+// temporary files of the first one's fills in progress: the first answers and stores its
+// zip, and once both stopped nothing is left under .tmp.
+func TestSecondServeKeepsFillsOfTheFirst(t *testing.T) {
+	mods := bigModules("twice.test/m", 1, 1<<20)
+	org := newOrigin(t, mods)
+	org.zipChunk, org.zipPause = 64<<10, time.Millisecond
+	hold := make(chan struct{})
+	org.zipHold = hold
+	cacheDir := t.TempDir()
+	args := []string{"--cache-dir=" + cacheDir, "--upstream=" + org.URL, "--prefetch=0"}
+	first := startHoloproxy(t, args, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key := fileKeys(t, mods[0])[2]
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		body, err := fetch(ctx, &http.Client{}, first.addr, key)
+		done <- result{body, err}
+	}()
+	select {
+	case <-org.zipStarted: // half of the zip is in the first serve's temporary file
+	case <-ctx.Done():
+		t.Fatal("the zip fill never reached the origin")
+	}
+	second := startHoloproxy(t, args, nil)
+	close(hold)
+	r := <-done
+	if want, _ := org.file(key); r.err != nil || !bytes.Equal(r.body, want) {
+		t.Fatalf("the first serve's answer after a second serve opened the cache: %d bytes, %v; want the origin's %d",
+			len(r.body), r.err, len(want))
+	}
+	for _, p := range []*proc{first, second} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.wait(t); err != nil {
+			t.Errorf("holoproxy exited with %v after SIGTERM\n%s", err, p.log.String())
+		}
+	}
+	st := verifyStore(t, cacheDir, org)
+	if !st.keys[key] {
+		t.Errorf("%s was answered but not stored\n%s", key, first.log.String())
+	}
+	if len(st.tmp) > 0 {
+		t.Errorf("after both stopped the store's .tmp holds %q", st.tmp)
+	}
+}

@@ -21,5 +21,5 @@ func AttachDisk(dir string) (*Disk, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("store: %s is not a directory", abs)
 	}
-	return &Disk{root: abs, tmp: filepath.Join(abs, tmpDirName)}, nil
+	return &Disk{root: abs}, nil // no temporary directory: CreateTemp fails
 }

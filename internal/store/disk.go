@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // tmpDirName is where fills are written before Commit. Its leading dot keeps it out of
@@ -19,26 +20,112 @@ const tmpDirName = ".tmp"
 
 // Disk is the embedded default Store: files under a root directory in the GOPROXY tree
 // layout, written by temp file, fsync and rename.
+//
+// Several processes may use one root at once (two serves, a serve and a warm --to):
+// each writes its temporary files in a directory of its own under .tmp, locked (flock)
+// for as long as the process lives, and removes only the directories no live process
+// holds.
 type Disk struct {
 	root string
-	tmp  string
+	tmp  atomic.Pointer[tempDir] // this Disk's own directory under root/.tmp
+}
+
+// errDiskClosed is CreateTemp's error after Close.
+var errDiskClosed = errors.New("no temporary files: the store was closed, or attached beside its owner")
+
+// tempDir is a Disk's directory for temporary files, and the open directory holding its
+// flock.
+type tempDir struct {
+	dir  string
+	lock *os.File
 }
 
 // OpenDisk opens (creating it if needed) a disk store rooted at dir. Temporary files left by
-// a process that died mid-fill are removed: they were never visible under any key.
+// a process that died mid-fill are removed: they were never visible under any key. Those of
+// live processes using the same root stay.
 func OpenDisk(dir string) (*Disk, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	d := &Disk{root: abs, tmp: filepath.Join(abs, tmpDirName)}
-	if err := os.RemoveAll(d.tmp); err != nil {
+	d := &Disk{root: abs}
+	top := filepath.Join(abs, tmpDirName)
+	if err := os.MkdirAll(top, 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := removeAbandoned(top); err != nil {
 		return nil, fmt.Errorf("store: clearing leftover temporary files: %w", err)
 	}
-	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+	if err := d.makeTemp(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return d, nil
+}
+
+// removeAbandoned removes what dead processes left under top: the directories no process
+// holds locked, and loose files (the layout before process directories).
+func removeAbandoned(top string) error {
+	ents, err := os.ReadDir(top)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(top, e.Name())
+		if e.IsDir() {
+			f, busy, err := lockDir(p)
+			if busy || errors.Is(err, fs.ErrNotExist) {
+				continue // alive, or gone meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			err = os.RemoveAll(p) // still locked by us: no other process takes it meanwhile
+			f.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeTemp creates a new directory of this Disk's own under root/.tmp, locks it and makes
+// it the one CreateTemp uses.
+func (d *Disk) makeTemp() error {
+	top := filepath.Join(d.root, tmpDirName)
+	if err := os.MkdirAll(top, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(top, "p"+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return err
+	}
+	f, _, err := lockDir(dir)
+	if err != nil {
+		os.Remove(dir)
+		return err
+	}
+	if old := d.tmp.Swap(&tempDir{dir: dir, lock: f}); old != nil {
+		old.lock.Close() // its directory was removed under us
+	}
+	return nil
+}
+
+// Close removes the Disk's temporary directory and releases its lock; the files it
+// committed stay. Call it once its owner made its last CreateTemp (a server's fills are
+// over); the Disk must not make temporary files after.
+func (d *Disk) Close() error {
+	t := d.tmp.Swap(nil)
+	if t == nil {
+		return nil
+	}
+	err := os.RemoveAll(t.dir)
+	t.lock.Close()
+	return err
 }
 
 // Root returns the directory the store keeps its files in.
@@ -108,8 +195,8 @@ func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
 func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
 	f, err := d.createTemp()
 	if errors.Is(err, fs.ErrNotExist) {
-		// Someone removed the directory under a running server; make it again.
-		if err = os.MkdirAll(d.tmp, 0o755); err == nil {
+		// Someone removed the directory under a running server: make a new one, locked.
+		if err = d.makeTemp(); err == nil {
 			f, err = d.createTemp()
 		}
 	}
@@ -122,8 +209,12 @@ func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
 // createTemp creates a new file named fill-<random> in the temporary directory, as
 // os.CreateTemp does, but without adding it to the network poller (createExcl).
 func (d *Disk) createTemp() (*os.File, error) {
+	t := d.tmp.Load()
+	if t == nil {
+		return nil, errDiskClosed
+	}
 	for try := 0; ; try++ {
-		f, err := createExcl(filepath.Join(d.tmp, "fill-"+strconv.FormatUint(uint64(rand.Uint32()), 10)))
+		f, err := createExcl(filepath.Join(t.dir, "fill-"+strconv.FormatUint(uint64(rand.Uint32()), 10)))
 		if errors.Is(err, fs.ErrExist) && try < 10000 {
 			continue
 		}
@@ -235,7 +326,7 @@ func (d *Disk) Walk(ctx context.Context, prefix string, fn func(key string, info
 			// No key has an element with a leading dot (module paths and versions cannot
 			// start with one): such directories hold private state, like the temporary
 			// files and the checksum verifier's, kept next to the tree.
-			if p == d.tmp || (p != d.root && strings.HasPrefix(e.Name(), ".")) {
+			if p != d.root && strings.HasPrefix(e.Name(), ".") {
 				return filepath.SkipDir
 			}
 			return nil

@@ -91,24 +91,76 @@ func TestDiskRejectsBadKeys(t *testing.T) {
 	}
 }
 
+// TestOpenDiskClearsLeftovers: opening a store removes the temporary files of processes
+// that died mid-fill (their directories' locks are gone; loose files are of the layout
+// before process directories), never those of a live process using the same root (a
+// second serve, a warm --to beside a serve); Close removes the store's own directory.
 func TestOpenDiskClearsLeftovers(t *testing.T) {
+	if !haveFlock {
+		t.Skip("no flock here: every process directory looks abandoned")
+	}
+	ctx := context.Background()
 	dir := t.TempDir()
-	d, err := OpenDisk(dir)
+	dead, err := OpenDisk(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := d.CreateTemp(context.Background())
+	f, err := dead.CreateTemp(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString("half a zip")
-	f.Close() // the process "dies" here, never committing
-	if _, err := OpenDisk(dir); err != nil {
+	f.Close()
+	alive, err := OpenDisk(dir) // while dead is still alive: its file stays
+	if err != nil {
 		t.Fatal(err)
 	}
-	left, _ := os.ReadDir(filepath.Join(dir, tmpDirName))
-	if len(left) != 0 {
-		t.Errorf("leftover temp files after reopen: %v", left)
+	if _, err := os.Stat(f.Name()); err != nil {
+		t.Fatalf("opening a second store on the root removed a live store's temporary file: %v", err)
+	}
+	g, err := alive.CreateTemp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.WriteString("a fill in progress")
+	// The first process dies: the kernel releases its lock, nothing removes its directory.
+	deadDir := dead.tempDir()
+	dead.tmp.Load().lock.Close()
+	loose := filepath.Join(dir, tmpDirName, "fill-1")
+	if err := os.WriteFile(loose, []byte("left by an older holoproxy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third, err := OpenDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{deadDir, loose} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left after a reopen (%v)", p, err)
+		}
+	}
+	if err := alive.Commit(ctx, "m/@v/v1.0.0.mod", g); err != nil {
+		t.Errorf("the live store's fill could not be committed after a third store opened: %v", err)
+	}
+	for _, d := range []*Disk{alive, third} {
+		own := d.tempDir()
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(own); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Close left its directory %s (%v)", own, err)
+		}
+		if _, err := d.CreateTemp(ctx); err == nil {
+			t.Error("CreateTemp after Close succeeded")
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, tmpDirName)); len(left) != 0 {
+		t.Errorf("left under %s after every store closed: %v", tmpDirName, left)
+	}
+	if e, err := third.Open(ctx, "m/@v/v1.0.0.mod"); err != nil {
+		t.Errorf("the committed file: %v", err)
+	} else {
+		e.Body.Close()
 	}
 }
 
@@ -214,4 +266,12 @@ func FuzzCheckKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tempDir returns the directory CreateTemp writes in now ("" when closed).
+func (d *Disk) tempDir() string {
+	if t := d.tmp.Load(); t != nil {
+		return t.dir
+	}
+	return ""
 }

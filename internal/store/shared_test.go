@@ -256,7 +256,7 @@ func TestSharedRefusesWhatDoesNotMatch(t *testing.T) {
 	if n := b.gets.Load(); n != 4 {
 		t.Errorf("bucket Gets = %d for four keys (c read twice), want 4", n)
 	}
-	entries, _ := os.ReadDir(s.Local.tmp)
+	entries, _ := os.ReadDir(s.Local.tempDir())
 	if len(entries) != 0 {
 		t.Errorf("temporary files left: %v", entries)
 	}
@@ -409,10 +409,10 @@ func TestSharedDiskRefusesCopy(t *testing.T) {
 	s := newShared(t, b)
 	data := []byte("module m\n")
 	b.set("m/@v/v1.0.0.mod", data, digest(data), time.Now())
-	if err := os.RemoveAll(s.Local.tmp); err != nil {
+	if err := os.RemoveAll(s.Local.tempDir()); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(s.Local.tmp, nil, 0o644); err != nil {
+	if err := os.WriteFile(s.Local.tempDir(), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := readEntry(t, s, "m/@v/v1.0.0.mod")

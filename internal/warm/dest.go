@@ -72,6 +72,15 @@ type StoreDest struct {
 	ZipHash bool
 }
 
+// Close releases the destination: a store opened for writing removes its temporary
+// directory. Call it once nothing is written to it any more.
+func (d *StoreDest) Close() error {
+	if c, ok := d.Store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // NewTreeDest opens (creating it) a GOPROXY file tree at dir, usable as
 // GOPROXY=file:///dir. A readOnly destination is for Check: it creates nothing, writes
 // nothing, and leaves alone the temporary files of a run filling the tree meanwhile.
@@ -104,7 +113,7 @@ func openStore(dir string, readOnly bool) (store.Store, error) {
 var errReadOnly = errors.New("warm: destination opened read-only")
 
 // readOnlyDir reads a directory in the store layout without opening it as a store.Disk,
-// whose opening clears the temporary files of whoever is filling it.
+// which would create its own temporary directory there.
 type readOnlyDir string
 
 func (d readOnlyDir) name(key string) (string, error) {

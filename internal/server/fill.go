@@ -440,6 +440,12 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 		return nil, refuse(c.Name(), req, err.reason, err)
 	}
 	if err := s.check(req, tmp); err != nil {
+		if pe := new(fs.PathError); errors.As(err.err, &pe) {
+			// The temporary file could not be read back: this server's failure, not the
+			// answer's (CheckZip opens it by name). The client is not told the file's path.
+			s.log.Error("reading a fill's temporary file back failed", "request", describe(req), "err", err.err)
+			return nil, &localError{fmt.Sprintf("reading the answer back from the cache failed: %v", pe.Err)}
+		}
 		return nil, refuse(c.Name(), req, err.reason, err)
 	}
 	if s.cfg.Verify != nil && (req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip) {

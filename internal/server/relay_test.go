@@ -250,3 +250,41 @@ func TestReadOnlyDisk(t *testing.T) {
 		})
 	}
 }
+
+// unlinkingDisk removes each temporary file's name as soon as it is made, as another
+// process clearing the store's temporary directory would: the fill writes on, but the
+// file can no longer be opened by name.
+type unlinkingDisk struct{ store.Store }
+
+func (d *unlinkingDisk) CreateTemp(ctx context.Context) (*os.File, error) {
+	f, err := d.Store.CreateTemp(ctx)
+	if err == nil {
+		os.Remove(f.Name())
+	}
+	return f, err
+}
+
+// TestTempFileGoneIsLocal: a zip whose temporary file cannot be read back by name (CheckZip
+// opens it so) is this server's failure: no refusal is counted against the upstream, whose
+// answer was whole.
+func TestTempFileGoneIsLocal(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), func(c *Config) { c.Store = &unlinkingDisk{c.Store} })
+	const zipPath = "example.com/m/@v/v1.0.0.zip"
+	w := e.do("GET", "/"+zipPath)
+	if w.Code == http.StatusOK {
+		t.Fatalf("GET %s with its temporary file gone: 200; the test does not test what it means to", zipPath)
+	}
+	if w.Code == http.StatusNotFound {
+		t.Errorf("GET %s with its temporary file gone: 404; the module exists, the failure is this server's", zipPath)
+	}
+	for _, reason := range []string{ReasonInvalidZip, ReasonReadError} {
+		if n := counterValue(e.s.metrics.refused.WithLabelValues(o.URL(), reason)); n != 0 {
+			t.Errorf("refused metric for %s = %v; want 0: the upstream's answer was whole", reason, n)
+		}
+	}
+	if strings.Contains(w.Body.String(), e.store.Root()) {
+		t.Errorf("the answer names the cache's files: %q", w.Body.String())
+	}
+	t.Logf("answer: %d %q", w.Code, w.Body.String())
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -20,6 +21,11 @@ const (
 	exitFailure = 1 // the command ran and failed
 	exitUsage   = 2 // bad usage: unknown command or flag, bad flag value
 )
+
+// stopSignals end a command the way Ctrl-C does: cleanly (answers in flight finished, fills
+// and direct's processes ended, no temporary file left). SIGHUP is among them: a closed
+// terminal or ssh session must not kill the process halfway, Go's default for it.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from
 // the build information.

@@ -14,7 +14,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,7 +107,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), stopSignals...)
 			defer stop()
 			return runServe(ctx, stop, o, log)
 		},
@@ -131,8 +130,8 @@ func newServeCmd() *cobra.Command {
 	o.tls.register(f)
 	o.debug.register(f)
 	f.StringVar(&o.clientAuth, "client-auth", "", "admit only clients with HTTP basic credentials found in this file (user:bcrypt-hash lines, as htpasswd -B writes them; read again when it changes); /healthz and /readyz stay open")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long answers in flight, then the fills still going, may take to finish")
-	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT, SIGTERM or SIGHUP, how long answers in flight, then the fills still going, may take to finish")
+	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGINT, SIGTERM or SIGHUP, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending clients first (a second signal ends the wait)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", time.Minute, "close a client's connection when it takes no byte of an answer for this long (TCP_USER_TIMEOUT; Linux); 0 turns it off")
 	o.relayMemory = server.DefaultRelayMemory
 	f.Var(&o.relayMemory, "relay-memory", "while the cache cannot store files (disk full, over quota, read-only), misses are relayed from memory, not stored: the bytes such answers may hold at once (e.g. 128MiB, 1GiB); an answer that does not fit gets 503; 0 turns relaying off")
@@ -453,7 +452,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	// From here on the signals are holoproxy's until it exits: a later one shortens the
 	// shutdown, it does not kill the process halfway (leaving direct's git processes).
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, stopSignals...)
 	stop()
 	if o.shutdownDelay > 0 {
 		srv.Drain()

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	rtrace "runtime/trace"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -71,7 +70,7 @@ func newTraceCmd() *cobra.Command {
 				if err := checkRecordFlags(cmd, &o, args, dash); err != nil {
 					return err
 				}
-				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				ctx, stop := signal.NotifyContext(cmd.Context(), stopSignals...)
 				defer stop()
 				return runRecord(ctx, cmd, o, args[dash:])
 			}
@@ -85,7 +84,7 @@ func newTraceCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), stopSignals...)
 			defer stop()
 			return runTrace(ctx, cmd, o, targets, what)
 		},

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +34,7 @@ func newTrimCmd() *cobra.Command {
 			if o.maxSize <= 0 {
 				return usagef("--max-size: want a size above 0, e.g. 10GiB")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), stopSignals...)
 			defer stop()
 			return runTrim(ctx, o, cmd.OutOrStdout())
 		},

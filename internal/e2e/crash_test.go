@@ -442,3 +442,28 @@ func TestSecondServeKeepsFillsOfTheFirst(t *testing.T) {
 		t.Errorf("after both stopped the store's .tmp holds %q", st.tmp)
 	}
 }
+
+// TestHangupStopsCleanly: SIGHUP (the terminal or ssh session that started holoproxy went
+// away) stops serve as SIGTERM does, where Go's default would kill it halfway.
+func TestHangupStopsCleanly(t *testing.T) {
+	mods := bigModules("hup.test/m", 1, 1<<10)
+	org := newOrigin(t, mods)
+	cacheDir := t.TempDir()
+	p := startHoloproxy(t, []string{"--cache-dir=" + cacheDir, "--upstream=" + org.URL}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := fileKeys(t, mods[0])[2]
+	if _, err := fetch(ctx, &http.Client{}, p.addr, key); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if err := p.wait(t); err != nil {
+		t.Errorf("holoproxy exited with %v after SIGHUP; want exit status 0\n%s", err, p.log.String())
+	}
+	if !strings.Contains(p.log.String(), "shutting down") || !strings.Contains(p.log.String(), "msg=stopped") {
+		t.Errorf("the log does not show a graceful shutdown:\n%s", p.log.String())
+	}
+	if st := verifyStore(t, cacheDir, org); len(st.tmp) > 0 || !st.keys[key] {
+		t.Errorf("after SIGHUP: .tmp holds %q, %s stored: %v", st.tmp, key, st.keys[key])
+	}
+}

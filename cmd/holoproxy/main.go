@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"syscall"
 
@@ -24,8 +25,23 @@ const (
 
 // stopSignals end a command the way Ctrl-C does: cleanly (answers in flight finished, fills
 // and direct's processes ended, no temporary file left). SIGHUP is among them: a closed
-// terminal or ssh session must not kill the process halfway, Go's default for it.
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// terminal or ssh session must not kill the process halfway, Go's default for it. A signal
+// the process was started with ignored (nohup ignores SIGHUP; a shell's background job,
+// SIGINT) stays ignored: handling it would undo what the caller asked. SIGTERM is always
+// handled (and keeps the list from being empty, which signal.Notify reads as every
+// signal). Computed before any signal.Notify, which ends the ignoring.
+var stopSignals = append([]os.Signal{syscall.SIGTERM}, notIgnored(os.Interrupt, syscall.SIGHUP)...)
+
+// notIgnored returns the signals of sigs that the process was not started with ignored.
+func notIgnored(sigs ...os.Signal) []os.Signal {
+	var out []os.Signal
+	for _, s := range sigs {
+		if !signal.Ignored(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from
 // the build information.

@@ -466,4 +466,20 @@ func TestHangupStopsCleanly(t *testing.T) {
 	if st := verifyStore(t, cacheDir, org); len(st.tmp) > 0 || !st.keys[key] {
 		t.Errorf("after SIGHUP: .tmp holds %q, %s stored: %v", st.tmp, key, st.keys[key])
 	}
+
+	// Started with SIGHUP ignored, as nohup starts it: SIGHUP changes nothing.
+	nohup := filepath.Join(t.TempDir(), "nohup-holoproxy")
+	script := "#!/bin/sh\ntrap '' HUP\nexec " + holoproxyBinary(t) + " \"$@\"\n"
+	if err := os.WriteFile(nohup, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p = startHoloproxyBinary(t, nohup, []string{"--cache-dir=" + cacheDir, "--upstream=" + org.URL}, nil)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond) // a handled SIGHUP would start the shutdown now
+	if _, err := fetch(ctx, &http.Client{}, p.addr, key); err != nil {
+		t.Errorf("started with SIGHUP ignored, after SIGHUP: %v\n%s", err, p.log.String())
+	}
+	if strings.Contains(p.log.String(), "shutting down") {
+		t.Errorf("started with SIGHUP ignored, SIGHUP started a shutdown:\n%s", p.log.String())
+	}
 }

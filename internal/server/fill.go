@@ -440,11 +440,8 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 		return nil, refuse(c.Name(), req, err.reason, err)
 	}
 	if err := s.check(req, tmp); err != nil {
-		if pe := new(fs.PathError); errors.As(err.err, &pe) {
-			// The temporary file could not be read back: this server's failure, not the
-			// answer's (CheckZip opens it by name). The client is not told the file's path.
-			s.log.Error("reading a fill's temporary file back failed", "request", describe(req), "err", err.err)
-			return nil, &localError{fmt.Sprintf("reading the answer back from the cache failed: %v", pe.Err)}
+		if local := s.localFileError(req, err.err); local != nil {
+			return nil, local
 		}
 		return nil, refuse(c.Name(), req, err.reason, err)
 	}
@@ -453,12 +450,29 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 			return nil, fmt.Errorf("%s: %w", c.Name(), err)
 		}
 		if err := s.cfg.Verify(ctx, req, tmp); err != nil {
+			if local := s.localFileError(req, err); local != nil {
+				return nil, local
+			}
 			return nil, refuse(c.Name(), req, verifyReason(err), err)
 		}
 	}
 	keep = true
 	got.size = n
 	return got, nil
+}
+
+// localFileError returns a *localError when err, met checking a fill's answer, is one of
+// reading a local file (a *fs.PathError: the temporary file CheckZip and the hash open by
+// name, the checksum verifier's state): this server's failure, never the answer's, which
+// must neither be charged to the upstream nor, its cause being ENOENT, read as not found.
+// The client is not told the file's path; the log is.
+func (s *Server) localFileError(req goproxy.Request, err error) *localError {
+	pe := new(fs.PathError)
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	s.log.Error("reading a local file while checking an answer failed", "request", describe(req), "err", err)
+	return &localError{fmt.Sprintf("checking the answer failed on this server: %s: %v", pe.Op, pe.Err)}
 }
 
 // stored tells Config.OnStored of an attempt to store size bytes under key.

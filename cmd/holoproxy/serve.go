@@ -255,6 +255,11 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		return err
 	}
 	defer disk.Close() // after srv.Close: no fill makes a temporary file any more
+	if err := disk.NewFileErr(); err != nil {
+		// A read-only or full file system: what the cache holds is served, misses are
+		// relayed from memory (--relay-memory), and storing is tried again later.
+		log.Warn("the cache directory takes no new file: serving what it holds, relaying misses from memory", "err", err)
+	}
 	var st store.Store = disk
 	sh, err := openShared(ctx, o.shared, o.net, disk, obs, log)
 	if err != nil {
@@ -270,7 +275,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	sums, err := newChecksums(db, nosumdb, cacheDir, chain, disk, hc, userAgent(), obs.reg, log)
+	sums, err := newChecksums(db, nosumdb, filepath.Join(cacheDir, sumdbStateDir), chain, disk, hc, userAgent(), obs.reg, log)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,11 +99,11 @@ func resolveSumDB(ctx context.Context, o checksumOptions) (checksum.SumDB, strin
 	return db, checksum.NoSumDBPatterns(nosumdb, private), nil
 }
 
-// newChecksums builds the verifier (state under cacheDir), the /sumdb/ proxy (cached in st)
+// newChecksums builds the verifier (its state in stateDir), the /sumdb/ proxy (cached in st)
 // and their metrics on reg. The database is reached at its GOSUMDB URL, else through the
 // first upstream proxy that serves it, else at https://<name>, always through hc. It logs
 // loudly when verification is off.
-func newChecksums(db checksum.SumDB, nosumdb, cacheDir string, chain *goproxy.Chain, st store.Store,
+func newChecksums(db checksum.SumDB, nosumdb, stateDir string, chain *goproxy.Chain, st store.Store,
 	hc *http.Client, userAgent string, reg prometheus.Registerer, log *slog.Logger) (*checksums, error) {
 	var upstreams []string
 	for _, c := range chain.Clients() {
@@ -115,7 +114,7 @@ func newChecksums(db checksum.SumDB, nosumdb, cacheDir string, chain *goproxy.Ch
 	v, err := checksum.NewVerifier(checksum.VerifierConfig{
 		DB:             db,
 		NoSumDB:        nosumdb,
-		Dir:            filepath.Join(cacheDir, sumdbStateDir),
+		Dir:            stateDir,
 		BaseURL:        base,
 		Client:         hc,
 		RequestContext: c.labelled,

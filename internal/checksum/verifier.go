@@ -112,6 +112,7 @@ type Verifier struct {
 	heldTrees map[string][]byte
 
 	verified, mismatches, exempt, errs, security atomic.Int64
+	cacheRefused                                 atomic.Bool // a tile write met an unwritable disk (logged once)
 
 	misbehaviorMu sync.Mutex
 	misbehavior   string // first security report; non-empty latches the Verifier shut
@@ -182,7 +183,12 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, errors.New("checksum verifier: no database URL resolver")
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("checksum verifier: %w", err)
+		if !store.Unwritable(err) {
+			return nil, fmt.Errorf("checksum verifier: %w", err)
+		}
+		// A read-only or full file system: the state already there is read, the latest
+		// tree is held in memory (WriteConfig), tiles are not kept.
+		v.log.Warn("checksum database: its state directory takes no new file; the latest tree is kept in memory", "dir", cfg.Dir, "err", err)
 	}
 	return v, nil
 }
@@ -525,7 +531,15 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 func (o *clientOps) ReadCache(file string) ([]byte, error) { return o.v.readState("cache", file) }
 
 func (o *clientOps) WriteCache(file string, data []byte) {
-	if err := o.v.writeState("cache", file, data); err != nil {
+	err := o.v.writeState("cache", file, data)
+	switch {
+	case err == nil:
+	case store.Unwritable(err):
+		// A read-only or full disk: said once, the tiles are read from the database again.
+		if !o.v.cacheRefused.Swap(true) {
+			o.v.log.Warn("checksum database: its tiles are not kept, the disk refused them", "err", err)
+		}
+	default:
 		o.v.log.Warn("checksum database cache write failed", "file", file, "err", err)
 	}
 }

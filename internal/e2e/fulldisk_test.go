@@ -164,3 +164,42 @@ func TestFullCacheDisk(t *testing.T) {
 	t.Logf("go.sum: %d lines; %d answers relayed unstored; small files the full disk still took: %d",
 		len(lines), int(m["holoproxy_server_unstored_answers_total"]), len(stored))
 }
+
+// TestReadOnlyCacheDir: a cache directory filled online, then served from a read-only
+// file system (an offline tree on read-only media, a read-only volume) with --upstream off:
+// holoproxy starts, says the directory takes no new file, is ready, and the go command
+// downloads, verifies against the checksum database (whose state it reads from the
+// read-only directory) and builds the fixtures with the honest go.sum lines. holoproxy
+// used to refuse to start there (it could not make its temporary directory).
+func TestReadOnlyCacheDir(t *testing.T) {
+	disk := tinyFS(t, "16m")
+	cache := filepath.Join(disk, "cache")
+	mods, roots := fixtureModules()
+	db := sumdbtest.New(t, mods)
+	org := newOrigin(t, mods)
+	want := sumLineSet(t, mods)
+	env := []string{"GOSUMDB=" + db.Key}
+	online := startHoloproxy(t, append([]string{"--cache-dir=" + cache, "--upstream=" + org.URL}, sumdbArgs(db, "")...), nil)
+	downloadAndBuild(t, newApp(t, "http://"+online.addr, mods, roots), env, "filling the cache", want)
+	online.cmd.Process.Signal(syscall.SIGTERM)
+	if err := online.wait(t); err != nil {
+		t.Fatalf("the filling holoproxy exited with %v\n%s", err, online.log.String())
+	}
+	if err := unix.Mount("", disk, "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(cache, "probe"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("writing into the remounted cache: %v; want EROFS", err)
+	}
+
+	p := startHoloproxy(t, append([]string{"--cache-dir=" + cache, "--upstream=off"}, sumdbArgs(db, "")...), nil)
+	if waitLog(p, "level=WARN", "takes no new file", "read-only file system") == "" {
+		t.Errorf("holoproxy did not say that the cache directory takes no new file:\n%s", p.log.String())
+	}
+	if code, body, _ := get(t, "http://"+p.addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz on a read-only cache: %d %q; want 200", code, body)
+	}
+	before := db.Count("")
+	downloadAndBuild(t, newApp(t, "http://"+p.addr, mods, roots), env, "from the read-only cache", want)
+	t.Logf("the checksum database got %d requests from the read-only holoproxy and the go command", db.Count("")-before)
+}

@@ -21,5 +21,7 @@ func AttachDisk(dir string) (*Disk, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("store: %s is not a directory", abs)
 	}
-	return &Disk{root: abs}, nil // no temporary directory: CreateTemp fails
+	d := &Disk{root: abs}
+	d.closed.Store(true) // no temporary directory: CreateTemp fails
+	return d, nil
 }

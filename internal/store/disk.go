@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -27,7 +28,15 @@ const tmpDirName = ".tmp"
 // holds.
 type Disk struct {
 	root string
-	tmp  atomic.Pointer[tempDir] // this Disk's own directory under root/.tmp
+	tmp  atomic.Pointer[tempDir] // this Disk's own directory under root/.tmp; nil until made
+	// mu serialises the making of tmp (at open, and again when it was removed under us).
+	mu sync.Mutex
+	// closed is set by Close, and for a store attached beside its owner: no temporary
+	// files any more.
+	closed atomic.Bool
+	// openErr is why the store could take no new file when it was opened (a read-only or
+	// full file system), nil when it could.
+	openErr error
 }
 
 // errDiskClosed is CreateTemp's error after Close.
@@ -43,29 +52,50 @@ type tempDir struct {
 // OpenDisk opens (creating it if needed) a disk store rooted at dir. Temporary files left by
 // a process that died mid-fill are removed: they were never visible under any key. Those of
 // live processes using the same root stay.
+//
+// A root on a read-only or full file system still opens, for what it holds: CreateTemp
+// then fails with an error Unwritable recognises (trying again each time, in case room
+// was made), and NewFileErr says why.
 func OpenDisk(dir string) (*Disk, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	d := &Disk{root: abs}
-	top := filepath.Join(abs, tmpDirName)
-	if err := os.MkdirAll(top, 0o755); err != nil {
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	case err != nil:
 		return nil, fmt.Errorf("store: %w", err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("store: %s is not a directory", abs)
 	}
-	if err := removeAbandoned(top); err != nil {
+	d := &Disk{root: abs}
+	if err := removeAbandoned(filepath.Join(abs, tmpDirName)); err != nil && !Unwritable(err) {
 		return nil, fmt.Errorf("store: clearing leftover temporary files: %w", err)
 	}
-	if err := d.makeTemp(); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	if err := d.makeTemp(nil); err != nil {
+		if !Unwritable(err) {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		d.openErr = fmt.Errorf("store: %w", err)
 	}
 	return d, nil
 }
+
+// NewFileErr returns why the store could take no new file when it was opened (a read-only
+// or full file system: it serves what it holds), nil when it could.
+func (d *Disk) NewFileErr() error { return d.openErr }
 
 // removeAbandoned removes what dead processes left under top: the directories no process
 // holds locked, and loose files (the layout before process directories).
 func removeAbandoned(top string) error {
 	ents, err := os.ReadDir(top)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -94,8 +124,17 @@ func removeAbandoned(top string) error {
 }
 
 // makeTemp creates a new directory of this Disk's own under root/.tmp, locks it and makes
-// it the one CreateTemp uses.
-func (d *Disk) makeTemp() error {
+// it the one CreateTemp uses, unless the current one is no longer prev (another call made
+// a new one meanwhile).
+func (d *Disk) makeTemp(prev *tempDir) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return errDiskClosed
+	}
+	if d.tmp.Load() != prev {
+		return nil
+	}
 	top := filepath.Join(d.root, tmpDirName)
 	if err := os.MkdirAll(top, 0o755); err != nil {
 		return err
@@ -109,16 +148,20 @@ func (d *Disk) makeTemp() error {
 		os.Remove(dir)
 		return err
 	}
-	if old := d.tmp.Swap(&tempDir{dir: dir, lock: f}); old != nil {
-		old.lock.Close() // its directory was removed under us
+	d.tmp.Store(&tempDir{dir: dir, lock: f})
+	if prev != nil {
+		prev.lock.Close() // its directory was removed under us
 	}
 	return nil
 }
 
 // Close removes the Disk's temporary directory and releases its lock; the files it
 // committed stay. Call it once its owner made its last CreateTemp (a server's fills are
-// over); the Disk must not make temporary files after.
+// over); CreateTemp fails after.
 func (d *Disk) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed.Store(true)
 	t := d.tmp.Swap(nil)
 	if t == nil {
 		return nil
@@ -193,11 +236,13 @@ func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
 // CreateTemp implements Store: the file lives on the store's own file system, so Commit
 // is a rename.
 func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
-	f, err := d.createTemp()
+	t := d.tmp.Load()
+	f, err := d.createTemp(t)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Someone removed the directory under a running server: make a new one, locked.
-		if err = d.makeTemp(); err == nil {
-			f, err = d.createTemp()
+		// No directory yet (the file system took none at open), or someone removed it
+		// under a running server: make a new one, locked.
+		if err = d.makeTemp(t); err == nil {
+			f, err = d.createTemp(d.tmp.Load())
 		}
 	}
 	if err != nil {
@@ -208,10 +253,12 @@ func (d *Disk) CreateTemp(ctx context.Context) (*os.File, error) {
 
 // createTemp creates a new file named fill-<random> in the temporary directory, as
 // os.CreateTemp does, but without adding it to the network poller (createExcl).
-func (d *Disk) createTemp() (*os.File, error) {
-	t := d.tmp.Load()
-	if t == nil {
+func (d *Disk) createTemp(t *tempDir) (*os.File, error) {
+	switch {
+	case d.closed.Load():
 		return nil, errDiskClosed
+	case t == nil:
+		return nil, fs.ErrNotExist
 	}
 	for try := 0; ; try++ {
 		f, err := createExcl(filepath.Join(t.dir, "fill-"+strconv.FormatUint(uint64(rand.Uint32()), 10)))

@@ -17,11 +17,7 @@ const credentialsCloseTimeout = 5 * time.Second
 // closeCredentials kills the GOAUTH commands of creds still running, and what they
 // started, before the program exits; logf reports a wait that ran out.
 func closeCredentials(creds *goproxy.Credentials, logf func(format string, args ...any)) {
-	ctx, cancel := context.WithTimeout(context.Background(), credentialsCloseTimeout)
-	defer cancel()
-	if err := creds.Close(ctx); err != nil {
-		logf("%v", err)
-	}
+	closeWithin(credentialsCloseTimeout, creds.Close, logf)
 }
 
 // upstreamCredentials returns the credentials the go command would send to the proxies of

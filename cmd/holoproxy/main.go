@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -31,6 +33,16 @@ const (
 // handled (and keeps the list from being empty, which signal.Notify reads as every
 // signal). Computed before any signal.Notify, which ends the ignoring.
 var stopSignals = append([]os.Signal{syscall.SIGTERM}, notIgnored(os.Interrupt, syscall.SIGHUP)...)
+
+// closeWithin calls close with a context that ends after timeout, for what a command ends
+// before it returns; logf reports its error.
+func closeWithin(timeout time.Duration, close func(context.Context) error, logf func(format string, args ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := close(ctx); err != nil {
+		logf("%v", err)
+	}
+}
 
 // notIgnored returns the signals of sigs that the process was not started with ignored.
 func notIgnored(sigs ...os.Signal) []os.Signal {

@@ -59,11 +59,7 @@ const directCloseTimeout = 10 * time.Second
 // waits for them: a command calls it before it returns (the kernel kills only the go
 // command with its parent). logf reports a wait that ran out.
 func closeDirect(d *goproxy.Direct, logf func(format string, args ...any)) {
-	ctx, cancel := context.WithTimeout(context.Background(), directCloseTimeout)
-	defer cancel()
-	if err := d.Close(ctx); err != nil {
-		logf("%v", err)
-	}
+	closeWithin(directCloseTimeout, d.Close, logf)
 }
 
 func newDirect(ctx context.Context, o directOptions, lists []string, dir, goprivate string, reg prometheus.Registerer, log *slog.Logger) (*goproxy.Direct, error) {

@@ -556,13 +556,7 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 				}
 			}()
 			direct := filepath.Join(cache, ".direct")
-			deadline := time.Now().Add(20 * time.Second)
-			for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
-				if time.Now().After(deadline) {
-					t.Fatalf("no git process started under %s: %q", direct, lab.ProcessesUnder(direct))
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			lab.WaitForProcessUnder(t, direct, "git", 20*time.Second)
 			// The hung fill cannot finish: holoproxy abandons it (and says so with exit
 			// status 1), killing the run.
 			start := time.Now()
@@ -583,13 +577,7 @@ func TestDirectShutdownLeavesNoProcess(t *testing.T) {
 			if tt.signals > 1 && !strings.Contains(p.log.String(), "another signal") {
 				t.Errorf("the log does not say that the second signal ended the shutdown:\n%s", p.log.String())
 			}
-			deadline = time.Now().Add(5 * time.Second)
-			for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
-				if time.Now().After(deadline) {
-					t.Fatalf("processes left behind after holoproxy exited: %q", left)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			lab.WaitNoProcessUnder(t, direct, 5*time.Second)
 		})
 	}
 }
@@ -619,14 +607,8 @@ func TestWarmInterruptedLeavesNoProcess(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	direct := filepath.Join(cache, "holoproxy", "direct")
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.ContainsFunc(lab.ProcessesUnder(direct), func(s string) bool { return strings.Contains(s, "git") }) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no git process started under %s: %q\n%s", direct, lab.ProcessesUnder(direct), out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lab.WaitForProcessUnder(t, direct, "git", 20*time.Second)
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case err := <-exited:
@@ -637,13 +619,7 @@ func TestWarmInterruptedLeavesNoProcess(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("warm did not exit within 20 s of SIGINT\n%s", out.String())
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for left := lab.ProcessesUnder(direct); len(left) > 0; left = lab.ProcessesUnder(direct) {
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left behind after warm exited: %q\n%s", left, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	lab.WaitNoProcessUnder(t, direct, 5*time.Second)
 }
 
 // TestDirectPhasesLive: after fetches through direct, /metrics has direct's lookup, vcs,

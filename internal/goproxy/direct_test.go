@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -294,13 +293,7 @@ func TestDirectCloseKillsRuns(t *testing.T) {
 		_, err := d.Client().Fetch(context.Background(), Request{Kind: KindMod, Module: "git.test/repo", Version: "v1.0.0"})
 		errs <- err
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.ContainsFunc(lab.ProcessesUnder(dir), func(s string) bool { return strings.Contains(s, "git") }) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no git process started under %s: %q", dir, lab.ProcessesUnder(dir))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lab.WaitForProcessUnder(t, dir, "git", 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.Close(ctx); err != nil {

@@ -328,13 +328,7 @@ func TestGOAUTHClose(t *testing.T) {
 	if resp, err := hc.Do(req); err == nil {
 		resp.Body.Close()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(lab.ProcessesUnder(work)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the GOAUTH command's child never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lab.WaitForProcessUnder(t, work, "sleep", 10*time.Second)
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	if err := creds.Close(cctx); err != nil {

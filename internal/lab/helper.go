@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // HelperEnv is the environment variable that makes a test binary run a registered helper
@@ -112,4 +114,30 @@ func ProcessesUnder(dir string) []string {
 		out = append(out, e.Name()+": "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
 	}
 	return out
+}
+
+// WaitForProcessUnder waits until a process working under dir (ProcessesUnder) has a
+// command line containing sub, and fails tb if none has after timeout.
+func WaitForProcessUnder(tb testing.TB, dir, sub string, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !slices.ContainsFunc(ProcessesUnder(dir), func(s string) bool { return strings.Contains(s, sub) }) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("no %q process started under %s within %s: %q", sub, dir, timeout, ProcessesUnder(dir))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitNoProcessUnder waits until no process works under dir, and fails tb with those left
+// after timeout: a killed process's children take a moment to go.
+func WaitNoProcessUnder(tb testing.TB, dir string, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for left := ProcessesUnder(dir); len(left) > 0; left = ProcessesUnder(dir) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("processes left under %s after %s: %q", dir, timeout, left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

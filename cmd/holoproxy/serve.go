@@ -161,9 +161,10 @@ func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, erro
 	return nil, usagef("--log-format %q: want text or json", format)
 }
 
-// runServe serves until ctx is done (a signal), then shuts down: answers in flight finish
-// (up to the shutdown timeout), fills are finished or abandoned, no temporary file is left.
-// stop restores the default signal handling, so a second signal ends the process at once.
+// runServe serves until ctx is done (a signal), then shuts down: answers in flight, then
+// fills, finish or are abandoned within the shutdown timeout, no temporary file or child
+// process is left. stop ends ctx's signal handling; runServe handles the stop signals
+// itself from then on, a further one ending the shutdown at once.
 func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger) error {
 	// shutdown is set when a signal starts the shutdown: its deadline (--shutdown-timeout)
 	// bounds the answers in flight, then the fills; a second signal ends it at once.

@@ -47,6 +47,10 @@ type RecordOptions struct {
 	Output io.Writer
 }
 
+// interruptGrace is how long a recorded command has, once trace is interrupted, to end on
+// SIGINT before its process group is killed.
+const interruptGrace = 5 * time.Second
+
 // Record runs opt.Command with its GOPROXY pointed at a relay on the loopback interface
 // that passes each request to the proxy of opt.Proxy it names, through the networking
 // `serve` uses, and returns one Run with every upstream exchange the command caused, the
@@ -112,8 +116,13 @@ func Record(ctx context.Context, opt RecordOptions) (report.Trace, error) {
 	env = append(env[:len(env):len(env)], "GOPROXY="+rl.goproxy("http://"+ln.Addr().String()), "GOMODCACHE="+modCache)
 
 	cmd := exec.CommandContext(ctx, opt.Command[0], opt.Command[1:]...)
-	goproxy.SetProcessGroup(cmd) // cancelled: killed with every process it started
-	cmd.WaitDelay = 5 * time.Second
+	goproxy.SetProcessGroup(cmd)
+	// Cancelled (trace interrupted): SIGINT to the command and every process it started,
+	// as Ctrl-C would send them (the go command then removes its work directory), SIGKILL
+	// after the grace.
+	stopKill := goproxy.InterruptProcessGroup(cmd, interruptGrace)
+	defer stopKill()
+	cmd.WaitDelay = 2 * interruptGrace
 	cmd.Dir, cmd.Env = opt.Dir, env
 	if opt.Output != nil {
 		cmd.Stdout, cmd.Stderr = opt.Output, opt.Output
@@ -123,6 +132,7 @@ func Record(ctx context.Context, opt RecordOptions) (report.Trace, error) {
 		return t, fmt.Errorf("%s: %w", opt.Command[0], err)
 	}
 	runErr := cmd.Wait()
+	stopKill()
 	wall := time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return t, err

@@ -48,7 +48,7 @@ func (s *Server) Ready(ctx context.Context) error {
 			s.relay.refused(err)
 			return nil
 		}
-		return fmt.Errorf("the store cannot take a new file: %v", err)
+		return fmt.Errorf("the store cannot take a new file: %w", err)
 	}
 	s.cfg.Store.Discard(f)
 	return nil
@@ -68,7 +68,7 @@ func probe(good string, check func(context.Context) error) http.Handler {
 			status, body = http.StatusMethodNotAllowed, "method "+r.Method+" not allowed\n"
 		default:
 			if err := check(r.Context()); err != nil {
-				status, body = http.StatusServiceUnavailable, "not ready: "+oneLine(err.Error())+"\n"
+				status, body = http.StatusServiceUnavailable, "not ready: "+oneLine(withoutPaths(err))+"\n"
 			}
 		}
 		h.Set("Content-Length", strconv.Itoa(len(body)))

@@ -49,11 +49,15 @@ func newRelay(budget int64, retry time.Duration, log *slog.Logger) *relay {
 // skipDisk reports whether the disk refused a write less than the retry interval ago.
 func (r *relay) skipDisk() bool { return time.Now().UnixNano() < r.until.Load() }
 
-// lastCause returns the disk's last refusal.
-func (r *relay) lastCause() error {
+// lastCause returns the disk's last refusal, as clients are told it: without the names of
+// the cache's files.
+func (r *relay) lastCause() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cause
+	if r.cause == nil {
+		return "no cause recorded"
+	}
+	return withoutPaths(r.cause)
 }
 
 // refused records that the store could not take a file. An error that lasts (full,

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +159,23 @@ func oneLine(s string) string {
 		return s
 	}
 	return strings.Join(strings.Fields(strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(s)), " ")
+}
+
+// withoutPaths returns err's message for a client: the file names of any *fs.PathError
+// or *os.LinkError in it (the cache's files, temporary ones) left out, their operation and
+// cause kept ("open /cache/.tmp/f: read-only file system" reads "open: read-only file
+// system"). The log gets err itself.
+func withoutPaths(err error) string {
+	msg := err.Error()
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch pe := e.(type) {
+		case *fs.PathError:
+			msg = strings.ReplaceAll(msg, pe.Error(), pe.Op+": "+pe.Err.Error())
+		case *os.LinkError:
+			msg = strings.ReplaceAll(msg, pe.Error(), pe.Op+": "+pe.Err.Error())
+		}
+	}
+	return msg
 }
 
 // moduleAt names the module (and version) of req: "example.com/m@v1.2.3".

@@ -5,9 +5,12 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/holoproxy/holoproxy/internal/store"
 )
 
 // TestLocalFailureNamesNoPath: a store that refuses a fill's file (full, read-only) is
@@ -51,5 +54,58 @@ func TestLocalFailureNamesNoPath(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// brokenDisk is a store whose entries, once opened, can be neither read nor rewound: a
+// disk that fails under the cache.
+type brokenDisk struct {
+	store.Store
+	root string
+}
+
+func (d *brokenDisk) Open(ctx context.Context, key string) (store.Entry, error) {
+	e, err := d.Store.Open(ctx, key)
+	if err != nil {
+		return e, err
+	}
+	e.Body.Close()
+	name := filepath.Join(d.root, filepath.FromSlash(key))
+	return store.Entry{Body: brokenBody{name}, Info: e.Info}, nil
+}
+
+type brokenBody struct{ name string }
+
+func (b brokenBody) Read([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "read", Path: b.name, Err: syscall.EIO}
+}
+
+func (b brokenBody) Seek(int64, int) (int64, error) {
+	return 0, &fs.PathError{Op: "seek", Path: b.name, Err: syscall.EIO}
+}
+
+func (brokenBody) Close() error { return nil }
+
+// TestStoredAnswerUnreadableNamesNoPath: a stored answer that cannot be read is a 500
+// whose body names the request, not the cache's file.
+func TestStoredAnswerUnreadableNamesNoPath(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), func(c *Config) { c.Store = &brokenDisk{c.Store, c.Store.(*store.Disk).Root()} })
+	const mod = "/example.com/m/@v/v1.0.0.mod"
+	tmp, err := e.store.CreateTemp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.WriteString("module example.com/m\n")
+	if err := e.store.Commit(context.Background(), strings.TrimPrefix(mod, "/"), tmp); err != nil {
+		t.Fatal(err)
+	}
+	w := e.get(t, mod, http.StatusInternalServerError)
+	assertOneLine(t, w)
+	if body := w.Body.String(); strings.Contains(body, e.store.Root()) || !strings.Contains(body, "example.com/m") {
+		t.Errorf("500 body %q: want the request named and not the cache's file", body)
+	}
+	if !strings.Contains(e.logs.String(), e.store.Root()) {
+		t.Errorf("the log does not say which file failed:\n%s", e.logs)
 	}
 }

@@ -523,7 +523,9 @@ func (s *Server) entryReply(req goproxy.Request, e store.Entry, cache, upstream 
 		}
 		if _, err := e.Body.Seek(0, io.SeekStart); err != nil {
 			e.Body.Close()
-			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: reading the stored answer: %v", req, err))
+			// The error names the cache's files: the log gets it, the client does not.
+			s.log.Error("reading a stored answer failed", "request", describe(req), "err", err)
+			return errorReply(http.StatusInternalServerError, fmt.Sprintf("%s: reading the stored answer failed (the server's log says why)", req))
 		}
 	}
 	return reply{status: http.StatusOK, kind: req.Kind, immutable: req.Immutable(), cache: cache, upstream: upstream,

@@ -495,14 +495,15 @@ func (d *Direct) open(path, version, p string, maxSize int64, cleanup func()) (*
 	if p == "" || !d.inside(p) {
 		return fail(&DirectError{Msg: fmt.Sprintf("the go command left no file for %s@%s", path, version)})
 	}
+	// The errors name p: under the runs' module cache, hidden as in the go command's.
 	f, err := os.Open(p)
 	if err != nil {
-		return fail(&DirectError{Msg: fmt.Sprintf("%s@%s: %v", path, version, err)})
+		return fail(&DirectError{Msg: d.hidePaths(fmt.Sprintf("%s@%s: %v", path, version, err))})
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fail(&DirectError{Msg: fmt.Sprintf("%s@%s: %v", path, version, err)})
+		return fail(&DirectError{Msg: d.hidePaths(fmt.Sprintf("%s@%s: %v", path, version, err))})
 	}
 	if fi.Size() > maxSize {
 		f.Close()

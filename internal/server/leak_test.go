@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/holoproxy/holoproxy/internal/store"
 )
@@ -107,5 +108,34 @@ func TestStoredAnswerUnreadableNamesNoPath(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), e.store.Root()) {
 		t.Errorf("the log does not say which file failed:\n%s", e.logs)
+	}
+}
+
+// TestErrorBodyValidUTF8: bytes a client sent that are not UTF-8 (a header value may hold
+// any byte above 0x7f) and that an error's reason quotes back are replaced in the body,
+// which is text/plain; charset=utf-8.
+func TestErrorBodyValidUTF8(t *testing.T) {
+	o := newOrigin(t)
+	e := newEnv(t, o.URL(), nil)
+	for _, tc := range []struct {
+		name string
+		hops string
+		want int
+	}{
+		{"loop", "caf\xe9, test-instance", http.StatusLoopDetected},
+		{"too many hops", strings.Repeat("caf\xe9, ", 40), http.StatusLoopDetected},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/example.com/m/@v/list", nil)
+			r.Header.Set(HopHeader, tc.hops)
+			w := e.serve(r)
+			if w.Code != tc.want {
+				t.Fatalf("GET with %s %q = %d %q; want %d", HopHeader, tc.hops, w.Code, w.Body.String(), tc.want)
+			}
+			assertOneLine(t, w)
+			if body := w.Body.String(); !utf8.ValidString(body) || !strings.Contains(body, "caf\uFFFD") {
+				t.Errorf("body %q: want valid UTF-8, the byte replaced", body)
+			}
+		})
 	}
 }

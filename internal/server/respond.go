@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 )
@@ -152,9 +153,13 @@ func cacheValue(cache string) []string {
 	return []string{cache}
 }
 
-// oneLine folds a message onto one line, for error bodies and logs.
+// oneLine folds a message onto one line of valid UTF-8 (bytes that are not become
+// U+FFFD), for error bodies and logs.
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
 	}

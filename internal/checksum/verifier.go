@@ -311,7 +311,7 @@ func (v *Verifier) lookup(ctx context.Context, id module.Version) ([]string, err
 		return nil, ended()
 	}
 	sc := v.sumdbClient()
-	remoteErrs := sc.ops.remoteErrs.Load()
+	remoteErrs, stateErrs := sc.ops.remoteErrs.Load(), sc.ops.stateErrs.Load()
 	type result struct {
 		lines []string
 		err   error
@@ -329,16 +329,19 @@ func (v *Verifier) lookup(ctx context.Context, id module.Version) ([]string, err
 	}
 	if r.err != nil {
 		v.dropClient(sc)
-		return nil, v.lookupError(id, sc.ops, remoteErrs, r.err)
+		return nil, v.lookupError(id, sc.ops, remoteErrs, stateErrs, r.err)
 	}
 	return r.lines, nil
 }
 
 // lookupError turns a failed sumdb lookup into one of the package's named errors. The
 // sumdb client formats its errors with %v, so the cause is read from what ops saw: the
-// status of this version's /lookup/ request, and whether any request to the database
-// failed since the lookup began (remoteErrs was the count then).
-func (v *Verifier) lookupError(id module.Version, ops *clientOps, remoteErrs int64, err error) error {
+// status of this version's /lookup/ request, whether any request to the database failed
+// since the lookup began (remoteErrs was the count then), and whether reading or writing
+// the verifier's state did (stateErrs): that error is wrapped, so that its *fs.PathError
+// tells this server's failure from the database's, and a caller that answers clients can
+// leave its file name out.
+func (v *Verifier) lookupError(id module.Version, ops *clientOps, remoteErrs, stateErrs int64, err error) error {
 	v.errs.Add(1)
 	if v.Misbehavior() != "" {
 		return fmt.Errorf("%s: %w: %v", id, ErrSumDBMisbehavior, err)
@@ -347,6 +350,11 @@ func (v *Verifier) lookupError(id module.Version, ops *clientOps, remoteErrs int
 		// What a private module fetched from its origin (direct, a company proxy) meets
 		// when nobody exempted it.
 		return fmt.Errorf("%s: %w %s (if it is a private module, exempt it: GOPRIVATE or GONOSUMDB, serve's --goprivate)", id, ErrNotInDatabase, v.cfg.DB.Name)
+	}
+	if ops.stateErrs.Load() != stateErrs {
+		if serr := ops.lastStateError(); serr != nil {
+			return fmt.Errorf("%s: verifying with checksum database %s: its state on this server: %w", id, v.cfg.DB.Name, serr)
+		}
 	}
 	if ops.remoteErrs.Load() != remoteErrs {
 		if rerr := ops.lastRemoteErr(); rerr != nil {
@@ -390,10 +398,12 @@ type clientOps struct {
 	v *Verifier
 
 	remoteErrs atomic.Int64 // requests to the database that failed
+	stateErrs  atomic.Int64 // reads and writes of the verifier's state that failed
 
 	mu       sync.Mutex
 	statuses map[string]int // guarded by mu; the status of each /lookup/ path asked
 	lastErr  error          // guarded by mu; the last failed request's error
+	stateErr error          // guarded by mu; the last failed read or write of the state
 }
 
 // maxStatuses bounds clientOps.statuses; past it the map starts over.
@@ -426,6 +436,25 @@ func (o *clientOps) status(path string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.statuses[path]
+}
+
+// stateFailed records a failed read or write of the verifier's state (not a missing file,
+// nor a write conflict: the sumdb client's own business).
+func (o *clientOps) stateFailed(err error) {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return
+	}
+	o.mu.Lock()
+	o.stateErr = err
+	o.mu.Unlock()
+	o.stateErrs.Add(1)
+}
+
+func (o *clientOps) lastStateError() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stateErr
 }
 
 func (o *clientOps) lastRemoteErr() error {
@@ -490,6 +519,9 @@ func (o *clientOps) ReadConfig(file string) ([]byte, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // no tree seen yet: start from the empty one
 	}
+	if err != nil {
+		o.stateFailed(err)
+	}
 	return data, err
 }
 
@@ -501,6 +533,7 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 	defer o.v.stateMu.Unlock()
 	cur, err := o.v.readState("config", file)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		o.stateFailed(err)
 		return err
 	}
 	if held, ok := o.v.heldTrees[file]; ok {
@@ -525,6 +558,7 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 		o.v.heldTrees[file] = bytes.Clone(new)
 		return nil
 	}
+	o.stateFailed(err)
 	return err
 }
 

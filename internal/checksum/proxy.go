@@ -309,8 +309,10 @@ func (p *SumDBProxy) checkSigned(ep endpoint, data []byte) error {
 	return nil
 }
 
+// oneLine folds err's message onto one line of valid UTF-8 (bytes that are not become
+// U+FFFD), for answer bodies.
 func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+	return strings.Join(strings.Fields(strings.ToValidUTF8(err.Error(), "\uFFFD")), " ")
 }
 
 // serveCached writes the cached entry under key, marked with how it is served. It reports

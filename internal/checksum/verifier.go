@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
@@ -500,7 +501,11 @@ func fetch(ctx context.Context, client *http.Client, baseURL BaseURLFunc, path s
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\n")
 	if len(s) > 200 {
-		s = s[:200]
+		i := 200
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i-- // not within a character
+		}
+		s = s[:i]
 	}
 	return strings.TrimSpace(s)
 }

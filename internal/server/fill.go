@@ -231,7 +231,7 @@ func (s *Server) commit(ctx context.Context, req goproxy.Request, upstream strin
 			s.relay.refused(err) // the next fills relay without trying the disk
 		}
 		s.log.Error("storing a filled answer failed", "request", describe(req), "upstream", upstream, "err", err)
-		return fmt.Errorf("%s: storing the answer of %s: %v", describe(req), upstream, err)
+		return fmt.Errorf("%s: storing the answer of %s: %s", describe(req), upstream, withoutPaths(err)) // logged whole above
 	}
 	if !req.Immutable() {
 		s.filled(req.Path())
@@ -467,12 +467,11 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 // must neither be charged to the upstream nor, its cause being ENOENT, read as not found.
 // The client is not told the file's path; the log is.
 func (s *Server) localFileError(req goproxy.Request, err error) *localError {
-	pe := new(fs.PathError)
-	if !errors.As(err, &pe) {
+	if pe := new(fs.PathError); !errors.As(err, &pe) {
 		return nil
 	}
 	s.log.Error("reading a local file while checking an answer failed", "request", describe(req), "err", err)
-	return &localError{fmt.Sprintf("checking the answer failed on this server: %s: %v", pe.Op, pe.Err)}
+	return &localError{"checking the answer failed on this server: " + withoutPaths(err)}
 }
 
 // stored tells Config.OnStored of an attempt to store size bytes under key.

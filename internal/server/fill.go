@@ -508,10 +508,11 @@ func throttledFor(err error) time.Duration {
 	return d
 }
 
-// isWriteError reports whether a copy into a file failed on the file's side.
+// isWriteError reports whether a copy into a file failed on the file's side, not on the
+// answer's (a file:// upstream's read error is an *fs.PathError too).
 func isWriteError(err error) bool {
-	var pe *fs.PathError
-	return errors.As(err, &pe)
+	var we *store.WriteError
+	return errors.As(err, &we)
 }
 
 // storeResolved stores the .info a version query resolved to under its canonical key, when

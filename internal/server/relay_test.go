@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -14,8 +15,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
+	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
 
@@ -287,4 +290,34 @@ func TestTempFileGoneIsLocal(t *testing.T) {
 		t.Errorf("the answer names the cache's files: %q", w.Body.String())
 	}
 	t.Logf("answer: %d %q", w.Code, w.Body.String())
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestUpstreamReadErrorIsTheUpstreams: an answer whose body fails with an *fs.PathError
+// (a file:// upstream whose disk fails) is refused and charged to that upstream, not taken
+// for this server's disk refusing the copy.
+func TestUpstreamReadErrorIsTheUpstreams(t *testing.T) {
+	o := newOrigin(t)
+	const zipPath = "example.com/m/@v/v1.0.0.zip"
+	failing := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		body := io.MultiReader(strings.NewReader("PK\x03\x04 half a zip"),
+			iotest.ErrReader(&fs.PathError{Op: "read", Path: "/mirror/" + zipPath, Err: syscall.EIO}))
+		return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{}, Body: io.NopCloser(body), ContentLength: -1, Request: r}, nil
+	})
+	c, err := goproxy.NewClient("http://mirror.test", &http.Client{Transport: failing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "http://mirror.test|"+o.URL(), func(cfg *Config) { cfg.Chain.Entries[0].Client = c })
+	if w := e.do("GET", "/"+zipPath); w.Code != http.StatusOK || w.Header().Get(UpstreamHeader) != o.URL() {
+		t.Fatalf("GET %s: %d from %q; want 200 from the second upstream\n%s", zipPath, w.Code, w.Header().Get(UpstreamHeader), e.logs.String())
+	}
+	if n := counterValue(e.s.metrics.refused.WithLabelValues("http://mirror.test", ReasonReadError)); n != 1 {
+		t.Errorf("refused{read_error} of the failing upstream = %v; want 1\n%s", n, e.logs.String())
+	}
 }

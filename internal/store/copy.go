@@ -36,8 +36,9 @@ var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileChunk); return 
 // 1-4 page folios and went out 5-10 % slower than the same bytes written in large writes
 // (docs/benchmarks.md, fifth session). A body that fits in 32 KiB (every .mod and .info,
 // most fills) is read into a Copy buffer and written once: only longer ones hold a 256 KiB
-// buffer. A failed write comes back as dst's *fs.PathError, a failed read as src's error,
-// after what was read before it is written.
+// buffer. A failed write comes back as a *WriteError (wrapping dst's error), a failed read
+// as src's error, after what was read before it is written: a source that is a file too
+// (a file:// upstream) fails with an *fs.PathError of its own, not to be taken for dst's.
 func CopyToFile(dst io.Writer, src io.Reader) (int64, error) {
 	sp := copyBufs.Get().(*[]byte)
 	n, rerr := io.ReadFull(src, *sp)
@@ -61,6 +62,13 @@ func CopyToFile(dst io.Writer, src io.Reader) (int64, error) {
 	}
 }
 
+// WriteError is CopyToFile's failure to write to its destination (a full disk, a
+// read-only one), as opposed to a failure to read its source.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
 // writeChunk writes p to dst after written bytes, and returns the new count and the error
 // that ends the copy: the write's, else the read's (rerr) unless it is the end of src.
 func writeChunk(dst io.Writer, p []byte, written int64, rerr error) (int64, error) {
@@ -68,7 +76,7 @@ func writeChunk(dst io.Writer, p []byte, written int64, rerr error) (int64, erro
 		w, err := dst.Write(p)
 		written += int64(w)
 		if err != nil {
-			return written, err
+			return written, &WriteError{Err: err}
 		}
 	}
 	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {

@@ -84,7 +84,7 @@ func TestCopyToFileWritesWholeChunks(t *testing.T) {
 		}
 	}
 
-	// A failed write is the file's own *fs.PathError, as for Copy.
+	// A failed write is a *WriteError around the file's own *fs.PathError.
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +92,8 @@ func TestCopyToFileWritesWholeChunks(t *testing.T) {
 	f.Close()
 	if _, err := CopyToFile(f, bytes.NewReader(src)); err == nil {
 		t.Fatal("CopyToFile into a closed file succeeded")
-	} else if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
-		t.Fatalf("CopyToFile into a closed file: %v (%T), want an *fs.PathError", err, err)
+	} else if pe, we := (*fs.PathError)(nil), (*WriteError)(nil); !errors.As(err, &pe) || !errors.As(err, &we) {
+		t.Fatalf("CopyToFile into a closed file: %v (%T), want a *WriteError around an *fs.PathError", err, err)
 	}
 
 	// An empty source writes nothing.

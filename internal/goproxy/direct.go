@@ -58,6 +58,7 @@ type Direct struct {
 	runs    atomic.Int64
 	// procs holds the runs under way (waiting for a slot or running), for Close.
 	procs *processes
+	hide  *strings.Replacer // hidePaths' replacements
 
 	// same merges runs with the same arguments: a version's .info and .mod are one
 	// `go list -m` run, and the go command asks for both at once (the prefetcher too).
@@ -200,6 +201,9 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		onFetch: cfg.OnFetch,
 	}
 	d.procs = newProcesses(errDirectClosed)
+	// Compared in this order at each place: the specific directories before their parent.
+	d.hide = strings.NewReplacer(d.modRoot, "$GOMODCACHE", filepath.Join(dir, "gocache"), "$GOCACHE",
+		filepath.Join(dir, "gopath"), "$GOPATH", dir, "$HOLOPROXY_DIRECT")
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, fmt.Errorf("direct: %w", err)
@@ -680,11 +684,15 @@ func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr erro
 
 var errRunTimeout = errors.New("direct run timed out")
 
-// hidePaths replaces the runs' module cache in a message of the go command (git's
-// messages name the clone's directory) by $GOMODCACHE: the message goes to clients, who
-// need not learn where the server keeps its files.
+// hidePaths replaces the runs' directories in a message of the go command (git's messages
+// name the clone's directory) by the variables that name them, $GOMODCACHE, $GOCACHE,
+// $GOPATH, and any other path under d's directory by $HOLOPROXY_DIRECT: the message goes to
+// clients, who need not learn where the server keeps its files.
 func (d *Direct) hidePaths(msg string) string {
-	return strings.ReplaceAll(msg, d.modRoot, "$GOMODCACHE")
+	if !strings.Contains(msg, d.root) {
+		return msg
+	}
+	return d.hide.Replace(msg)
 }
 
 // capBuffer is a bytes.Buffer that keeps at most max bytes and remembers that it was

@@ -47,3 +47,33 @@ esac
 		}
 	}
 }
+
+// TestDirectHidePaths: every directory of the runs is named in messages by the variable
+// that names it for the go command, anything else under Direct's directory by
+// $HOLOPROXY_DIRECT; a message naming none is left as it is.
+func TestDirectHidePaths(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the fake go command is a shell script")
+	}
+	bin := filepath.Join(t.TempDir(), "go")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho /dev/null; echo go1.26\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	d, err := NewDirect(context.Background(), DirectConfig{Go: bin, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	for _, tc := range []struct{ msg, want string }{
+		{"git clone " + filepath.Join(dir, "modcache", "cache", "vcs", "abc") + " failed", "git clone $GOMODCACHE/cache/vcs/abc failed"},
+		{"open " + filepath.Join(dir, "gocache", "x") + ": denied", "open $GOCACHE/x: denied"},
+		{"mkdir " + filepath.Join(dir, "gopath", "pkg") + ": denied", "mkdir $GOPATH/pkg: denied"},
+		{"chdir " + filepath.Join(dir, "work") + ": gone", "chdir $HOLOPROXY_DIRECT/work: gone"},
+		{"unknown revision v9.0.0", "unknown revision v9.0.0"},
+	} {
+		if got := d.hidePaths(tc.msg); got != filepath.FromSlash(tc.want) && got != tc.want {
+			t.Errorf("hidePaths(%q) = %q; want %q", tc.msg, got, tc.want)
+		}
+	}
+}

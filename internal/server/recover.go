@@ -28,7 +28,11 @@ func (s *Server) recovered(where string, v any) *internalError {
 	s.metrics.panics.WithLabelValues(where).Inc()
 	s.log.LogAttrs(context.Background(), slog.LevelError, "internal error: recovered from a panic",
 		slog.String("where", where), slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
-	return &internalError{msg: fmt.Sprintf("holoproxy: internal error (%s): %s", where, oneLine(fmt.Sprint(v)))}
+	what := fmt.Sprint(v)
+	if err, ok := v.(error); ok {
+		what = withoutPaths(err) // a panic with a file system error: its file is the log's
+	}
+	return &internalError{msg: fmt.Sprintf("holoproxy: internal error (%s): %s", where, oneLine(what))}
 }
 
 // tryGuarded is try with a panic (in validation, verification, the store) turned into an

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -27,7 +28,8 @@ func TestRecoveredPanics(t *testing.T) {
 	e := newEnv(t, o.URL(), func(c *Config) {
 		c.OnRequest = func(r goproxy.Request) {
 			if r.Module == "example.com/other" && armed.Load() {
-				panic("a bug met on example.com/other")
+				// A panic with a file system error: its file is not for clients.
+				panic(&fs.PathError{Op: "open", Path: "/srv/cache/secret/file", Err: fs.ErrPermission})
 			}
 		}
 		c.Verify = func(ctx context.Context, r goproxy.Request, f *os.File) error {
@@ -47,6 +49,9 @@ func TestRecoveredPanics(t *testing.T) {
 
 	w := e.do("GET", "/example.com/other/@v/list")
 	oneLine500("request that panics", w.Code, w.Body.String(), "request")
+	if body := w.Body.String(); strings.Contains(body, "/srv/cache/secret") || !strings.Contains(body, "open: permission denied") {
+		t.Errorf("500 of a panic with a file error: %q; want its operation and cause without the file", body)
+	}
 	e.get(t, "/example.com/m/@v/list", 200)
 
 	// Several requests wait on the one fill that panics: every one gets the 500.

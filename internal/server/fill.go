@@ -447,6 +447,9 @@ func (s *Server) tryInto(ctx context.Context, c *goproxy.Client, req goproxy.Req
 	}
 	if s.cfg.Verify != nil && (req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip) {
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			if local := s.localFileError(req, err); local != nil {
+				return nil, local
+			}
 			return nil, fmt.Errorf("%s: %w", c.Name(), err)
 		}
 		if err := s.cfg.Verify(ctx, req, tmp); err != nil {

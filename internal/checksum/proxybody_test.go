@@ -1,10 +1,13 @@
 package checksum
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -39,4 +42,25 @@ func TestSumDBProxyFailureOneLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFetchErrorNamesNoUser: a database URL with user info that cannot be reached fails
+// with an error (which the /sumdb/ proxy quotes to clients) naming neither the user nor
+// the password; net/http masks only the password.
+func TestFetchErrorNamesNoUser(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there: the connection is refused
+	base := func(context.Context) (string, error) { return "http://alice:s3cret@" + addr, nil }
+	_, _, err = fetch(context.Background(), &http.Client{}, base, "/lookup/m@v1.0.0", 5*time.Second, "")
+	if err == nil {
+		t.Fatal("fetch from a closed port succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "alice") || strings.Contains(msg, "s3cret") {
+		t.Errorf("error %q names the URL's user info", msg)
+	}
+	t.Logf("error: %v", err)
 }

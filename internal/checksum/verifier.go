@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 
+	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/store"
 )
 
@@ -482,6 +484,9 @@ func fetch(ctx context.Context, client *http.Client, baseURL BaseURLFunc, path s
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if ue := new(url.Error); errors.As(err, &ue) {
+			ue.URL = goproxy.Redact(ue.URL) // net/http masks a password, not a user name
+		}
 		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()

@@ -201,9 +201,7 @@ func NewDirect(ctx context.Context, cfg DirectConfig) (*Direct, error) {
 		onFetch: cfg.OnFetch,
 	}
 	d.procs = newProcesses(errDirectClosed)
-	// Compared in this order at each place: the specific directories before their parent.
-	d.hide = strings.NewReplacer(d.modRoot, "$GOMODCACHE", filepath.Join(dir, "gocache"), "$GOCACHE",
-		filepath.Join(dir, "gopath"), "$GOPATH", dir, "$HOLOPROXY_DIRECT")
+	d.hide = hideReplacer(dir, d.modRoot)
 	for _, p := range []string{d.work, d.modRoot} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, fmt.Errorf("direct: %w", err)
@@ -683,6 +681,14 @@ func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr erro
 }
 
 var errRunTimeout = errors.New("direct run timed out")
+
+// hideReplacer is hidePaths' replacer for a Direct in dir whose runs' module cache is
+// modRoot. Its strings are compared in this order at each place: the specific directories
+// before their parent.
+func hideReplacer(dir, modRoot string) *strings.Replacer {
+	return strings.NewReplacer(modRoot, "$GOMODCACHE", filepath.Join(dir, "gocache"), "$GOCACHE",
+		filepath.Join(dir, "gopath"), "$GOPATH", dir, "$HOLOPROXY_DIRECT")
+}
 
 // hidePaths replaces the runs' directories in a message of the go command (git's messages
 // name the clone's directory) by the variables that name them, $GOMODCACHE, $GOCACHE,

@@ -637,7 +637,7 @@ func FuzzDirectModuleOutput(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Add([]byte(`{"Path":"mods.test/m","Error":"exit status 1"}`), true)
-	d := &Direct{modRoot: modRoot}
+	d := &Direct{root: "/srv/direct", modRoot: modRoot, hide: hideReplacer("/srv/direct", modRoot)}
 	args := []string{"list", "-m", "-e", "-json", "mods.test/m@v1.0.0"}
 	f.Fuzz(func(t *testing.T, out []byte, failed bool) {
 		var runErr error

@@ -200,6 +200,13 @@ func TestReadOnlyCacheDir(t *testing.T) {
 		t.Errorf("/readyz on a read-only cache: %d %q; want 200", code, body)
 	}
 	before := db.Count("")
-	downloadAndBuild(t, newApp(t, "http://"+p.addr, mods, roots), env, "from the read-only cache", want)
+	g := newApp(t, "http://"+p.addr, mods, roots)
+	downloadAndBuild(t, g, env, "from the read-only cache", want)
 	t.Logf("the checksum database got %d requests from the read-only holoproxy and the go command", db.Count("")-before)
+
+	// warm --to cannot fill it: it says so at once instead of failing every file.
+	code, out := runHoloproxy(t, nil, "warm", "--proxy="+org.URL, "--to="+cache, "--progress=off", g.app)
+	if code != 1 || !strings.Contains(out, "takes no new file") || strings.Count(out, "read-only file system") > 2 {
+		t.Errorf("warm --to a read-only tree: exit %d; want 1 with one line saying it takes no new file\n%s", code, out)
+	}
 }

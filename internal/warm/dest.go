@@ -106,7 +106,17 @@ func openStore(dir string, readOnly bool) (store.Store, error) {
 	if readOnly {
 		return readOnlyDir(dir), nil
 	}
-	return store.OpenDisk(dir)
+	d, err := store.OpenDisk(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.NewFileErr(); err != nil {
+		// A read-only or full file system: serve can still answer from such a tree, warm
+		// has nothing to do with it but fail every file.
+		d.Close()
+		return nil, fmt.Errorf("%s takes no new file: %w", dir, err)
+	}
+	return d, nil
 }
 
 // errReadOnly is the error of a write to a read-only destination.

@@ -643,10 +643,11 @@ func (d *Direct) run(ctx context.Context, args ...string) (_ []byte, runErr erro
 		xw = &xWriter{fn: steps, rest: &stderr, hide: d.hidePaths, now: time.Now}
 		cmd.Stderr = xw
 	}
-	SetProcessGroup(cmd)
+	waitGroup := SetProcessGroup(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()
+	waitGroup() // a killed run's git processes are gone too before its files are removed
 	what := "go " + strings.Join(args, " ")
 	if xw != nil {
 		xw.flush()

@@ -585,7 +585,7 @@ func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byt
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	SetProcessGroup(cmd)
+	waitGroup := SetProcessGroup(cmd)
 	cmd.WaitDelay = time.Second
 	cmd.Dir = dir
 	cmd.Env = append(slices.Clip(a.cfg.Env), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=", "GCM_INTERACTIVE=never")
@@ -594,6 +594,7 @@ func (a *goAuth) run(ctx context.Context, dir string, args []string, stdin []byt
 	stderr := &cappedBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
+	waitGroup()
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
 		return nil, fmt.Errorf("no answer within %v: killed", a.cfg.Timeout)

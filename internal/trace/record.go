@@ -116,10 +116,10 @@ func Record(ctx context.Context, opt RecordOptions) (report.Trace, error) {
 	env = append(env[:len(env):len(env)], "GOPROXY="+rl.goproxy("http://"+ln.Addr().String()), "GOMODCACHE="+modCache)
 
 	cmd := exec.CommandContext(ctx, opt.Command[0], opt.Command[1:]...)
-	goproxy.SetProcessGroup(cmd)
+	goproxy.SetProcessGroup(cmd) // its wait is InterruptProcessGroup's stop, whose cancel replaces its own
 	// Cancelled (trace interrupted): SIGINT to the command and every process it started,
 	// as Ctrl-C would send them (the go command then removes its work directory), SIGKILL
-	// after the grace.
+	// after the grace; stop then waits until none of them is left.
 	stopKill := goproxy.InterruptProcessGroup(cmd, interruptGrace)
 	defer stopKill()
 	cmd.WaitDelay = 2 * interruptGrace
@@ -132,7 +132,7 @@ func Record(ctx context.Context, opt RecordOptions) (report.Trace, error) {
 		return t, fmt.Errorf("%s: %w", opt.Command[0], err)
 	}
 	runErr := cmd.Wait()
-	stopKill()
+	stopKill() // and what it started gone too before the module cache is removed
 	wall := time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return t, err

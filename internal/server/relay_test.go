@@ -321,3 +321,25 @@ func TestUpstreamReadErrorIsTheUpstreams(t *testing.T) {
 		t.Errorf("refused{read_error} of the failing upstream = %v; want 1\n%s", n, e.logs.String())
 	}
 }
+
+// TestRefusalIsNeverNotFound: an answer refused because of an error that wraps
+// fs.ErrNotExist (a lookup the Verify hook made found nothing) is a refusal, not a not
+// found: after ',' the walk stops there with a 502 instead of falling through to the next
+// proxy, and the refusal is counted against the upstream that answered.
+func TestRefusalIsNeverNotFound(t *testing.T) {
+	a, b := newOrigin(t), newOrigin(t)
+	const zipPath = "example.com/m/@v/v1.0.0.zip"
+	e := newEnv(t, a.URL()+","+b.URL(), func(c *Config) {
+		c.Verify = func(ctx context.Context, r goproxy.Request, f *os.File) error {
+			return fmt.Errorf("looking %s up: %w", r.Module, fs.ErrNotExist)
+		}
+	})
+	w := e.do("GET", "/"+zipPath)
+	if w.Code != http.StatusBadGateway || b.count(zipPath) != 0 {
+		t.Errorf("GET %s with A's answer refused: %d %q, B asked %d times; want 502 naming A's refusal, B never asked",
+			zipPath, w.Code, w.Body.String(), b.count(zipPath))
+	}
+	if n := counterValue(e.s.metrics.refused.WithLabelValues(a.URL(), ReasonVerifyFailed)); n != 1 {
+		t.Errorf("refused{verify_failed} of A = %v; want 1\n%s", n, e.logs.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -56,7 +57,13 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // Class returns the reason, the error class metrics and health group failures by.
 func (e *RefusedError) Class() string { return e.Reason }
 
+// refuse returns the refusal of upstream's answer to req. An answer came, so the refusal
+// is never a not found (whose ',' fall-through and 404 it would get): a cause that wraps
+// fs.ErrNotExist (a lookup the Verify hook made) is kept as its message only.
 func refuse(upstream string, req goproxy.Request, reason string, err error) *RefusedError {
+	if errors.Is(err, fs.ErrNotExist) {
+		err = errors.New(err.Error())
+	}
 	return &RefusedError{Upstream: upstream, Request: req, Reason: reason, Err: err}
 }
 

@@ -67,11 +67,18 @@ type storeState struct {
 	tmp  []string        // files under the store's .tmp
 }
 
-// verifyStore checks every file of the cache directory against the origin: a .zip must pass
-// CheckZip and hash (dirhash) like the origin's; any other file must be byte-identical to the
-// origin's file at the same path. A file the origin does not have (a temporary file outside
-// .tmp, a torn name) is an error. Files under .tmp are returned, not judged.
+// verifyStore checks every file of the cache directory against the origin (compareCache).
 func verifyStore(t *testing.T, dir string, org *origin) storeState {
+	t.Helper()
+	return compareCache(t, dir, org.file)
+}
+
+// compareCache checks every file of the cache directory against want, the origin's file at
+// the same path: a .zip must pass CheckZip and hash (dirhash) like the origin's; any other
+// file must be byte-identical. A file the origin does not have (a temporary file outside
+// .tmp, a torn name) is an error. Files under .tmp are returned, not judged; the checksum
+// database's answers (sumdb/) and the verifier's state (.sumdb-state/) are left aside.
+func compareCache(t *testing.T, dir string, want func(key string) ([]byte, error)) storeState {
 	t.Helper()
 	st := storeState{keys: map[string]bool{}}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -83,24 +90,25 @@ func verifyStore(t *testing.T, dir string, org *origin) storeState {
 			return err
 		}
 		key := filepath.ToSlash(rel)
-		if d.IsDir() || key == "." {
+		switch {
+		case key == "sumdb" || key == ".sumdb-state":
+			return filepath.SkipDir
+		case d.IsDir() || key == ".":
 			return nil
-		}
-		if strings.HasPrefix(key, ".tmp/") {
+		case strings.HasPrefix(key, ".tmp/"):
 			st.tmp = append(st.tmp, key)
 			return nil
-		}
-		if !d.Type().IsRegular() {
+		case !d.Type().IsRegular():
 			t.Errorf("store: %s is not a regular file (%v)", key, d.Type())
 			return nil
 		}
-		want, err := org.file(key)
+		orig, err := want(key)
 		if err != nil {
 			t.Errorf("store: %s is not a file of the origin (a temporary file left outside .tmp?)", key)
 			return nil
 		}
 		if strings.HasSuffix(key, ".zip") {
-			if err := checkZip(key, p, want); err != nil {
+			if err := checkZip(key, p, orig); err != nil {
 				t.Errorf("store: %v", err)
 				return nil
 			}
@@ -109,8 +117,8 @@ func verifyStore(t *testing.T, dir string, org *origin) storeState {
 			if err != nil {
 				return err
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("store: %s differs from the origin's (%d bytes, origin %d)", key, len(got), len(want))
+			if !bytes.Equal(got, orig) {
+				t.Errorf("store: %s differs from the origin's (%d bytes, origin %d)", key, len(got), len(orig))
 				return nil
 			}
 		}

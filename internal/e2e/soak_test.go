@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -817,59 +816,20 @@ func waitUsage(t *testing.T, p soakProc, before usage, origins []*lab.Origin, db
 // aside, and the store's temporary directory to be empty.
 func checkSoakCache(t *testing.T, dir, tree string) {
 	t.Helper()
-	var n int
-	var size, zipSize int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		key := filepath.ToSlash(rel)
-		switch {
-		case d.IsDir():
-			if key == "sumdb" {
-				return filepath.SkipDir // the checksum database's answers
-			}
-			return nil
-		case strings.HasPrefix(key, ".tmp/"):
-			t.Errorf("cache: temporary file %s left", key)
-			return nil
-		case key == ".sumdb-state" || strings.HasPrefix(key, ".sumdb-state/"):
-			return nil
-		}
-		want, err := os.ReadFile(filepath.Join(tree, filepath.FromSlash(key)))
-		if err != nil {
-			t.Errorf("cache: %s is not a file of the origin", key)
-			return nil
-		}
-		n++
-		size += int64(len(want))
-		if strings.HasSuffix(key, ".zip") {
-			zipSize += int64(len(want))
-		}
-		if strings.HasSuffix(key, ".zip") {
-			if err := checkZip(key, p, want); err != nil {
-				t.Errorf("cache: %v", err)
-			}
-			return nil
-		}
-		got, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("cache: %s differs from the origin's (%q, origin %q)", key, clip(got), clip(want))
-		}
-		return nil
+	st := compareCache(t, dir, func(key string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(tree, filepath.FromSlash(key)))
 	})
-	if err != nil {
-		t.Fatalf("walking the cache: %v", err)
+	for _, key := range st.tmp {
+		t.Errorf("cache: temporary file %s left", key)
 	}
-	t.Logf("cache: %d files (%d bytes, %d of them zips), each equal to the origin's", n, size, zipSize)
-	if n == 0 {
+	zips := 0
+	for key := range st.keys {
+		if strings.HasSuffix(key, ".zip") {
+			zips++
+		}
+	}
+	t.Logf("cache: %d files (%d of them zips), each equal to the origin's", len(st.keys), zips)
+	if len(st.keys) == 0 {
 		t.Errorf("cache: no file stored")
 	}
 }

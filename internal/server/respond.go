@@ -129,6 +129,11 @@ func writeReply(w http.ResponseWriter, r *http.Request, rp *reply) {
 		h[TimingHeader] = []string{rp.timing}
 	}
 	if rp.file != nil {
+		if v := r.Header["Range"]; len(v) == 1 && strings.Contains(v[0], "-") {
+			if fixed, ok := noEmptySuffix(v[0], rp.size); ok {
+				r.Header["Range"] = []string{fixed}
+			}
+		}
 		http.ServeContent(w, r, "", rp.modTime, rp.file)
 		return
 	}
@@ -143,6 +148,34 @@ func writeReply(w http.ResponseWriter, r *http.Request, rp *reply) {
 	if r.Method != http.MethodHead {
 		w.Write(rp.body)
 	}
+}
+
+// noEmptySuffix rewrites a Range header's suffix ranges that select no byte ("-0", or any
+// suffix of an empty file) as a range starting at the end ("<size>-"), and reports whether
+// it changed anything. http.ServeContent answers "bytes=-0" with a 206 of no byte and a
+// Content-Range whose end is before its start ("bytes 10-9/10"); RFC 9110 section 14.1.3
+// makes such a range unsatisfiable. Rewritten, ServeContent drops it as it drops any range
+// past the end: a 416 with "bytes */<size>" when none is left, as the fasthttp front
+// answers (fileAnswer), and the whole of an empty file.
+func noEmptySuffix(spec string, size int64) (string, bool) {
+	set, ok := strings.CutPrefix(spec, "bytes=")
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(set, ",")
+	changed := false
+	for i, part := range parts {
+		n, ok := strings.CutPrefix(strings.TrimLeft(part, " \t"), "-")
+		if !ok {
+			continue
+		}
+		n = strings.TrimRight(n, " \t")
+		if v, err := strconv.ParseInt(n, 10, 64); err == nil && n[0] != '-' && (v == 0 || size == 0) {
+			parts[i] = strconv.FormatInt(size, 10) + "-"
+			changed = true
+		}
+	}
+	return "bytes=" + strings.Join(parts, ","), changed
 }
 
 // cacheValue returns the shared header value of a cache state.

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/holoproxy/holoproxy/internal/goproxy"
 	"github.com/holoproxy/holoproxy/internal/lab"
 	"github.com/holoproxy/holoproxy/internal/lab/modtree"
@@ -34,7 +36,8 @@ func TestMain(m *testing.M) {
 	}
 	lab.NoForwardProxies()   // serve, trace and warm honour HTTPS_PROXY
 	lab.NoInstanceMetadata() // --shared-cache looks for an instance role
-	os.Exit(m.Run())
+	// No goroutine may outlive the tests: every goroutine has an owner who stops it.
+	goleak.VerifyTestMain(m)
 }
 
 // warmFixture writes a module graph served by an origin on 127.0.0.1 and an app needing it.

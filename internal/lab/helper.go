@@ -41,6 +41,12 @@ func Main(m *testing.M) {
 	if name := os.Getenv(HelperEnv); name != "" {
 		os.Exit(RunHelper(name, os.Args[1:]))
 	}
+	os.Exit(runTests(m))
+}
+
+// runTests runs the tests, then closes any lab a test left open, and returns the tests' exit
+// code, 1 if they passed but left lab artefacts behind.
+func runTests(m *testing.M) int {
 	code := m.Run()
 	closeAll()
 	if left := Leftovers(os.Getpid()); len(left) > 0 {
@@ -49,7 +55,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Leftovers lists what labs of process pid have left: namespaces (their /run/netns mounts),

@@ -13,8 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) { Main(m) }
-
 // acceptAll accepts and closes connections on ln until it is closed.
 func acceptAll(ln net.Listener) {
 	for {

@@ -14,17 +14,20 @@ import (
 // never keeps a finished exchange alive (the garbage collector would mark it again and
 // again).
 //
-// The goroutine runs only while some body is watched: when the list is empty it stops, and
-// the next watch starts it again, so it never outlives the bodies it serves.
+// The goroutine runs only while some body is watched: when the list becomes empty it stops
+// at once (the unwatch that empties it tells it to, so it does not linger until its next
+// tick), and the next watch starts it again, so it never outlives the bodies it serves.
 type idleWatch struct {
 	idle time.Duration // cut after this long without a byte
 	tick time.Duration // check period: idle/8, at least 5ms
 
 	now atomic.Int64 // ticks counted so far; bodies stamp their reads with it
 
-	mu      sync.Mutex
-	head    *body // guarded by mu; the watched bodies, linked by body.next and body.prev
-	running bool  // guarded by mu; a loop goroutine is running
+	mu   sync.Mutex
+	head *body // guarded by mu; the watched bodies, linked by body.next and body.prev
+	// stop is guarded by mu: the running loop goroutine's stop channel, closed to stop it;
+	// nil when no loop runs. A loop whose channel is no longer stop has been told to stop.
+	stop chan struct{}
 }
 
 func newIdleWatch(idle time.Duration) *idleWatch {
@@ -41,11 +44,14 @@ func (w *idleWatch) watch(b *body) {
 	}
 	w.head = b
 	b.listed.Store(true)
-	start := !w.running
-	w.running = true
+	var stop chan struct{}
+	if w.stop == nil {
+		stop = make(chan struct{})
+		w.stop = stop
+	}
 	w.mu.Unlock()
-	if start {
-		go w.loop()
+	if stop != nil {
+		go w.loop(stop)
 	}
 }
 
@@ -56,6 +62,10 @@ func (w *idleWatch) unwatch(b *body) {
 	}
 	w.mu.Lock()
 	w.unlink(b)
+	if w.head == nil && w.stop != nil {
+		close(w.stop) // nothing left to watch: the loop ends now, not at its next tick
+		w.stop = nil
+	}
 	w.mu.Unlock()
 }
 
@@ -79,16 +89,28 @@ func (w *idleWatch) unlink(b *body) {
 // touch records that b just received bytes.
 func (w *idleWatch) touch(b *body) { b.lastTick.Store(w.now.Load()) }
 
-func (w *idleWatch) loop() {
+// loop checks the watched bodies every tick until stop is closed or it finds the list empty.
+func (w *idleWatch) loop(stop chan struct{}) {
 	t := time.NewTicker(w.tick)
 	defer t.Stop()
 	// A body is cut once it has seen no byte for more than limit whole ticks: between
 	// idle and idle plus one tick after its last byte.
 	limit := int64((w.idle + w.tick - 1) / w.tick)
 	var expired []*body
-	for range t.C {
-		now := w.now.Add(1)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
 		w.mu.Lock()
+		if w.stop != stop {
+			// Told to stop after this tick fired; a loop started since then counts the
+			// ticks now.
+			w.mu.Unlock()
+			return
+		}
+		now := w.now.Add(1)
 		for b := w.head; b != nil; {
 			next := b.next
 			if now-b.lastTick.Load() > limit {
@@ -97,9 +119,9 @@ func (w *idleWatch) loop() {
 			}
 			b = next
 		}
-		stop := w.head == nil
-		if stop {
-			w.running = false
+		done := w.head == nil
+		if done {
+			w.stop = nil
 		}
 		w.mu.Unlock()
 		for i, b := range expired {
@@ -107,7 +129,7 @@ func (w *idleWatch) loop() {
 			expired[i] = nil
 		}
 		expired = expired[:0]
-		if stop {
+		if done {
 			return
 		}
 	}

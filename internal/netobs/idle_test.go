@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // closeCounter is a response body that counts its closes.
@@ -68,6 +70,34 @@ func TestIdleWatch(t *testing.T) {
 	}
 }
 
+// TestIdleWatchStopsWhenEmpty: when the last watched body ends, the goroutine stops at
+// once, not at its next tick (an eighth of the idle timeout: 3.75s by default), so a
+// transport whose exchanges are over runs no goroutine.
+func TestIdleWatchStopsWhenEmpty(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	w := newIdleWatch(time.Hour) // a tick of 7.5 minutes: only the unwatch can stop it
+	a := &body{ex: &exchange{}, rc: io.NopCloser(strings.NewReader("a")), watch: w}
+	b := &body{ex: &exchange{}, rc: io.NopCloser(strings.NewReader("b")), watch: w}
+	w.watch(a)
+	w.watch(b)
+	w.unwatch(a)
+	if !w.isRunning() {
+		t.Fatal("the watch stopped with a body still watched")
+	}
+	w.unwatch(b)
+	if w.isRunning() {
+		t.Error("the watch still runs with no body watched")
+	}
+	goleak.VerifyNone(t, before)
+	// The next watch starts it again, and the last unwatch stops it again.
+	w.watch(a)
+	if !w.isRunning() {
+		t.Error("watch after the goroutine stopped did not start it again")
+	}
+	w.unwatch(a)
+	goleak.VerifyNone(t, before)
+}
+
 func listLen(w *idleWatch) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -81,5 +111,5 @@ func listLen(w *idleWatch) int {
 func (w *idleWatch) isRunning() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.running
+	return w.stop != nil
 }

@@ -7,27 +7,35 @@ import (
 )
 
 // idleWatch cuts response bodies that received no byte for the body idle timeout. One
-// goroutine per Transport checks every watched body each tick, instead of a timer per
-// body that every Read would have to reset: a Read only stores the current tick number.
-// The watched bodies are a list linked through the bodies themselves, so watching and
+// timer per Transport checks every watched body each tick, instead of a timer per body
+// that every Read would have to reset: a Read only stores the current tick number. The
+// watched bodies are a list linked through the bodies themselves, so watching and
 // unwatching allocate nothing, and a body leaves the list as soon as it ends: the watch
 // never keeps a finished exchange alive (the garbage collector would mark it again and
 // again).
 //
-// The goroutine runs only while some body is watched: when the list becomes empty it stops
-// at once (the unwatch that empties it tells it to, so it does not linger until its next
-// tick), and the next watch starts it again, so it never outlives the bodies it serves.
+// The timer is set only while some body is watched: the unwatch that empties the list
+// stops it, and the next watch sets it again. Between ticks no goroutine runs, and once the
+// last body has ended nothing of the watch is left running or pending, so the watch never
+// outlives the bodies it serves. A timer, not a goroutine with a ticker: stopping and
+// setting it again costs a sequence of one-at-a-time requests (the go command's graph
+// walk) no goroutine start per request.
 type idleWatch struct {
 	idle time.Duration // cut after this long without a byte
 	tick time.Duration // check period: idle/8, at least 5ms
 
 	now atomic.Int64 // ticks counted so far; bodies stamp their reads with it
 
-	mu   sync.Mutex
-	head *body // guarded by mu; the watched bodies, linked by body.next and body.prev
-	// stop is guarded by mu: the running loop goroutine's stop channel, closed to stop it;
-	// nil when no loop runs. A loop whose channel is no longer stop has been told to stop.
-	stop chan struct{}
+	mu    sync.Mutex
+	head  *body       // guarded by mu; the watched bodies, linked by body.next and body.prev
+	timer *time.Timer // guarded by mu; runs check, made by the first watch
+	// armed is guarded by mu: the timer is set, or has fired and its check has not taken
+	// mu yet.
+	armed bool
+	// stale is guarded by mu: checks whose timer fired before a Stop that came too late
+	// (Stop reported false). Each one finds mu taken, then must do nothing: the list
+	// emptied meanwhile, and a watch since then may have set the timer again.
+	stale int
 }
 
 func newIdleWatch(idle time.Duration) *idleWatch {
@@ -38,20 +46,25 @@ func newIdleWatch(idle time.Duration) *idleWatch {
 func (w *idleWatch) watch(b *body) {
 	b.lastTick.Store(w.now.Load())
 	w.mu.Lock()
+	w.add(b)
+	w.mu.Unlock()
+}
+
+// add puts b on the list and sets the timer if it is not set. w.mu must be held.
+func (w *idleWatch) add(b *body) {
 	b.next, b.prev = w.head, nil
 	if w.head != nil {
 		w.head.prev = b
 	}
 	w.head = b
 	b.listed.Store(true)
-	var stop chan struct{}
-	if w.stop == nil {
-		stop = make(chan struct{})
-		w.stop = stop
-	}
-	w.mu.Unlock()
-	if stop != nil {
-		go w.loop(stop)
+	if !w.armed {
+		w.armed = true
+		if w.timer == nil {
+			w.timer = time.AfterFunc(w.tick, w.check)
+		} else {
+			w.timer.Reset(w.tick)
+		}
 	}
 }
 
@@ -61,12 +74,20 @@ func (w *idleWatch) unwatch(b *body) {
 		return
 	}
 	w.mu.Lock()
-	w.unlink(b)
-	if w.head == nil && w.stop != nil {
-		close(w.stop) // nothing left to watch: the loop ends now, not at its next tick
-		w.stop = nil
-	}
+	w.remove(b)
 	w.mu.Unlock()
+}
+
+// remove takes b off the list and stops the timer when nothing is left to watch: now,
+// not at its next tick. w.mu must be held.
+func (w *idleWatch) remove(b *body) {
+	w.unlink(b)
+	if w.head == nil && w.armed {
+		w.armed = false
+		if !w.timer.Stop() {
+			w.stale++ // it fired: its check is waiting for mu
+		}
+	}
 }
 
 // unlink takes b off the list if it is on it. w.mu must be held.
@@ -89,48 +110,35 @@ func (w *idleWatch) unlink(b *body) {
 // touch records that b just received bytes.
 func (w *idleWatch) touch(b *body) { b.lastTick.Store(w.now.Load()) }
 
-// loop checks the watched bodies every tick until stop is closed or it finds the list empty.
-func (w *idleWatch) loop(stop chan struct{}) {
-	t := time.NewTicker(w.tick)
-	defer t.Stop()
+// check is one tick: it counts the tick, cuts the bodies idle for too long and sets the
+// timer again while some body is still watched.
+func (w *idleWatch) check() {
 	// A body is cut once it has seen no byte for more than limit whole ticks: between
 	// idle and idle plus one tick after its last byte.
 	limit := int64((w.idle + w.tick - 1) / w.tick)
 	var expired []*body
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		w.mu.Lock()
-		if w.stop != stop {
-			// Told to stop after this tick fired; a loop started since then counts the
-			// ticks now.
-			w.mu.Unlock()
-			return
-		}
-		now := w.now.Add(1)
-		for b := w.head; b != nil; {
-			next := b.next
-			if now-b.lastTick.Load() > limit {
-				w.unlink(b)
-				expired = append(expired, b)
-			}
-			b = next
-		}
-		done := w.head == nil
-		if done {
-			w.stop = nil
-		}
+	w.mu.Lock()
+	if w.stale > 0 {
+		w.stale--
 		w.mu.Unlock()
-		for i, b := range expired {
-			b.expire() // outside the lock: closing may wait, and the reader then unwatches
-			expired[i] = nil
+		return
+	}
+	now := w.now.Add(1)
+	for b := w.head; b != nil; {
+		next := b.next
+		if now-b.lastTick.Load() > limit {
+			w.unlink(b)
+			expired = append(expired, b)
 		}
-		expired = expired[:0]
-		if done {
-			return
-		}
+		b = next
+	}
+	if w.head != nil {
+		w.timer.Reset(w.tick)
+	} else {
+		w.armed = false
+	}
+	w.mu.Unlock()
+	for _, b := range expired {
+		b.expire() // outside the lock: closing may wait, and the reader then unwatches
 	}
 }

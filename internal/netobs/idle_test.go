@@ -23,7 +23,7 @@ func (c *closeCounter) Close() error {
 
 // TestIdleWatch checks the watch's list: an ended body leaves it at once (so the watch
 // keeps no finished exchange alive), unwatching twice is harmless, a stalled body is cut
-// and taken off, and the goroutine stops when nothing is left to watch.
+// and taken off, and the timer stops when nothing is left to watch.
 func TestIdleWatch(t *testing.T) {
 	w := newIdleWatch(10 * time.Millisecond)
 	newBody := func() (*body, *closeCounter) {
@@ -45,7 +45,7 @@ func TestIdleWatch(t *testing.T) {
 	deadline := time.Now().Add(time.Minute) // a bound on waiting, not an expectation
 	for stalledRC.closed.Load() == 0 || w.isRunning() {
 		if time.Now().After(deadline) {
-			t.Fatalf("stalled body closed %d times, watch running %v", stalledRC.closed.Load(), w.isRunning())
+			t.Fatalf("stalled body closed %d times, watch's timer set %v", stalledRC.closed.Load(), w.isRunning())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -56,11 +56,11 @@ func TestIdleWatch(t *testing.T) {
 		t.Error("the watch closed a body that had ended")
 	}
 	w.unwatch(stalled) // as the reader does when its Read fails
-	// The next watch starts the goroutine again.
+	// The next watch sets the timer again.
 	again, againRC := newBody()
 	w.watch(again)
 	if !w.isRunning() {
-		t.Error("watch after the goroutine stopped did not start it again")
+		t.Error("watch after the timer stopped did not set it again")
 	}
 	for againRC.closed.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -70,9 +70,9 @@ func TestIdleWatch(t *testing.T) {
 	}
 }
 
-// TestIdleWatchStopsWhenEmpty: when the last watched body ends, the goroutine stops at
-// once, not at its next tick (an eighth of the idle timeout: 3.75s by default), so a
-// transport whose exchanges are over runs no goroutine.
+// TestIdleWatchStopsWhenEmpty: when the last watched body ends, the watch's timer is
+// stopped at once, not left to fire at its next tick (an eighth of the idle timeout: 3.75s
+// by default), so a transport whose exchanges are over has nothing running or pending.
 func TestIdleWatchStopsWhenEmpty(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	w := newIdleWatch(time.Hour) // a tick of 7.5 minutes: only the unwatch can stop it
@@ -86,16 +86,69 @@ func TestIdleWatchStopsWhenEmpty(t *testing.T) {
 	}
 	w.unwatch(b)
 	if w.isRunning() {
-		t.Error("the watch still runs with no body watched")
+		t.Error("the watch's timer is still set with no body watched")
+	}
+	if w.timer.Stop() {
+		t.Error("the timer was still pending with no body watched")
 	}
 	goleak.VerifyNone(t, before)
-	// The next watch starts it again, and the last unwatch stops it again.
+	// The next watch sets it again, and the last unwatch stops it again.
 	w.watch(a)
 	if !w.isRunning() {
-		t.Error("watch after the goroutine stopped did not start it again")
+		t.Error("watch after the timer stopped did not set it again")
 	}
 	w.unwatch(a)
+	if w.isRunning() {
+		t.Error("the watch's timer is still set with no body watched")
+	}
 	goleak.VerifyNone(t, before)
+}
+
+// TestIdleWatchLateStop: a tick that fired just before the unwatch that emptied the list
+// stopped the timer does nothing when its check runs, even when a watch has set the timer
+// again meanwhile: it neither counts a tick (which would cut a body a tick early) nor
+// stops the timer the watch set.
+func TestIdleWatchLateStop(t *testing.T) {
+	w := newIdleWatch(time.Hour)
+	a := &body{ex: &exchange{}, rc: io.NopCloser(strings.NewReader("a")), watch: w}
+	w.watch(a)
+	for attempt := 0; ; attempt++ {
+		w.mu.Lock() // the check of a tick that fires now waits here
+		w.timer.Reset(time.Nanosecond)
+		time.Sleep(10 * time.Millisecond) // the timer fires; its check blocks on mu
+		w.remove(a)                       // the last body ends: Stop comes too late
+		late := w.stale == 1
+		w.add(a) // and a new one is watched before the check runs
+		w.mu.Unlock()
+		if late {
+			break
+		}
+		// The timer had not fired yet (a loaded machine): the Stop was in time. Again.
+		if attempt == 100 {
+			t.Fatal("the timer never fired within 10ms")
+		}
+		w.timer.Reset(time.Hour)
+	}
+	deadline := time.Now().Add(time.Minute) // a bound on waiting, not an expectation
+	for {
+		w.mu.Lock()
+		stale, now, armed := w.stale, w.now.Load(), w.armed
+		w.mu.Unlock()
+		if stale == 0 {
+			if now != 0 || !armed {
+				t.Errorf("after the late check: %d ticks counted, timer set %v; want 0, true", now, armed)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late check never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.unwatch(a)
+	if w.isRunning() {
+		t.Error("the watch's timer is still set with no body watched")
+	}
 }
 
 func listLen(w *idleWatch) int {
@@ -111,5 +164,5 @@ func listLen(w *idleWatch) int {
 func (w *idleWatch) isRunning() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stop != nil
+	return w.armed
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,6 +52,7 @@ func TestHTMLInBrowser(t *testing.T) {
 		{"single run heatmap", Trace{Title: "one run", Runs: tr.Runs[:1]}, "svg.heatmap", ""},
 		{"printed heatmap", tr, "#heatmap", "print"},
 		{"direct heatmap", directTrace(), "#heatmap", ""},
+		{"long figures", longFigures(tr), "#tables", ""},
 		{"direct waterfalls", directTrace(), "#waterfalls", ""},
 	}
 	for _, tc := range tests {
@@ -80,6 +82,11 @@ func TestHTMLInBrowser(t *testing.T) {
 			if res.Width <= 0 || res.Height <= 0 {
 				t.Errorf("%s is %dx%d, want a non-zero size", tc.selector, res.Width, res.Height)
 			}
+			// The page fits the default 1440-pixel viewport: nothing (a long TLS cipher
+			// name in a table, say) makes it scroll sideways.
+			if tc.media == "" && (res.PageWidth <= 0 || res.PageWidth > 1440) {
+				t.Errorf("the page is %d pixels wide; want it to fit the 1440-pixel viewport", res.PageWidth)
+			}
 			if len(res.ConsoleErrors) > 0 {
 				t.Errorf("console errors: %q", res.ConsoleErrors)
 			}
@@ -90,6 +97,32 @@ func TestHTMLInBrowser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// longFigures returns tr with a third run and the long values real runs have in the
+// figures tables: a TLS 1.2 cipher suite's name and a DNS server's address.
+func longFigures(tr Trace) Trace {
+	third := tr.Runs[0]
+	third.Name = "chain"
+	third.Samples = slices.Clone(third.Samples)
+	tr.Runs = append(slices.Clone(tr.Runs), third)
+	for i := range tr.Runs {
+		r := &tr.Runs[i]
+		r.Samples = slices.Clone(r.Samples)
+		for j := range r.Samples {
+			if r.Samples[j].TLSCipher != "" {
+				r.Samples[j].TLSVersion, r.Samples[j].TLSCipher = "TLS 1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+			}
+			if r.Samples[j].DNSBackend != "" {
+				r.Samples[j].DNSBackend = "udp://10.213.1.4:53"
+			}
+		}
+		r.DNSQueries = slices.Clone(r.DNSQueries)
+		for j := range r.DNSQueries {
+			r.DNSQueries[j].Backend = "udp://10.213.1.4:53"
+		}
+	}
+	return tr
 }
 
 // TestHeadlessSeesConsoleErrors proves the console check can fail: a page that logs an

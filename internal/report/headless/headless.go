@@ -72,6 +72,9 @@ type Result struct {
 	ConsoleErrors []string
 	// Width and Height are the size of the Selector's element in CSS pixels.
 	Width, Height int64
+	// PageWidth is the width of the whole laid-out page in CSS pixels (the document's
+	// scrollWidth): more than the viewport's width means the page scrolls sideways.
+	PageWidth int64
 	// PNG is the full-page screenshot when Options.Screenshot was set.
 	PNG []byte
 }
@@ -232,6 +235,9 @@ func Load(ctx context.Context, rawURL string, opt Options) (res Result, err erro
 		return res, fmt.Errorf("headless: measuring %s: %w", sel, err)
 	}
 	res.Width, res.Height = box.Width, box.Height
+	if res.PageWidth, err = chromedp.Run(s.ctx, chromedp.Evaluate[int64]("document.documentElement.scrollWidth")); err != nil {
+		return res, fmt.Errorf("headless: measuring the page: %w", err)
+	}
 	if opt.Screenshot {
 		if res.PNG, err = chromedp.Run(s.ctx, chromedp.FullScreenshot(100)); err != nil {
 			return res, fmt.Errorf("headless: screenshot: %w", err)

@@ -259,6 +259,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	storeMu.Unlock()
 	poll("the direct tile clearing after a success",
 		`(() => { const t = document.getElementById('direct-tile'); return !!t && !t.classList.contains('alert') && t.textContent.includes('41 / 51 fetched'); })()`)
+	// With every card, tile and row filled, nothing makes the page scroll sideways.
+	poll("the page fitting its 1440-pixel window", `document.documentElement.scrollWidth <= window.innerWidth`)
 	mark, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.__holoproxyMark || 0`))
 	if err != nil || mark != 42 {
 		t.Fatalf("page mark %d (%v): the page was reloaded", mark, err)

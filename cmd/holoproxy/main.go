@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -110,6 +111,9 @@ func newRootCmd(getenv func(string) (string, bool)) *cobra.Command {
 			return applyEnvTwins(cmd, getenv)
 		},
 	}
+	// The Go release and platform too: which fixes of the standard library (net/http,
+	// crypto/tls) a running binary has is what a security advisory asks.
+	root.SetVersionTemplate("holoproxy version {{.Version}} " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newWarmCmd())

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,8 @@ func TestExitCodes(t *testing.T) {
 		path string // PATH for the run; "" keeps it
 		code int
 		want string // in stderr
+		// wantOut, when set, is the whole of stdout.
+		wantOut string
 	}{
 		{name: "no command", code: exitUsage, want: "missing command"},
 		{name: "unknown command", args: []string{"bogus"}, code: exitUsage, want: `unknown command "bogus"`},
@@ -115,7 +118,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "bad listen", args: []string{"serve", "--listen=nocolon"}, code: exitUsage, want: "--listen"},
 		{name: "serve argument", args: []string{"serve", "now"}, code: exitUsage, want: "no arguments"},
 		{name: "help", args: []string{"--help"}, code: exitOK},
-		{name: "version", args: []string{"--version"}, code: exitOK},
+		{name: "version", args: []string{"--version"}, code: exitOK, wantOut: "holoproxy version " + buildVersion() + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"},
 		{name: "chain direct off", args: []string{"serve", "--upstream=direct", "--direct-jobs=0", "--cache-dir=" + t.TempDir()}, code: exitFailure, want: `no proxy before "direct"`},
 		{name: "direct without go", args: []string{"serve", "--upstream=direct", "--cache-dir=" + t.TempDir()}, path: t.TempDir(), code: exitFailure, want: "direct needs the go command"},
 		{name: "bad direct jobs", args: []string{"serve", "--direct-jobs=-1"}, code: exitUsage, want: "--direct-jobs"},
@@ -135,6 +138,9 @@ func TestExitCodes(t *testing.T) {
 			}
 			if !strings.Contains(errb.String(), tc.want) {
 				t.Errorf("stderr %q does not contain %q", errb.String(), tc.want)
+			}
+			if tc.wantOut != "" && out.String() != tc.wantOut {
+				t.Errorf("stdout %q; want %q", out.String(), tc.wantOut)
 			}
 			if tc.code == exitUsage {
 				if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines != 0 {

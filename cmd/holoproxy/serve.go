@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -433,7 +434,7 @@ func runServe(ctx context.Context, stop func(), o serveOptions, log *slog.Logger
 		ln = tls.NewListener(ln, tlsConf) // over the send timeout's connections
 	}
 	// internal/e2e reads the listen address from this line (msg=serving addr=...).
-	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "cache_dir", disk.Root(), "shared_cache", o.shared.url, "upstream", chain.String(),
+	log.Info("serving", "addr", ln.Addr().String(), "version", buildVersion(), "go", runtime.Version(), "tls", tlsConf != nil, "cache_dir", disk.Root(), "shared_cache", o.shared.url, "upstream", chain.String(),
 		"list_ttl", o.listTTL, "negative_ttl", o.negativeTTL, "http_server", o.httpServer, "send_timeout", o.sendTimeout)
 	var hs httpServer
 	if o.httpServer == "net/http" {

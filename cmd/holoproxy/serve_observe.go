@@ -55,6 +55,11 @@ func newObservability(o observeOptions, u upstreamFlags, log *slog.Logger) (*obs
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	// go_build_info{path,version,checksum}: which holoproxy each replica runs (go_info,
+	// from the Go collector, says which Go built it).
+	if err := reg.Register(collectors.NewBuildInfoCollector()); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

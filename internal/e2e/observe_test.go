@@ -54,7 +54,7 @@ func TestServeObservability(t *testing.T) {
 		"holoproxy_dns_queries_total",
 		"holoproxy_checksum_verification_enabled", "holoproxy_checksum_verifications_total",
 		"holoproxy_sumdb_proxy_answers_total",
-		"go_goroutines", "process_cpu_seconds_total",
+		"go_goroutines", "process_cpu_seconds_total", "go_build_info", "go_info",
 	} {
 		if !fam[name] {
 			t.Errorf("/metrics lacks %s", name)

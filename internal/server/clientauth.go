@@ -73,7 +73,8 @@ func readPasswords(file string) (map[string][]byte, error) {
 func parsePasswords(file string, data []byte) (map[string][]byte, error) {
 	users := map[string][]byte{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -88,10 +89,13 @@ func parsePasswords(file string, data []byte) (map[string][]byte, error) {
 		}
 		users[user] = []byte(hash)
 	}
+	if err := sc.Err(); err != nil { // a line over 64 KiB: no user's line is that long
+		return nil, fmt.Errorf("client password file %s:%d: %w", file, n, err)
+	}
 	if len(users) == 0 {
 		return nil, fmt.Errorf("client password file %s: no user", file)
 	}
-	return users, sc.Err()
+	return users, nil
 }
 
 // Allow reports whether authorization, a request's Authorization header, names a user of

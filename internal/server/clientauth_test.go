@@ -36,21 +36,25 @@ func passwordFile(t testing.TB, dir string, users map[string]string) string {
 
 func TestClientAuthFile(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range map[string]string{
-		"no user":      "# nobody\n",
-		"no colon":     "alice\n",
-		"not bcrypt":   "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
-		"missing file": "",
-		"empty user":   ":$2y$10$abcdefghijklmnopqrstuuRRVZ1Xn8Xu7jQ9D4pFJ8sYQF8wTb3bC\n",
+	for name, tc := range map[string]struct{ content, want string }{
+		"no user":      {"# nobody\n", "no user"},
+		"no colon":     {"alice\n", ":1: want user:bcrypt-hash"},
+		"not bcrypt":   {"alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", `:1: the hash of "alice" is not bcrypt`},
+		"missing file": {"", "no such file"},
+		"empty user":   {":$2y$10$abcdefghijklmnopqrstuuRRVZ1Xn8Xu7jQ9D4pFJ8sYQF8wTb3bC\n", ":1: want user:bcrypt-hash"},
+		// A line longer than any user's stops the reading there: said, with its number,
+		// not taken for a file without users.
+		"line too long": {strings.Repeat("#", 70000) + "\nalice:$2y$10$abcdefghijklmnopqrstuuRRVZ1Xn8Xu7jQ9D4pFJ8sYQF8wTb3bC\n", ":1: bufio.Scanner: token too long"},
 	} {
 		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
-		if content != "" {
-			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		if tc.content != "" {
+			if err := os.WriteFile(file, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := NewClientAuth(file, nil); err == nil {
-			t.Errorf("%s: NewClientAuth accepted the file", name)
+		_, err := NewClientAuth(file, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: NewClientAuth: %v; want an error saying %q", name, err, tc.want)
 		}
 	}
 }

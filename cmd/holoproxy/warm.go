@@ -115,7 +115,7 @@ func newWarmCmd() *cobra.Command {
 	f.BoolVar(&o.sumdb, "sumdb", false, "also verify every .mod and .zip against the checksum database (GOSUMDB)")
 	f.StringVar(&o.gosumdb, "gosumdb", "", "the checksum database for --sumdb, in GOSUMDB syntax (default: the output of 'go env GOSUMDB')")
 	f.StringVar(&o.sumdbDir, "sumdb-dir", "", "where --sumdb keeps the database's verified state (default: holoproxy/sumdb under the user cache directory)")
-	f.BoolVar(&o.toolchain, "toolchain", false, "also fetch the toolchain module a go.mod or go.work toolchain line names")
+	f.BoolVar(&o.toolchain, "toolchain", false, "also fetch the Go toolchain each go.mod or go.work makes an older go command download (GOTOOLCHAIN=auto): its toolchain line, or its go line's release when newer")
 	f.StringVar(&o.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, else a periodic line), bar, plain or off")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on each upstream request")
 	o.direct.register(f)

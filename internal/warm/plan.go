@@ -3,6 +3,7 @@ package warm
 import (
 	"errors"
 	"fmt"
+	"go/version"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -58,7 +59,8 @@ func (p *Plan) Files() int {
 
 // LoadOptions tune Load.
 type LoadOptions struct {
-	// Toolchain adds the toolchain module a go.mod or go.work "toolchain" line names.
+	// Toolchain adds the Go toolchain each go.mod or go.work asks for of a go command
+	// older than it: its toolchain line, or its go line's release when that is newer.
 	Toolchain bool
 	// GOOS and GOARCH select the toolchain build; empty means the running program's.
 	GOOS, GOARCH string
@@ -129,8 +131,8 @@ func (b *planBuilder) addMod(file string, opt LoadOptions) error {
 	if err != nil {
 		return fmt.Errorf("parsing %s: %w", file, err)
 	}
-	if opt.Toolchain && mf.Toolchain != nil {
-		if err := b.addToolchain(file, mf.Toolchain.Name, opt); err != nil {
+	if opt.Toolchain {
+		if err := b.addToolchain(file, goLine(mf.Go), toolchainLine(mf.Toolchain), opt); err != nil {
 			return err
 		}
 	}
@@ -147,8 +149,8 @@ func (b *planBuilder) addWork(file string, opt LoadOptions) error {
 		return fmt.Errorf("parsing %s: %w", file, err)
 	}
 	dir := filepath.Dir(file)
-	if opt.Toolchain && wf.Toolchain != nil {
-		if err := b.addToolchain(file, wf.Toolchain.Name, opt); err != nil {
+	if opt.Toolchain {
+		if err := b.addToolchain(file, goLine(wf.Go), toolchainLine(wf.Toolchain), opt); err != nil {
 			return err
 		}
 	}
@@ -213,10 +215,46 @@ func (b *planBuilder) item(mv module.Version, source string) *Item {
 	return it
 }
 
-// addToolchain adds the toolchain module named by a toolchain line ("go1.22.3"), as the go
-// command names it: golang.org/toolchain@v0.0.1-go1.22.3.<goos>-<goarch>.
-func (b *planBuilder) addToolchain(file, name string, opt LoadOptions) error {
-	if name == "default" || name == "local" {
+// goLine returns the version of a go line ("1.22.3"), "" without one.
+func goLine(g *modfile.Go) string {
+	if g == nil {
+		return ""
+	}
+	return g.Version
+}
+
+// toolchainLine returns the name of a toolchain line ("go1.22.3"), "" without one.
+func toolchainLine(t *modfile.Toolchain) string {
+	if t == nil {
+		return ""
+	}
+	return t.Name
+}
+
+// addToolchain adds the toolchain the go command downloads for a go.mod or go.work with
+// the go line goVers and the toolchain line toolchain when its own Go is older than both
+// (GOTOOLCHAIN=auto, the default): the toolchain line, unless the go line asks for a newer
+// Go, whose first release it then takes ("go 1.23" asks for go1.23.0). The module is named
+// as the go command names it: golang.org/toolchain@v0.0.1-go1.22.3.<goos>-<goarch>.
+// Nothing is added when neither line asks for a Go of 1.21 or later: older ones are never
+// downloaded (there is no toolchain module before go1.21.0).
+func (b *planBuilder) addToolchain(file, goVers, toolchain string, opt LoadOptions) error {
+	name := ""
+	if toolchain != "" && toolchain != "default" && toolchain != "local" {
+		if !strings.HasPrefix(toolchain, "go") || !version.IsValid(toolchain) {
+			return fmt.Errorf("%s: toolchain %q is not a Go toolchain name (go1.22.3)", file, toolchain)
+		}
+		name = toolchain
+	}
+	if goVers != "" {
+		if g := "go" + goVers; name == "" || version.Compare(g, name) > 0 {
+			if version.Lang(g) == g && version.Compare(g, "go1.21") >= 0 {
+				g += ".0" // the first release of a language version
+			}
+			name = g
+		}
+	}
+	if name == "" || version.Compare(name, "go1.21.0") < 0 {
 		return nil
 	}
 	goos, goarch := opt.GOOS, opt.GOARCH
@@ -225,9 +263,6 @@ func (b *planBuilder) addToolchain(file, name string, opt LoadOptions) error {
 	}
 	if goarch == "" {
 		goarch = runtime.GOARCH
-	}
-	if !strings.HasPrefix(name, "go") {
-		return fmt.Errorf("%s: toolchain %q does not start with go", file, name)
 	}
 	v := "v0.0.1-" + name + "." + goos + "-" + goarch
 	if err := module.Check(ToolchainModule, v); err != nil {

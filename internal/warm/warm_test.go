@@ -574,3 +574,46 @@ func TestFallThroughAndSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestToolchainFromLines: with LoadOptions.Toolchain, a go.mod brings the toolchain the go
+// command switches to when its own Go is older than the module asks (GOTOOLCHAIN=auto):
+// the toolchain line, or the go line's release when that is newer (a language version
+// asks for its first release), and nothing for a Go before 1.21, which is never
+// downloaded.
+func TestToolchainFromLines(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{
+		{"go 1.22.3\n", "go1.22.3"},
+		{"go 1.23\n", "go1.23.0"},
+		{"go 1.23rc1\n", "go1.23rc1"},
+		{"go 1.21.0\n\ntoolchain go1.22.3\n", "go1.22.3"},
+		{"go 1.22\n\ntoolchain go1.22.3\n", "go1.22.3"},
+		{"go 1.24.1\n\ntoolchain go1.22.3\n", "go1.24.1"},
+		{"go 1.22.0\n\ntoolchain default\n", "go1.22.0"},
+		{"go 1.20\n", ""},
+		{"go 1.16\n", ""},
+		{"", ""},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module a.test/a\n\n"+tc.lines), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "go.sum"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Load([]string{dir}, LoadOptions{Toolchain: true, GOOS: "linux", GOARCH: "amd64"})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.lines, err)
+		}
+		var got []string
+		for _, it := range p.Items {
+			got = append(got, it.String())
+		}
+		want := []string{}
+		if tc.want != "" {
+			want = []string{ToolchainModule + "@v0.0.1-" + tc.want + ".linux-amd64"}
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("go.mod with %q: plan %q; want %q", tc.lines, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -61,5 +62,6 @@ func newRepair(o repairOptions, obs *observability, log *slog.Logger) (*server.R
 		ProbePath:     o.probePath,
 		Registerer:    obs.reg,
 		Logger:        log,
+		Version:       buildVersion() + " " + runtime.Version(),
 	})
 }

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -47,6 +49,13 @@ func TestServeObservability(t *testing.T) {
 		t.Errorf("hit carries Server-Timing %q; want none", st)
 	}
 
+	// The dashboard's document names the running version and the Go that built it.
+	var doc struct {
+		Version string `json:"version"`
+	}
+	if _, body, _ := get(t, "http://"+p.addr+"/api/chain"); json.Unmarshal(body, &doc) != nil || !strings.HasSuffix(doc.Version, " "+runtime.Version()) {
+		t.Errorf("/api/chain version %q; want the build's version and %s", doc.Version, runtime.Version())
+	}
 	fam := families(scrape(t, p.addr))
 	for _, name := range []string{
 		"holoproxy_server_cache_answers_total", "holoproxy_server_fill_attempts_total",

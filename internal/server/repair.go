@@ -41,6 +41,8 @@ type RepairConfig struct {
 	// Registerer receives the metrics; Logger the transitions.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Version names the running program on the dashboard ("v1.2.3 go1.26.8").
+	Version string
 }
 
 // Repair is the repair side of serve: it scores every upstream from the Samples of the
@@ -284,7 +286,7 @@ func (r *Repair) Stop() {
 // Dashboard returns the dashboard handler.
 func (r *Repair) Dashboard() *dashboard.Handler {
 	cfg := dashboard.Config{Health: r.Scorer, Samples: r.ring, Cache: r.cache.Stats, Chain: r.chain, Routes: r.routes,
-		Prefetch: func() dashboard.PrefetchStats { return r.prefetch.Load().stats() }}
+		Version: r.cfg.Version, Prefetch: func() dashboard.PrefetchStats { return r.prefetch.Load().stats() }}
 	if r.Hedger != nil {
 		cfg.Hedges = r.Hedger.Stats
 	}

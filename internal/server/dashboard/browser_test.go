@@ -171,7 +171,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	var storeMu sync.Mutex
 	store := StoreStats{MaxBytes: 50 << 30, SizeBytes: 31 << 30, Evicted: 12, EvictedBytes: 1 << 30}
 	direct := DirectStats{Jobs: 4}
-	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC,
+	h := New(Config{Health: fh, Samples: ring, Cache: cc.Stats, Chain: proxyA + "|" + proxyB + "," + proxyC, Version: "v1.2.3 go1.26.8",
 		Routes: []Route{{Patterns: "corp.test/*", Chain: "https://goproxy.corp.test"}},
 		Hedges: func() health.HedgeStats { return hedges },
 		Store:  func() StoreStats { storeMu.Lock(); defer storeMu.Unlock(); return store },
@@ -194,6 +194,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	poll("the version in the footer", `document.querySelector('footer').textContent.includes('holoproxy v1.2.3 go1.26.8 from')`)
 	poll("three upstream cards", `document.querySelectorAll('#upstreams .card').length === 3`)
 	poll("the route in the header", `(() => { const c = document.getElementById('chain').textContent; return c.includes('corp.test/* →') && c.includes('goproxy.corp.test'); })()`)
 	// Mark the page: a reload would lose the mark.

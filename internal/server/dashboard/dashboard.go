@@ -52,6 +52,8 @@ type Config struct {
 	Direct func() DirectStats
 	// Chain is the upstream list in GOPROXY syntax, shown in the header.
 	Chain string
+	// Version names the running program, shown in the footer.
+	Version string
 	// Routes are the chains of their own that some modules go to (serve --route), shown
 	// after Chain.
 	Routes []Route
@@ -195,6 +197,7 @@ type Route struct {
 // Chain is the document /api/chain serves (docs/api-chain.md).
 type Chain struct {
 	Now         time.Time          `json:"now"`
+	Version     string             `json:"version,omitempty"`
 	Chain       string             `json:"chain"`
 	Routes      []Route            `json:"routes,omitempty"`
 	Upstreams   []Upstream         `json:"upstreams"`
@@ -343,7 +346,7 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 // Snapshot builds the /api/chain document.
 func (h *Handler) Snapshot() Chain {
 	now := h.cfg.Now()
-	doc := Chain{Now: now, Chain: h.cfg.Chain, Routes: h.cfg.Routes, Transitions: []Transition{}, Slowest: []Request{}}
+	doc := Chain{Now: now, Version: h.cfg.Version, Chain: h.cfg.Chain, Routes: h.cfg.Routes, Transitions: []Transition{}, Slowest: []Request{}}
 	order := map[string]int{}
 	for _, st := range h.cfg.Health.Statuses() {
 		u := Upstream{Name: st.Upstream, State: st.State, Since: st.Since, Score: round3(st.Score),

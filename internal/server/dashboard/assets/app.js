@@ -414,6 +414,7 @@
   }
 
   function render(doc) {
+    document.getElementById("version").textContent = doc.version ? " " + doc.version : "";
     renderChain(doc.chain, doc.routes);
     renderTiles(doc);
     renderUpstreams(doc);

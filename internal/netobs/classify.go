@@ -30,6 +30,11 @@ func (e *Error) Timeout() bool {
 	return e.Class == ClassTimeout || e.Class == ClassTCPTimeout || e.Class == ClassDNSTimeout
 }
 
+// ErrConnCap says that a request waited the whole connect timeout for a connection because
+// the Transport's cap on connections to the upstream's host was reached
+// (TransportConfig.MaxConnsPerHost). The *Error that carries it has class ClassConnCap.
+var ErrConnCap = errors.New("upstream connection cap reached")
+
 // timeoutCause is a context cancellation cause of one of the Transport's own timeouts.
 type timeoutCause struct {
 	class string

@@ -20,6 +20,12 @@ type Metrics struct {
 	handshakes  *prometheus.CounterVec
 	dnsQueries  *prometheus.CounterVec
 	dnsDuration *prometheus.HistogramVec
+	connWaits   *prometheus.Desc
+
+	// waitSources are the Transports whose requests waiting for a connection the
+	// connection_waiters gauge counts (WatchConnWaits).
+	waitMu      sync.Mutex
+	waitSources []*Transport
 
 	// byUpstream caches the children of one upstream (string -> *upstreamMetrics), so that
 	// observing a Sample does not hash label values for every metric it touches.
@@ -131,7 +137,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"backend"}),
 	}
-	for _, c := range []prometheus.Collector{m.phase, m.requests, m.errors, m.conns, m.handshakes, m.dnsQueries, m.dnsDuration} {
+	m.connWaits = prometheus.NewDesc("holoproxy_upstream_connection_waiters",
+		"Upstream requests waiting now for a connection because the cap on connections to the upstream's host is reached.",
+		[]string{"upstream"}, nil)
+	for _, c := range []prometheus.Collector{m.phase, m.requests, m.errors, m.conns, m.handshakes, m.dnsQueries, m.dnsDuration, connWaitCollector{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("netobs metrics: %w", err)
 		}
@@ -171,5 +180,46 @@ func (m *Metrics) ObserveDNS(q DNSQuery) {
 	m.dnsQueries.WithLabelValues(q.Backend, q.Rcode, q.Cache).Inc()
 	if q.Cache == CacheMiss || q.Cache == CacheStale {
 		m.dnsDuration.WithLabelValues(q.Backend).Observe(q.Latency.Seconds())
+	}
+}
+
+// WatchConnWaits makes holoproxy_upstream_connection_waiters count the requests of t that
+// wait for a connection under its MaxConnsPerHost (added up over every Transport watched).
+func (m *Metrics) WatchConnWaits(t *Transport) {
+	m.waitMu.Lock()
+	defer m.waitMu.Unlock()
+	m.waitSources = append(m.waitSources, t)
+}
+
+// connWaitCollector reads the connection waiters of the watched Transports when scraped:
+// requests wait rarely, and a gauge kept up to date would cost every request two updates.
+type connWaitCollector struct{ m *Metrics }
+
+func (c connWaitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.connWaits }
+
+// Collect reports the waiters of each upstream, and 0 for every other upstream observed
+// (when some Transport with a cap is watched), so that the series do not come and go.
+func (c connWaitCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	m.waitMu.Lock()
+	sources := m.waitSources
+	m.waitMu.Unlock()
+	n := map[string]int{}
+	capped := false
+	for _, t := range sources {
+		capped = capped || t.waits != nil
+		t.ConnWaiting(n)
+	}
+	if !capped {
+		return
+	}
+	m.byUpstream.Range(func(k, _ any) bool {
+		if _, ok := n[k.(string)]; !ok {
+			n[k.(string)] = 0
+		}
+		return true
+	})
+	for up, v := range n {
+		ch <- prometheus.MustNewConstMetric(m.connWaits, prometheus.GaugeValue, float64(v), up)
 	}
 }

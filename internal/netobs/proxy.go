@@ -185,6 +185,7 @@ func (t *Transport) dialVia(ctx context.Context, network, addr string) (net.Conn
 // https:// proxy of a plain http upstream (never an upstream's), and sends absolute-form
 // requests over the TLS connection it returns.
 func (t *Transport) dialProxyTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialStarts(ctx)
 	p := &url.URL{Scheme: "https", Host: addr}
 	conn, err := t.dialer.DialContext(ctx, network, addr)
 	if err != nil {
@@ -200,6 +201,7 @@ func (t *Transport) dialProxyTLS(ctx context.Context, network, addr string) (net
 // dialSOCKSUpstream is viaProxy's DialContext: net/http calls it with the address of a
 // plain http upstream behind a SOCKS5 proxy (viaProxyProxy names no proxy for those).
 func (t *Transport) dialSOCKSUpstream(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialStarts(ctx)
 	p, err := t.proxyFor(&url.URL{Scheme: "http", Host: addr})
 	if err != nil {
 		return nil, err

@@ -29,6 +29,9 @@ type Recorder struct {
 	sink  Sink
 	hook  func(Sample) // the context's WithSampleHook, called after sink
 	dials *connDials   // the Transport's figures of new connections; nil outside a Transport
+	// waiter is the request's wait for a connection under the Transport's cap on
+	// connections (connwait.go), which a dial for it ends; nil without a cap.
+	waiter *connWaiter
 
 	// What was asked, fixed when recording began. The URL is kept, not formatted: most
 	// Samples never have it printed, and formatting it was ~0.7 % of a loopback request

@@ -127,7 +127,12 @@ const (
 	ClassCanceled         = "canceled"
 	ClassChecksumMismatch = "checksum_mismatch"
 	ClassInvalidResponse  = "invalid_response"
-	ClassOther            = "other"
+	// ClassConnCap is a request that found the Transport's cap on connections to its
+	// host reached (TransportConfig.MaxConnsPerHost) and got none within the connect
+	// timeout. It says the upstream is busy (or its connections stalled), not that it
+	// failed: the requests holding the connections report how it is doing.
+	ClassConnCap = "conn_cap"
+	ClassOther   = "other"
 )
 
 // Sample is everything observed about one upstream HTTP exchange. Durations are zero for

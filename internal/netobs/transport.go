@@ -45,6 +45,15 @@ type TransportConfig struct {
 	MaxIdleConns int
 	// IdleConnTimeout closes connections idle that long. Zero means 90 seconds.
 	IdleConnTimeout time.Duration
+	// MaxConnsPerHost caps the connections to each upstream host, counting those being
+	// dialled, in use and idle (http.Transport.MaxConnsPerHost; plain http upstreams
+	// behind an http:// forward proxy share the proxy's). A request that finds the cap
+	// reached and no idle connection waits for one, and that wait counts against
+	// ConnectTimeout: a request that has no connection, nor a dial started for it, after
+	// ConnectTimeout fails with an *Error of class ClassConnCap (ErrConnCap). HTTP/2
+	// requests share a connection and rarely wait. Zero means no cap; it must not be
+	// negative.
+	MaxConnsPerHost int
 
 	// Proxy chooses a forward proxy for each upstream: http://, https:// (TLS to the
 	// proxy, checked like an upstream's), socks5:// (the upstream's name resolved by the
@@ -73,12 +82,17 @@ type Transport struct {
 	next     http.RoundTripper // rt, but for benchmarks of the recording alone
 	client   *http.Client
 	idle     *idleWatch // cuts stalled bodies
+	waits    *connWatch // bounds the waits for a connection under MaxConnsPerHost; nil without a cap
 	dials    connDials  // dial figures of new connections, until a request uses them
 }
 
-// NewTransport builds the Transport. It fails only when CAFile cannot be used. A DoH
+// NewTransport builds the Transport. It fails only when MaxConnsPerHost is negative or
+// CAFile cannot be used. A DoH
 // backend of cfg.Resolver without a client of its own is given the Transport's client.
 func NewTransport(cfg TransportConfig) (*Transport, error) {
+	if cfg.MaxConnsPerHost < 0 {
+		return nil, fmt.Errorf("netobs: MaxConnsPerHost is %d: a cap on connections cannot be negative", cfg.MaxConnsPerHost)
+	}
 	base := cloneTLS(cfg.TLSConfig)
 	if cfg.CAFile != "" {
 		pool, err := AddCAFile(base.RootCAs, cfg.CAFile)
@@ -98,6 +112,9 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			Resolver: cfg.Resolver,
 			Timeout:  durOr(cfg.ConnectTimeout, 10*time.Second),
 		},
+	}
+	if cfg.MaxConnsPerHost > 0 {
+		t.waits = newConnWatch(t.dialer.Timeout, cfg.MaxConnsPerHost)
 	}
 	t.rt = t.httpTransport(t.dial, t.dialTLS)
 	t.rt.ForceAttemptHTTP2 = true
@@ -133,6 +150,7 @@ func (t *Transport) httpTransport(dial, dialTLS func(context.Context, string, st
 		MaxIdleConns:          intOr(t.cfg.MaxIdleConns, 512),
 		MaxIdleConnsPerHost:   intOr(t.cfg.MaxIdleConnsPerHost, 64),
 		IdleConnTimeout:       durOr(t.cfg.IdleConnTimeout, 90*time.Second),
+		MaxConnsPerHost:       t.cfg.MaxConnsPerHost,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: durOr(t.cfg.FirstByteTimeout, 30*time.Second),
 	}
@@ -160,8 +178,18 @@ func (t *Transport) CloseIdleConnections() {
 // Dialer returns the Dialer the Transport connects with.
 func (t *Transport) Dialer() *Dialer { return t.dialer }
 
+// ConnWaiting adds to into, for each upstream (a request's Labels.Upstream, else its
+// host), how many of its requests wait now for a connection under MaxConnsPerHost. It
+// adds nothing without a cap.
+func (t *Transport) ConnWaiting(into map[string]int) {
+	if t.waits != nil {
+		t.waits.waiting(into)
+	}
+}
+
 // dial connects a plain connection and files its dial figures under it.
 func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialStarts(ctx)
 	c, err := t.dialer.DialContext(ctx, network, addr)
 	if err == nil {
 		if rec := RecorderFrom(ctx); rec != nil {
@@ -173,6 +201,7 @@ func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, e
 
 // dialTLS connects and runs the TLS handshake under its own timeout, recording it.
 func (t *Transport) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialStarts(ctx)
 	raw, err := t.dialVia(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -241,7 +270,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
 	}
 	if req.Context() != &ex.ctx {
-		req = req.WithContext(ex.context(req.Context()))
+		parent := req.Context()
+		if t.waits != nil {
+			parent = ex.waitFor(t.waits, parent)
+		}
+		req = req.WithContext(ex.context(parent))
+	} else if t.waits != nil {
+		// The request is not sent yet: its context may still change what it wraps.
+		ex.ctx.Context = ex.waitFor(t.waits, ex.ctx.Context)
 	}
 	next := t.next
 	if t.viaProxyFor(req) {
@@ -297,6 +333,7 @@ type exchange struct {
 	trace httptrace.ClientTrace
 	ctx   exchangeContext
 	body  body
+	wait  connWaiter // under MaxConnsPerHost only
 	done  atomic.Bool
 	// unsent marks the exchange of a request of NewRequest that no RoundTrip has claimed
 	// yet: until one does, its context answers neither the Recorder's nor the
@@ -305,6 +342,39 @@ type exchange struct {
 	// prepared marks an exchange made by NewRequest, whose Labels are its own (kept in the
 	// Recorder).
 	prepared bool
+}
+
+// waitFor readies the exchange for a capped Transport (see connWatch): it returns a
+// cancellable context under parent for the request, and sets the hooks that put the
+// request on cw's list while it waits for a connection.
+func (ex *exchange) waitFor(cw *connWatch, parent context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(parent)
+	w := &ex.wait
+	w.watch, w.cancel, w.host = cw, cancel, ex.rec.host
+	w.upstream = ex.rec.upstream
+	if w.upstream == "" {
+		w.upstream = ex.rec.host
+	}
+	ex.rec.waiter = w
+	ex.trace.GetConn = w.getConn
+	ex.trace.GotConn = ex.gotConn
+	return ctx
+}
+
+// gotConn is the GotConn hook of a capped Transport: the wait is over.
+func (ex *exchange) gotConn(info httptrace.GotConnInfo) {
+	ex.wait.done()
+	ex.rec.GotConn(info)
+}
+
+// endWait releases the request's own context of a capped Transport, once the exchange
+// ended: net/http has put an HTTP/1 connection back in its pool before the body reports
+// its end (it holds the reader at EOF until then), so this never costs a connection.
+func (ex *exchange) endWait() {
+	if ex.wait.cancel != nil {
+		ex.wait.done()
+		ex.wait.cancel(context.Canceled)
+	}
 }
 
 // labels returns the Labels of an exchange made by NewRequest.
@@ -375,6 +445,7 @@ func (p *keyProbe) Value(key any) any {
 func (ex *exchange) finish() {
 	if ex.done.CompareAndSwap(false, true) {
 		ex.rec.Finish(nil)
+		ex.endWait()
 	}
 }
 
@@ -399,6 +470,7 @@ func (ex *exchange) fail(err error, cause *timeoutCause) error {
 	}
 	if ex.done.CompareAndSwap(false, true) {
 		ex.rec.Finish(err)
+		ex.endWait()
 	}
 	return err
 }

@@ -291,10 +291,12 @@ func (s *Scorer) classWeight(class string, status int) (string, float64) {
 	return class, 1
 }
 
-// Observe records one finished exchange. Samples without an upstream label and cancelled
-// exchanges are ignored.
+// Observe records one finished exchange. Samples without an upstream label, cancelled
+// exchanges and those that never had a connection because the transport's cap on
+// connections was reached (they never reached the upstream; the requests holding the
+// connections report how it answers) are ignored.
 func (s *Scorer) Observe(smp netobs.Sample) {
-	if smp.Upstream == "" || smp.ErrClass == netobs.ClassCanceled {
+	if smp.Upstream == "" || smp.ErrClass == netobs.ClassCanceled || smp.ErrClass == netobs.ClassConnCap {
 		return
 	}
 	class, fw := s.classWeight(smp.ErrClass, smp.Status)

@@ -104,6 +104,12 @@ func TestScorerStates(t *testing.T) {
 			{sample: smp(fail(upA, netobs.ClassCanceled))},
 			{sample: smp(fail(upA, netobs.ClassCanceled)), want: StateHealthy},
 		}},
+		{"waits cut by the cap on connections are ignored", warmup(
+			step{sample: smp(fail(upA, netobs.ClassConnCap))},
+			step{sample: smp(fail(upA, netobs.ClassConnCap))},
+			step{sample: smp(fail(upA, netobs.ClassConnCap))},
+			step{sample: smp(fail(upA, netobs.ClassConnCap)), want: StateHealthy},
+		)},
 		{"a success breaks a run of failures; the error rate degrades", warmup(
 			step{sample: smp(fail(upA, netobs.HTTPClass(503)))},
 			step{sample: smp(fail(upA, netobs.ClassTimeout))},

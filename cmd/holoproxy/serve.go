@@ -561,6 +561,7 @@ func upstreamClient(o serveOptions, obs *observability, creds *goproxy.Credentia
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream transport: %w", err)
 	}
+	obs.metrics.WatchConnWaits(t)
 	return &http.Client{Transport: creds.RoundTripper(userAgentTransport{rt: t, ua: userAgent()})}, t.CloseIdleConnections, nil
 }
 

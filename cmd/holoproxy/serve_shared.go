@@ -77,6 +77,9 @@ func openShared(ctx context.Context, o sharedOptions, nf upstreamFlags, disk *st
 	// bucket is not an upstream of the chain and must not move its health or heatmaps.
 	cfg := nf.transportConfig()
 	cfg.Resolver = obs.resolver
+	// No cap on connections: S3 takes many at once, and a request cut for want of one
+	// would count as the bucket failing and pause it for 10 s.
+	cfg.MaxConnsPerHost = 0
 	t, err := netobs.NewTransport(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("shared cache transport: %w", err)

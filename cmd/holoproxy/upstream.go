@@ -17,7 +17,8 @@ import (
 )
 
 // upstreamFlags are the flags that shape the connections to upstreams: the resolver
-// backend, extra trusted certificates and the timeout of each phase. A subcommand that
+// backend, extra trusted certificates, the timeout of each phase and the cap on
+// connections per upstream host. A subcommand that
 // talks to upstreams registers them with register and builds its transport from them.
 type upstreamFlags struct {
 	dns            string
@@ -26,7 +27,15 @@ type upstreamFlags struct {
 	tlsTimeout     time.Duration
 	firstByte      time.Duration
 	bodyIdle       time.Duration
+	maxConns       int
 }
+
+// defaultMaxConns is --upstream-max-conns's default: the keep-alive pool per upstream
+// (netobs's MaxIdleConnsPerHost), so that every connection the cap lets open can be kept
+// for reuse rather than closed and dialled again under load, four times serve's default
+// prefetch workers, and the cold misses of 32 go commands each fetching with the
+// GOMAXPROCS-way parallelism of a 2-core CI runner.
+const defaultMaxConns = 64
 
 // register adds the flags to f.
 func (u *upstreamFlags) register(f *pflag.FlagSet) {
@@ -36,12 +45,16 @@ func (u *upstreamFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&u.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
 	f.DurationVar(&u.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
 	f.DurationVar(&u.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
+	f.IntVar(&u.maxConns, "upstream-max-conns", defaultMaxConns, "cap on the connections to each upstream host (dialling, in use and idle); a request that finds it reached waits for a connection at most --connect-timeout; 0 means no cap")
 }
 
 // check returns a usage error for a flag value that cannot work.
 func (u *upstreamFlags) check(cmd *cobra.Command) error {
 	if err := checkPositive(cmd, "connect-timeout", "tls-timeout", "first-byte-timeout", "body-idle-timeout"); err != nil {
 		return err
+	}
+	if u.maxConns < 0 {
+		return usagef("--upstream-max-conns must be 0 (no cap) or more, not %d", u.maxConns)
 	}
 	if _, err := netobs.ParseBackend(u.dns, netobs.BackendOptions{}); err != nil {
 		return usagef("--dns %q: %v", u.dns, err)
@@ -104,6 +117,7 @@ func (u *upstreamFlags) transportConfig() netobs.TransportConfig {
 		TLSTimeout:       u.tlsTimeout,
 		FirstByteTimeout: u.firstByte,
 		BodyIdleTimeout:  u.bodyIdle,
+		MaxConnsPerHost:  u.maxConns,
 	}
 }
 

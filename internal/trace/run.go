@@ -30,7 +30,8 @@ type Setup struct {
 	// DNS is the resolver backend (the --dns forms); empty means "system".
 	DNS string
 	// Fresh gives every repetition and every chain entry a transport of its own with no TLS
-	// session cache and no DNS cache: how a series of short-lived go processes behaves.
+	// session cache, no DNS cache and no cap on connections per host: how a series of
+	// short-lived go processes behaves.
 	// Otherwise one shared transport and DNS cache serve the whole Run, as in `serve`.
 	Fresh bool
 	// Only, when set, runs against that single proxy of the list instead of the chain.
@@ -252,6 +253,7 @@ func newTransport(opt Options, s Setup, col *collector) (*netobs.Transport, erro
 		}
 		tlsConf.ClientSessionCache = noSessionCache{}
 		cfg.TLSConfig = tlsConf
+		cfg.MaxConnsPerHost = 0 // the go command's client has no cap on connections
 	}
 	cfg.Resolver = res
 	cfg.Sink = col

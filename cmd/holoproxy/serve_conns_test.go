@@ -17,8 +17,10 @@ import (
 
 // connsOrigin is a GOPROXY origin on loopback that answers the .info of any module at
 // v1.0.0 (after holding the request until release when the module's name starts with
-// "stall"), 404 for the rest, and counts the connections its listener accepted.
+// "stall"; with noStall, 404 for those), 404 for the rest, and counts the connections its
+// listener accepted.
 type connsOrigin struct {
+	noStall  bool
 	url      string
 	accepted atomic.Int64
 	entered  chan string // the path of each request that reached the handler
@@ -28,13 +30,13 @@ type connsOrigin struct {
 
 func (o *connsOrigin) release() { o.once.Do(func() { close(o.stop) }) }
 
-func startConnsOrigin(t *testing.T) *connsOrigin {
+func startConnsOrigin(t *testing.T, noStall bool) *connsOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &connsOrigin{url: "http://" + ln.Addr().String(), entered: make(chan string, 1000), stop: make(chan struct{})}
+	o := &connsOrigin{noStall: noStall, url: "http://" + ln.Addr().String(), entered: make(chan string, 1000), stop: make(chan struct{})}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.entered <- r.URL.Path
 		if !strings.HasSuffix(r.URL.Path, "/@v/v1.0.0.info") {
@@ -42,6 +44,10 @@ func startConnsOrigin(t *testing.T) *connsOrigin {
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/example.test/stall") {
+			if o.noStall {
+				http.NotFound(w, r)
+				return
+			}
 			select {
 			case <-o.stop:
 			case <-r.Context().Done():
@@ -146,7 +152,7 @@ func getBody(t *testing.T, c *http.Client, url string) (int, string, error) {
 // request is answered.
 func TestServeUpstreamMaxConns(t *testing.T) {
 	const maxConns, misses = 4, 64
-	o := startConnsOrigin(t)
+	o := startConnsOrigin(t, false)
 	base := startServe(t, o.url, map[string]string{"HOLOPROXY_UPSTREAM_MAX_CONNS": fmt.Sprint(maxConns)})
 	c := &http.Client{Timeout: time.Minute}
 	var wg sync.WaitGroup
@@ -172,7 +178,7 @@ func TestServeUpstreamMaxConns(t *testing.T) {
 // of waiting as long as the client does; /metrics counts them (class conn_cap) and has
 // the waiters gauge. The held requests are answered when the origin goes on.
 func TestServeUpstreamMaxConnsWaitBounded(t *testing.T) {
-	o := startConnsOrigin(t)
+	o := startConnsOrigin(t, false)
 	base := startServe(t, o.url, nil, "--upstream-max-conns=2", "--connect-timeout=300ms", "--first-byte-timeout=5m")
 	c := &http.Client{Timeout: time.Minute}
 	held := make(chan error, 2)
@@ -261,5 +267,45 @@ func TestUpstreamMaxConnsFlag(t *testing.T) {
 		if n := strings.Count(strings.TrimSpace(errb.String()), "\n"); n != 0 {
 			t.Errorf("%v: usage error spans %d lines; want one", tc.args, n+1)
 		}
+	}
+}
+
+// Hedging still works for a request waiting at the cap: with upstream A's only connection
+// held by a request it stalls on, a miss queued for A's connection (for longer than the
+// client waits) is hedged to B, the next proxy of the '|' run, and answered from there.
+func TestServeUpstreamMaxConnsHedged(t *testing.T) {
+	a, b := startConnsOrigin(t, false), startConnsOrigin(t, true)
+	base := startServe(t, a.url+"|"+b.url, nil, "--upstream-max-conns=1", "--connect-timeout=5m",
+		"--first-byte-timeout=5m", "--hedge-min=20ms", "--hedge-max=100ms", "--hedge-share=1")
+	c := &http.Client{Timeout: time.Minute}
+	held := make(chan error, 1)
+	go func() {
+		code, _, err := getBody(t, c, base+"/example.test/stall0/@v/v1.0.0.info")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		held <- err
+	}()
+	select {
+	case <-a.entered:
+	case <-time.After(time.Minute):
+		t.Fatal("the stalled request never reached upstream A")
+	}
+	resp, err := c.Get(base + "/example.test/m1/@v/v1.0.0.info")
+	if err != nil {
+		t.Fatalf("the miss waiting for A's connection: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Holoproxy-Upstream") != b.url {
+		t.Errorf("the miss waiting for A's connection: %d from %q, %q; want 200 from %s", resp.StatusCode,
+			resp.Header.Get("X-Holoproxy-Upstream"), body, b.url)
+	}
+	a.release()
+	if err := <-held; err != nil {
+		t.Errorf("the request holding A's connection: %v", err)
+	}
+	if n := a.accepted.Load(); n != 1 {
+		t.Errorf("upstream A accepted %d connections; the cap is 1", n)
 	}
 }

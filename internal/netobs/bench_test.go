@@ -26,6 +26,7 @@ type benchSetup struct {
 	floor  *http.Client // floorTransport over a transport configured like plain
 	nosink *http.Client // netobs without a Sink
 	obs    *http.Client // netobs with Metrics as its Sink, as holoproxy runs it
+	capped *http.Client // the same with a cap on connections per host, as serve runs it by default
 }
 
 // newBenchSetup starts a loopback origin, HTTP/1.1 over TCP or HTTP/2 over TLS when h2 is
@@ -57,8 +58,8 @@ func newBenchSetup(b *testing.B, h2, sameTimeouts bool) *benchSetup {
 		b.Cleanup(t.CloseIdleConnections)
 		return t
 	}
-	netobsTransport := func(sink Sink) *Transport {
-		cfg := TransportConfig{Sink: sink}
+	netobsTransport := func(sink Sink, maxConns int) *Transport {
+		cfg := TransportConfig{Sink: sink, MaxConnsPerHost: maxConns}
 		if roots != nil {
 			cfg.TLSConfig = roots.Clone()
 		}
@@ -78,8 +79,9 @@ func newBenchSetup(b *testing.B, h2, sameTimeouts bool) *benchSetup {
 		plain:  &http.Client{Transport: httpTransport()},
 		plain2: &http.Client{Transport: httpTransport()},
 		floor:  &http.Client{Transport: &floorTransport{rt: httpTransport()}},
-		nosink: netobsTransport(nil).Client(),
-		obs:    netobsTransport(m).Client(),
+		nosink: netobsTransport(nil, 0).Client(),
+		obs:    netobsTransport(m, 0).Client(),
+		capped: netobsTransport(m, 64).Client(),
 	}
 }
 
@@ -143,7 +145,7 @@ func BenchmarkRequest(b *testing.B) {
 	}
 }
 
-// BenchmarkOverhead makes one request through each of six clients in every iteration,
+// BenchmarkOverhead makes one request through each of seven clients in every iteration,
 // in an order that rotates (and reverses every other round) so that each client takes
 // each place equally often and all see the same machine load, and reports the median
 // duration per request of each and its ratio to the plain one; 1.05 is 5 % overhead.
@@ -156,7 +158,10 @@ func BenchmarkRequest(b *testing.B) {
 // recording through httptrace and a body wrapper costs; a second plain client ("aa-ratio",
 // 1 but for noise: its spread over runs is the resolution of the others); and netobs with
 // Metrics again, sent requests made by http.NewRequestWithContext under WithLabels, which
-// the Transport copies ("copied-ratio"). The plain clients' requests carry no Labels: a
+// the Transport copies ("copied-ratio"); and netobs with Metrics and a cap of 64
+// connections per host, as serve runs it by default ("capped-ratio": each request's own
+// context and its passage through the connection wait list). The plain clients' requests
+// carry no Labels: a
 // caller without netobs has none. netobs's are made by NewRequest, as goproxy.Client does.
 //
 // Sub-benchmarks: h1 (HTTP/1.1 over TCP) and h2 (HTTP/2 over TLS), each against a default
@@ -172,8 +177,8 @@ func BenchmarkOverhead(b *testing.B) {
 	} {
 		b.Run(proto.name, func(b *testing.B) {
 			s := newBenchSetup(b, proto.h2, proto.same)
-			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor, s.plain2, s.obs}
-			modes := []reqMode{plainReq, netobsReq, netobsReq, plainReq, plainReq, copiedReq}
+			clients := []*http.Client{s.plain, s.obs, s.nosink, s.floor, s.plain2, s.obs, s.capped}
+			modes := []reqMode{plainReq, netobsReq, netobsReq, plainReq, plainReq, copiedReq, netobsReq}
 			n := len(clients)
 			times := make([][]time.Duration, n)
 			for i, c := range clients {
@@ -206,6 +211,7 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(ratio(3), "floor-ratio")
 			b.ReportMetric(ratio(4), "aa-ratio")
 			b.ReportMetric(ratio(5), "copied-ratio")
+			b.ReportMetric(ratio(6), "capped-ratio")
 		})
 	}
 }
@@ -265,11 +271,15 @@ func (b *floorBody) Close() error {
 }
 
 // fakeRoundTripper answers at once, as a kept-alive connection to a fast origin would look
-// to the hooks: reused connection, request written, first byte, a 14-byte body.
+// to the hooks: connection asked for and reused, request written, first byte, a 14-byte
+// body.
 type fakeRoundTripper struct{ conn net.Conn }
 
 func (f *fakeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tr := httptrace.ContextClientTrace(req.Context()); tr != nil {
+		if tr.GetConn != nil {
+			tr.GetConn(req.URL.Host)
+		}
 		if tr.GotConn != nil {
 			tr.GotConn(httptrace.GotConnInfo{Conn: f.conn, Reused: true, WasIdle: true, IdleTime: time.Millisecond})
 		}
@@ -290,6 +300,8 @@ func (f *fakeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) 
 // RoundTripper that answers at once (firing the hooks a reused connection fires), with
 // Metrics as its Sink, against that RoundTripper alone, in the same run. No network, so
 // the figure is what the recording adds to every upstream request, in ns and allocations.
+// netobs-capped is the same Transport with a cap on connections per host (as serve runs
+// it by default): each request's own context and its passage through the wait list.
 //
 //	go test -run '^$' -bench OwnCost -benchmem -count 5 ./internal/netobs/
 func BenchmarkOwnCost(b *testing.B) {
@@ -305,6 +317,11 @@ func BenchmarkOwnCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	t.next = fake
+	capped, err := NewTransport(TransportConfig{Sink: m, MaxConnsPerHost: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	capped.next = fake
 	run := func(b *testing.B, rt http.RoundTripper) {
 		req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/example.test/mod/@v/list", nil)
 		if err != nil {
@@ -324,4 +341,5 @@ func BenchmarkOwnCost(b *testing.B) {
 	}
 	b.Run("fake", func(b *testing.B) { run(b, fake) })
 	b.Run("netobs", func(b *testing.B) { run(b, t) })
+	b.Run("netobs-capped", func(b *testing.B) { run(b, capped) })
 }

@@ -265,9 +265,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex.rec.init(req, t.cfg.Sink)
 	ex.rec.dials = &t.dials
 	ex.trace = httptrace.ClientTrace{
-		GotConn:              ex.rec.GotConn,
 		WroteRequest:         ex.rec.WroteRequest,
 		GotFirstResponseByte: ex.rec.GotFirstResponseByte,
+	}
+	if t.waits == nil {
+		ex.trace.GotConn = ex.rec.GotConn // waitFor sets the hooks of a capped Transport
 	}
 	if req.Context() != &ex.ctx {
 		parent := req.Context()

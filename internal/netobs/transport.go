@@ -47,12 +47,12 @@ type TransportConfig struct {
 	IdleConnTimeout time.Duration
 	// MaxConnsPerHost caps the connections to each upstream host, counting those being
 	// dialled, in use and idle (http.Transport.MaxConnsPerHost; plain http upstreams
-	// behind an http:// forward proxy share the proxy's). A request that finds the cap
-	// reached and no idle connection waits for one, and that wait counts against
-	// ConnectTimeout: a request that has no connection, nor a dial started for it, after
-	// ConnectTimeout fails with an *Error of class ClassConnCap (ErrConnCap). HTTP/2
-	// requests share a connection and rarely wait. Zero means no cap; it must not be
-	// negative.
+	// behind an http:// or https:// forward proxy share the proxy's). A request that
+	// finds the cap reached and no idle connection waits for one, and that wait counts
+	// against ConnectTimeout: a request that has no connection, nor a dial started for
+	// it, after ConnectTimeout fails with an *Error of class ClassConnCap (ErrConnCap).
+	// HTTP/2 requests share a connection and rarely wait. Zero means no cap; it must not
+	// be negative.
 	MaxConnsPerHost int
 
 	// Proxy chooses a forward proxy for each upstream: http://, https:// (TLS to the

@@ -38,10 +38,14 @@ type connWatch struct {
 // connWaiter is a request of a capped Transport: its cancel function, and its place on
 // the watch's list while it waits for a connection.
 type connWaiter struct {
-	watch    *connWatch
-	cancel   context.CancelCauseFunc // cancels the request's own context
-	upstream string                  // the Sample's upstream (or host), for the gauge
-	host     string                  // host:port, for the error
+	watch *connWatch
+	// ctx is the request's own context, under the caller's, which cancel cancels; the
+	// exchange's context answers as ctx while on is set (see exchangeContext).
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	on       atomic.Bool
+	upstream string // the Sample's upstream (or host), for the gauge
+	host     string // host:port, for the error
 
 	since      atomic.Int64 // the watch's tick when the wait began
 	listed     atomic.Bool  // on the watch's list; set and cleared under the watch's lock

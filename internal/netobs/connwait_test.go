@@ -306,3 +306,46 @@ func TestConnCapNegative(t *testing.T) {
 		t.Fatalf("NewTransport with MaxConnsPerHost -1: %v", err)
 	}
 }
+
+// A capped Transport cancels only the context it gives a request, never the caller's: a
+// request of NewRequest sent again after its first exchange ended (GOAUTH's retry after a
+// 401, a redirect) still goes out, and its context is not done after an exchange.
+func TestConnCapRequestSentAgain(t *testing.T) {
+	var n atomic.Int64
+	o := startOrigin(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	tr, err := NewTransport(TransportConfig{MaxConnsPerHost: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := NewRequest(ctx, http.MethodGet, "http://127.0.0.1:"+o.port+"/x", nil, Labels{Upstream: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusOK} {
+		send := req // first as made, then again as a copy, as GOAUTH's retry sends it
+		if i > 0 {
+			send = req.Clone(req.Context())
+		}
+		resp, err := tr.RoundTrip(send)
+		if err != nil {
+			t.Fatalf("send %d: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("send %d: status %d, want %d", i+1, resp.StatusCode, want)
+		}
+		if err := req.Context().Err(); err != nil {
+			t.Errorf("after send %d the request's context is done: %v", i+1, err)
+		}
+	}
+}

@@ -272,14 +272,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ex.trace.GotConn = ex.rec.GotConn // waitFor sets the hooks of a capped Transport
 	}
 	if req.Context() != &ex.ctx {
-		parent := req.Context()
 		if t.waits != nil {
-			parent = ex.waitFor(t.waits, parent)
+			ex.waitFor(t.waits, req.Context())
 		}
-		req = req.WithContext(ex.context(parent))
+		req = req.WithContext(ex.context(req.Context()))
 	} else if t.waits != nil {
-		// The request is not sent yet: its context may still change what it wraps.
-		ex.ctx.Context = ex.waitFor(t.waits, ex.ctx.Context)
+		ex.waitFor(t.waits, ex.ctx.Context)
 	}
 	next := t.next
 	if t.viaProxyFor(req) {
@@ -346,13 +344,15 @@ type exchange struct {
 	prepared bool
 }
 
-// waitFor readies the exchange for a capped Transport (see connWatch): it returns a
-// cancellable context under parent for the request, and sets the hooks that put the
-// request on cw's list while it waits for a connection.
-func (ex *exchange) waitFor(cw *connWatch, parent context.Context) context.Context {
+// waitFor readies the exchange for a capped Transport (see connWatch): the request runs
+// under a cancellable context of its own under parent (the caller's), and the hooks put
+// it on cw's list while it waits for a connection. The exchange's context is that
+// context's until the exchange ends, then the caller's again (see exchangeContext).
+func (ex *exchange) waitFor(cw *connWatch, parent context.Context) {
 	ctx, cancel := context.WithCancelCause(parent)
 	w := &ex.wait
-	w.watch, w.cancel, w.host = cw, cancel, ex.rec.host
+	w.ctx, w.watch, w.cancel, w.host = ctx, cw, cancel, ex.rec.host
+	w.on.Store(true)
 	w.upstream = ex.rec.upstream
 	if w.upstream == "" {
 		w.upstream = ex.rec.host
@@ -360,7 +360,6 @@ func (ex *exchange) waitFor(cw *connWatch, parent context.Context) context.Conte
 	ex.rec.waiter = w
 	ex.trace.GetConn = w.getConn
 	ex.trace.GotConn = ex.gotConn
-	return ctx
 }
 
 // gotConn is the GotConn hook of a capped Transport: the wait is over.
@@ -371,9 +370,12 @@ func (ex *exchange) gotConn(info httptrace.GotConnInfo) {
 
 // endWait releases the request's own context of a capped Transport, once the exchange
 // ended: net/http has put an HTTP/1 connection back in its pool before the body reports
-// its end (it holds the reader at EOF until then), so this never costs a connection.
+// its end (it holds the reader at EOF until then), so this never costs a connection. The
+// request's context is the caller's again, so that the request can be sent once more
+// (GOAUTH's retry after a 401, a redirect).
 func (ex *exchange) endWait() {
 	if ex.wait.cancel != nil {
+		ex.wait.on.Store(false)
 		ex.wait.done()
 		ex.wait.cancel(context.Canceled)
 	}
@@ -388,7 +390,11 @@ func (ex *exchange) labels() Labels {
 // Dialer) and the ClientTrace (for net/http).
 func (ex *exchange) context(parent context.Context) context.Context {
 	if clientTraceKey == nil || httptrace.ContextClientTrace(parent) != nil {
-		// The caller traces too: WithClientTrace composes both traces.
+		// The caller traces too: WithClientTrace composes both traces. The request is
+		// a copy, so that it may carry the capped Transport's context for good.
+		if ex.wait.on.Load() {
+			parent = ex.wait.ctx
+		}
 		return httptrace.WithClientTrace(WithRecorder(parent, &ex.rec), &ex.trace)
 	}
 	ex.ctx = exchangeContext{Context: parent, ex: ex}
@@ -399,9 +405,32 @@ func (ex *exchange) context(parent context.Context) context.Context {
 // a request of NewRequest), as context.WithValue layers would, without allocating them: it
 // is part of the exchange. Every request pays for each allocation on its path
 // (docs/benchmarks.md).
+//
+// Under a capped Transport it is, while the exchange runs, the request's own cancellable
+// context (connWaiter.ctx, under the caller's): its Done, Err and the context package's
+// own key answer as that context, so that net/http's per-request context is its child
+// and a wait for a connection can be cut. Once the exchange ends it answers as the
+// caller's context again: a request of NewRequest is the caller's, who may send it once
+// more, and the cancelled context of an exchange that ended must not end the next.
 type exchangeContext struct {
 	context.Context
 	ex *exchange
+}
+
+// Done implements context.Context.
+func (c *exchangeContext) Done() <-chan struct{} {
+	if w := &c.ex.wait; w.on.Load() {
+		return w.ctx.Done()
+	}
+	return c.Context.Done()
+}
+
+// Err implements context.Context.
+func (c *exchangeContext) Err() error {
+	if w := &c.ex.wait; w.on.Load() {
+		return w.ctx.Err()
+	}
+	return c.Context.Err()
 }
 
 func (c *exchangeContext) Value(key any) any {
@@ -418,6 +447,9 @@ func (c *exchangeContext) Value(key any) any {
 		if c.ex.prepared {
 			return c.ex.labels()
 		}
+	}
+	if w := &c.ex.wait; w.on.Load() {
+		return w.ctx.Value(key) // the same values, and the context package's own key
 	}
 	return c.Context.Value(key)
 }

@@ -87,8 +87,8 @@ type Transport struct {
 }
 
 // NewTransport builds the Transport. It fails only when MaxConnsPerHost is negative or
-// CAFile cannot be used. A DoH
-// backend of cfg.Resolver without a client of its own is given the Transport's client.
+// CAFile cannot be used. A DoH backend of cfg.Resolver without a client of its own is
+// given the Transport's client.
 func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if cfg.MaxConnsPerHost < 0 {
 		return nil, fmt.Errorf("netobs: MaxConnsPerHost is %d: a cap on connections cannot be negative", cfg.MaxConnsPerHost)

@@ -30,12 +30,12 @@ type upstreamFlags struct {
 	maxConns       int
 }
 
-// defaultMaxConns is --upstream-max-conns's default: the keep-alive pool per upstream
-// (netobs's MaxIdleConnsPerHost), so that every connection the cap lets open can be kept
-// for reuse rather than closed and dialled again under load, four times serve's default
-// prefetch workers, and the cold misses of 32 go commands each fetching with the
-// GOMAXPROCS-way parallelism of a 2-core CI runner.
-const defaultMaxConns = 64
+// defaultMaxConns is --upstream-max-conns's default: no cap. A cap is for an upstream that
+// must be protected (a company proxy that rate-limits), chosen for it: under a cap a
+// request beyond it waits for a connection, and fails after --connect-timeout, a .mod
+// behind the zips of a slow HTTP/1 upstream included; and bounding that wait costs every
+// request about a microsecond (docs/benchmarks.md), which a loopback upstream notices.
+const defaultMaxConns = 0
 
 // register adds the flags to f.
 func (u *upstreamFlags) register(f *pflag.FlagSet) {
@@ -45,7 +45,7 @@ func (u *upstreamFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&u.tlsTimeout, "tls-timeout", 5*time.Second, "upstream TLS handshake timeout")
 	f.DurationVar(&u.firstByte, "first-byte-timeout", 30*time.Second, "upstream wait from request sent to first response byte")
 	f.DurationVar(&u.bodyIdle, "body-idle-timeout", 30*time.Second, "upstream response body cut after this long without a byte")
-	f.IntVar(&u.maxConns, "upstream-max-conns", defaultMaxConns, "cap on the connections to each upstream host (dialling, in use and idle); a request that finds it reached waits for a connection at most --connect-timeout; 0 means no cap")
+	f.IntVar(&u.maxConns, "upstream-max-conns", defaultMaxConns, "cap on the connections to each upstream host (dialling, in use and idle); a request that finds it reached waits for a connection at most --connect-timeout; 0 means no cap (e.g. 64 for a company proxy that rate-limits)")
 }
 
 // check returns a usage error for a flag value that cannot work.

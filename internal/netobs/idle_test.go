@@ -39,8 +39,8 @@ func TestIdleWatch(t *testing.T) {
 	}
 	w.unwatch(ended)
 	w.unwatch(ended)
-	if n := listLen(w); n != 1 || ended.listed.Load() {
-		t.Fatalf("after unwatch: list has %d, ended body listed %v; want 1, false", n, ended.listed.Load())
+	if n := listLen(w); n != 1 || ended.listed() {
+		t.Fatalf("after unwatch: list has %d, ended body listed %v; want 1, false", n, ended.listed())
 	}
 	deadline := time.Now().Add(time.Minute) // a bound on waiting, not an expectation
 	for stalledRC.closed.Load() == 0 || w.isRunning() {
@@ -49,8 +49,8 @@ func TestIdleWatch(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if !stalled.cut.Load() || stalled.listed.Load() || listLen(w) != 0 {
-		t.Errorf("stalled body: cut %v, listed %v, list length %d; want true, false, 0", stalled.cut.Load(), stalled.listed.Load(), listLen(w))
+	if !stalled.cut.Load() || stalled.listed() || listLen(w) != 0 {
+		t.Errorf("stalled body: cut %v, listed %v, list length %d; want true, false, 0", stalled.cut.Load(), stalled.listed(), listLen(w))
 	}
 	if endedRC.closed.Load() != 0 {
 		t.Error("the watch closed a body that had ended")
@@ -116,9 +116,9 @@ func TestIdleWatchLateStop(t *testing.T) {
 		w.mu.Lock() // the check of a tick that fires now waits here
 		w.timer.Reset(time.Nanosecond)
 		time.Sleep(10 * time.Millisecond) // the timer fires; its check blocks on mu
-		w.remove(a)                       // the last body ends: Stop comes too late
+		w.remove(&a.tickEntry)            // the last body ends: Stop comes too late
 		late := w.stale == 1
-		w.add(a) // and a new one is watched before the check runs
+		w.add(a, &a.tickEntry) // and a new one is watched before the check runs
 		w.mu.Unlock()
 		if late {
 			break

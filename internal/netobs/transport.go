@@ -538,14 +538,12 @@ func (ex *exchange) phase() Phase {
 // closed by the watch when it stalls, and finishes the Sample at the end of the body,
 // where httptrace has no hook.
 type body struct {
-	ex       *exchange
-	rc       io.ReadCloser
-	watch    *idleWatch
-	lastTick atomic.Int64 // the watch's tick of the last byte
-	cut      atomic.Bool  // the idle watch closed the body
+	ex    *exchange
+	rc    io.ReadCloser
+	watch *idleWatch
+	cut   atomic.Bool // the idle watch closed the body
 
-	listed     atomic.Bool // on the watch's list; set and cleared under the watch's lock
-	next, prev *body       // the watch's list; guarded by its lock
+	tickEntry[body] // on the idle watch's list until the body ends; stamped by every Read
 }
 
 func (b *body) expire() {

@@ -3,7 +3,6 @@ package netobs
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,19 +19,13 @@ import (
 // on the watch's list from net/http's GetConn until it has a connection (GotConn) or a
 // dial starts for it (from then on the DNS, connect and TLS timeouts bound it). A request
 // still on the list after the connect timeout is cancelled with an *Error of class
-// ClassConnCap. As with idleWatch, one goroutine per Transport checks the list each tick,
-// and runs only while the list is not empty; the list is linked through the waiters, so
-// listing and unlisting allocate nothing.
+// ClassConnCap. The list is a tickWatch, as idleWatch's is: its timer is set only while
+// some request waits, and the done that empties the list stops it, so between requests
+// nothing of the watch runs or is pending.
 type connWatch struct {
-	limit   time.Duration // the longest wait: the connect timeout
-	tick    time.Duration // check period: limit/8, at least 5ms
-	maxConn int           // the cap, for the error message
+	tickWatch[connWaiter] // its limit is the longest wait: the connect timeout
 
-	now atomic.Int64 // ticks counted so far; waiters stamp their GetConn with it
-
-	mu      sync.Mutex
-	head    *connWaiter // guarded by mu; the waiters, linked by connWaiter.next and prev
-	running bool        // guarded by mu; a loop goroutine is running
+	maxConn int // the cap, for the error message
 }
 
 // connWaiter is a request of a capped Transport: its cancel function, and its place on
@@ -47,106 +40,29 @@ type connWaiter struct {
 	upstream string // the Sample's upstream (or host), for the gauge
 	host     string // host:port, for the error
 
-	since      atomic.Int64 // the watch's tick when the wait began
-	listed     atomic.Bool  // on the watch's list; set and cleared under the watch's lock
-	next, prev *connWaiter  // the watch's list; guarded by its lock
+	tickEntry[connWaiter] // on the watch's list while waiting; stamped at GetConn
 }
 
 func newConnWatch(limit time.Duration, maxConn int) *connWatch {
-	return &connWatch{limit: limit, tick: max(limit/8, 5*time.Millisecond), maxConn: maxConn}
+	cw := &connWatch{maxConn: maxConn}
+	cw.init(limit, func(w *connWaiter) { w.cancel(cw.capError(w.host)) })
+	return cw
 }
 
 // getConn is the GetConn hook: the request starts waiting for a connection. A retry of the
 // request on another connection starts a new wait.
-func (w *connWaiter) getConn(string) {
-	cw := w.watch
-	w.since.Store(cw.now.Load())
-	cw.mu.Lock()
-	if !w.listed.Load() {
-		w.next, w.prev = cw.head, nil
-		if cw.head != nil {
-			cw.head.prev = w
-		}
-		cw.head = w
-		w.listed.Store(true)
-	}
-	start := !cw.running
-	cw.running = true
-	cw.mu.Unlock()
-	if start {
-		go cw.loop()
-	}
-}
+func (w *connWaiter) getConn(string) { w.watch.list(w, &w.tickEntry) }
 
 // done ends the wait: the request has a connection, a dial started for it, or it ended.
 // It may be called more than once.
-func (w *connWaiter) done() {
-	if !w.listed.Load() {
-		return
-	}
-	cw := w.watch
-	cw.mu.Lock()
-	cw.unlink(w)
-	cw.mu.Unlock()
-}
-
-// unlink takes w off the list if it is on it. cw.mu must be held.
-func (cw *connWatch) unlink(w *connWaiter) {
-	if !w.listed.Load() {
-		return
-	}
-	if w.prev != nil {
-		w.prev.next = w.next
-	} else {
-		cw.head = w.next
-	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	}
-	w.next, w.prev = nil, nil
-	w.listed.Store(false)
-}
+func (w *connWaiter) done() { w.watch.unlist(&w.tickEntry) }
 
 // waiting returns how many requests wait for a connection now, by upstream.
 func (cw *connWatch) waiting(into map[string]int) {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	for w := cw.head; w != nil; w = w.next {
-		into[w.upstream]++
-	}
-}
-
-func (cw *connWatch) loop() {
-	t := time.NewTicker(cw.tick)
-	defer t.Stop()
-	// A request is cut once it has waited more than limit whole ticks: between limit and
-	// limit plus one tick after its GetConn.
-	limit := int64((cw.limit + cw.tick - 1) / cw.tick)
-	var expired []*connWaiter
-	for range t.C {
-		now := cw.now.Add(1)
-		cw.mu.Lock()
-		for w := cw.head; w != nil; {
-			next := w.next
-			if now-w.since.Load() > limit {
-				cw.unlink(w)
-				expired = append(expired, w)
-			}
-			w = next
-		}
-		stop := cw.head == nil
-		if stop {
-			cw.running = false
-		}
-		cw.mu.Unlock()
-		for i, w := range expired {
-			w.cancel(cw.capError(w.host))
-			expired[i] = nil
-		}
-		expired = expired[:0]
-		if stop {
-			return
-		}
+	for e := cw.head; e != nil; e = e.next {
+		into[e.self.Load().upstream]++
 	}
 }
 

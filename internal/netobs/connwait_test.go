@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 )
 
 // TestConnCapBoundsConnections sends many requests at once through a Transport with a cap
@@ -347,5 +348,70 @@ func TestConnCapRequestSentAgain(t *testing.T) {
 		if err := req.Context().Err(); err != nil {
 			t.Errorf("after send %d the request's context is done: %v", i+1, err)
 		}
+	}
+}
+
+// TestConnWatchStopsWhenEmpty: a request still waiting after the limit is cancelled with
+// ErrConnCap, and when the last request stops waiting the watch's timer is stopped at once,
+// not left to fire at its next tick (an eighth of the connect timeout), so a capped
+// Transport between requests has nothing running or pending.
+func TestConnWatchStopsWhenEmpty(t *testing.T) {
+	newWaiter := func(cw *connWatch) *connWaiter {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		t.Cleanup(func() { cancel(nil) })
+		return &connWaiter{watch: cw, ctx: ctx, cancel: cancel, upstream: "u", host: "h:443"}
+	}
+	armed := func(cw *connWatch) bool {
+		cw.mu.Lock()
+		defer cw.mu.Unlock()
+		return cw.armed
+	}
+
+	cw := newConnWatch(10*time.Millisecond, 1)
+	stuck := newWaiter(cw)
+	stuck.getConn("h:443")
+	select {
+	case <-stuck.ctx.Done():
+	case <-time.After(time.Minute): // a bound on waiting, not an expectation
+		t.Fatal("a request waiting past the limit was not cancelled")
+	}
+	if err := context.Cause(stuck.ctx); !errors.Is(err, ErrConnCap) {
+		t.Errorf("cause %v, want ErrConnCap", err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for armed(cw) {
+		if time.Now().After(deadline) {
+			t.Fatal("the timer is still set after the last waiter was cancelled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stuck.done() // as the exchange does when it fails
+
+	before := goleak.IgnoreCurrent()
+	cw = newConnWatch(time.Hour, 1) // a tick of 7.5 minutes: only done can stop it
+	a, b := newWaiter(cw), newWaiter(cw)
+	a.getConn("h:443")
+	b.getConn("h:443")
+	a.getConn("h:443") // a retry while listed: restamped, listed once
+	waiting := map[string]int{}
+	cw.waiting(waiting)
+	if waiting["u"] != 2 {
+		t.Errorf("waiting = %v, want 2 of u", waiting)
+	}
+	a.done()
+	a.done()
+	if !armed(cw) {
+		t.Fatal("the watch stopped with a request still waiting")
+	}
+	b.done()
+	if armed(cw) {
+		t.Error("the watch's timer is still set with no request waiting")
+	}
+	if cw.timer.Stop() {
+		t.Error("the timer was still pending with no request waiting")
+	}
+	goleak.VerifyNone(t, before)
+	if a.ctx.Err() != nil || b.ctx.Err() != nil {
+		t.Error("a request that got its connection in time was cancelled")
 	}
 }

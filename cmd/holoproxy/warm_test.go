@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 	lab.NoForwardProxies()   // serve, trace and warm honour HTTPS_PROXY
 	lab.NoInstanceMetadata() // --shared-cache looks for an instance role
 	// No goroutine may outlive the tests: every goroutine has an owner who stops it.
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// serve's fasthttp front: process-level goroutines (internal/server/main_test.go says why).
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	)
 }
 
 // warmFixture writes a module graph served by an origin on 127.0.0.1 and an app needing it.

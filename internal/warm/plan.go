@@ -60,7 +60,8 @@ func (p *Plan) Files() int {
 // LoadOptions tune Load.
 type LoadOptions struct {
 	// Toolchain adds the Go toolchain each go.mod or go.work asks for of a go command
-	// older than it: its toolchain line, or its go line's release when that is newer.
+	// older than it: its toolchain line, or its go line's release when that is newer (in
+	// a workspace, go.work's lines alone).
 	Toolchain bool
 	// GOOS and GOARCH select the toolchain build; empty means the running program's.
 	GOOS, GOARCH string
@@ -154,12 +155,17 @@ func (b *planBuilder) addWork(file string, opt LoadOptions) error {
 			return err
 		}
 	}
+	// In a workspace the go command chooses its toolchain from go.work's lines alone (and
+	// refuses a module whose go line is newer than go.work's): the modules' own lines
+	// would only add toolchains the workspace never downloads.
+	modOpt := opt
+	modOpt.Toolchain = false
 	for _, u := range wf.Use {
 		p := u.Path
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		if err := b.addMod(filepath.Join(p, "go.mod"), opt); err != nil {
+		if err := b.addMod(filepath.Join(p, "go.mod"), modOpt); err != nil {
 			return err
 		}
 	}

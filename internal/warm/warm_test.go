@@ -156,6 +156,10 @@ func TestLoadPlan(t *testing.T) {
 			[]string{"x.test/m@v1.0.0 zip", "x.test/n@v2.0.0+incompatible mod", "x.test/old@v0.1.0 mod", "x.test/w@v1.2.3 zip"}, nil},
 		{"toolchain", []string{filepath.Join(dir, "a")}, LoadOptions{Toolchain: true, GOOS: "linux", GOARCH: "arm64"},
 			[]string{"golang.org/toolchain@v0.0.1-go1.22.3.linux-arm64 zip", "x.test/m@v1.0.0 zip", "x.test/old@v0.1.0 mod"}, nil},
+		// In a workspace, go.work's lines choose the toolchain ("go 1.22": go1.22.0), not
+		// module a's toolchain line.
+		{"toolchain of a workspace", []string{dir}, LoadOptions{Toolchain: true, GOOS: "linux", GOARCH: "arm64"},
+			[]string{"golang.org/toolchain@v0.0.1-go1.22.0.linux-arm64 zip", "x.test/m@v1.0.0 zip", "x.test/n@v2.0.0+incompatible mod", "x.test/old@v0.1.0 mod", "x.test/w@v1.2.3 zip"}, nil},
 		{"conflicting hashes", []string{filepath.Join(dir, "a"), filepath.Join(dir, "c")}, LoadOptions{}, nil, nil},
 		{"missing", []string{filepath.Join(dir, "nope")}, LoadOptions{}, nil, ErrUsage},
 		{"not a project file", []string{filepath.Join(dir, "a", "go.sum")}, LoadOptions{}, nil, ErrUsage},

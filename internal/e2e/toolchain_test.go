@@ -18,8 +18,9 @@ import (
 // run its bin/go. A toolchain zip is laid out as a Go distribution with its go.mod files
 // renamed _go.mod, which keeps it a valid module zip. The test's toolchain is a script that
 // says what it was asked. Through holoproxy serve the switch must work cold (holoproxy
-// verifying the zip before storing it) and, with a fresh module cache, from holoproxy's
-// cache alone.
+// verifying the zip before storing it) and, with a fresh module cache, offline: the
+// origin closed and the checksum database down, the zip and the database's answers come
+// from holoproxy's caches alone.
 func TestToolchainSwitchThroughHoloproxy(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("the test's toolchain is a shell script")
@@ -41,6 +42,13 @@ func TestToolchainSwitchThroughHoloproxy(t *testing.T) {
 	zipPath := "path=/golang.org/toolchain/@v/" + version + ".zip"
 
 	for _, pass := range []struct{ name, cache string }{{"cold", "miss"}, {"warm", "hit"}} {
+		if pass.name == "warm" {
+			// Offline from here: the origin and the checksum database are gone, and the
+			// go command, which checks a toolchain against the database whatever its
+			// go.sum says, is answered from holoproxy's caches alone.
+			org.Close()
+			db.SetDown(true)
+		}
 		g := newApp(t, "http://"+p.addr, nil, nil)
 		goMod := "module app.test/main\n\ngo " + strings.TrimPrefix(goVersion, "go") + "\n"
 		if err := os.WriteFile(filepath.Join(g.app, "go.mod"), []byte(goMod), 0o644); err != nil {

@@ -616,6 +616,15 @@ func (v *Verifier) writeState(kind, file string, data []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := writeFileAtomic(p, data); err != nil {
+		return fmt.Errorf("checksum state %s: %w", file, err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces the file at p with data, its directories made as needed:
+// temporary file in the same directory, fsync, rename, so no reader sees half of it.
+func writeFileAtomic(p string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
@@ -635,7 +644,7 @@ func (v *Verifier) writeState(kind, file string, data []byte) error {
 	}
 	if werr != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("checksum state %s: %w", file, werr)
+		return werr
 	}
 	return nil
 }

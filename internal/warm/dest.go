@@ -70,6 +70,11 @@ type StoreDest struct {
 	// does not require it: finding a zip without one, it re-hashes the zip and writes it.
 	// Writing it saves that second hash of every zip at the first build.
 	ZipHash bool
+	// SumDBDir, set for a module cache that takes new files, is where its go command keeps
+	// the checksum database's answers (checksum.GoCacheDir under it). A toolchain warmed
+	// with a Verifier gets the answers that vouch for it there: the go command checks a
+	// toolchain against the database every time, and offline it can only read them there.
+	SumDBDir string
 }
 
 // Close releases the destination: a store opened for writing removes its temporary
@@ -99,7 +104,11 @@ func NewModCacheDest(dir string, readOnly bool) (*StoreDest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StoreDest{Store: st, Name: "gomodcache " + dir, ZipHash: true}, nil
+	d := &StoreDest{Store: st, Name: "gomodcache " + dir, ZipHash: true}
+	if !readOnly {
+		d.SumDBDir = filepath.Join(dir, filepath.FromSlash(checksum.GoCacheDir))
+	}
+	return d, nil
 }
 
 func openStore(dir string, readOnly bool) (store.Store, error) {

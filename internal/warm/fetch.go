@@ -306,6 +306,23 @@ func (w *warmer) item(ctx context.Context, it Item) error {
 			w.progressFile(0) // filled by the push destinations themselves
 		}
 	}
+	return w.exportSumDB(ctx, it)
+}
+
+// exportSumDB writes, for a toolchain verified against the checksum database, the
+// database's answers that vouch for it into every module cache destination, whether the
+// zip was fetched now or found there (a cache warmed before this was done lacks them).
+func (w *warmer) exportSumDB(ctx context.Context, it Item) error {
+	if w.cfg.Verifier == nil || it.Mod.Path != ToolchainModule || !it.Zip {
+		return nil
+	}
+	for _, d := range w.cfg.Dests {
+		if sd, ok := d.(*StoreDest); ok && sd.SumDBDir != "" {
+			if err := w.cfg.Verifier.ExportGoCache(ctx, sd.SumDBDir, it.Mod); err != nil {
+				return fmt.Errorf("%s: %w", sd.Name, err)
+			}
+		}
+	}
 	return nil
 }
 
